@@ -1,0 +1,3 @@
+from ecg_dicom.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""The one typed configuration of ecg-dicom.
+
+Sources, lowest priority first:
+
+1. the embedded defaults below (``config/default.yaml`` is the same values,
+   written out for people to read and copy; a test keeps them equal);
+2. a site YAML file, given with ``--config FILE`` or ``ECG_DICOM_CONFIG``;
+3. environment variables ``ECG_DICOM_<SECTION>__<FIELD>``, for example
+   ``ECG_DICOM_DICOM__PORT=104`` or ``ECG_DICOM_MODEL__RUNTIME=onnx``.
+
+Invalid settings stop start-up with :class:`ConfigError`, whose message names
+each bad setting, the value found and what to do about it.  Nothing else in the
+package reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ecg_dicom.errors import ConfigError
+
+ENV_PREFIX = "ECG_DICOM_"
+CONFIG_ENV = "ECG_DICOM_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_ae_title(value: str) -> str:
+    """AE titles are 1-16 characters of the DICOM default repertoire, no backslash
+    (PS3.5 6.2, VR AE)."""
+    stripped = value.strip()
+    if not stripped or len(stripped) > 16 or "\\" in stripped or not stripped.isprintable():
+        raise ValueError(
+            f"{value!r} is not a valid AE title: use 1 to 16 printable characters, no backslash"
+        )
+    return stripped
+
+
+class AllowedCaller(_Section):
+    """One entry of the calling-AE allow-list.  ``ae_title`` "*" matches any AE
+    title; ``hosts`` (IP addresses) empty means any address."""
+
+    ae_title: str = "*"
+    hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, v: str) -> str:
+        return v if v == "*" else _check_ae_title(v)
+
+
+class DicomSettings(_Section):
+    ae_title: str = "ECGDICOM"
+    bind_address: str = "0.0.0.0"
+    port: int = Field(11112, ge=1, le=65535)
+    max_associations: int = Field(10, ge=1, le=1000)
+    #: Maximum PDU length we receive (bytes); 0 means unlimited.
+    max_pdu_size: int = Field(262144, ge=0)
+    acse_timeout: float = Field(30.0, gt=0)
+    dimse_timeout: float = Field(60.0, gt=0)
+    network_timeout: float = Field(60.0, gt=0)
+    #: Reject associations whose Called AE title is not ours.
+    require_called_ae_title: bool = False
+    #: Who may send.  The embedded default: any AE title, from this machine only.
+    allowed_callers: list[AllowedCaller] = Field(
+        default_factory=lambda: [AllowedCaller(ae_title="*", hosts=["127.0.0.1", "::1"])]
+    )
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, v: str) -> str:
+        return _check_ae_title(v)
+
+
+class HttpSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class StorageSettings(_Section):
+    #: Received instances and the job ledger live here.
+    spool_dir: Path = Path("var/spool")
+    #: SR/SC kept for audit or when no destination is known.
+    output_dir: Path = Path("var/outputs")
+    #: fsync every received file before acknowledging it (leave on in production).
+    fsync: bool = True
+    #: Refuse new instances (0xA700) when less than this many MB are free.
+    min_free_mb: int = Field(200, ge=0)
+
+
+class QueueSettings(_Section):
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    #: SQLite file of the embedded queue (default: inside the spool directory).
+    sqlite_path: Path | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Worker threads started by ``serve`` (0: none, run ``ecg-dicom worker`` apart).
+    workers: int = Field(1, ge=0, le=64)
+    #: Attempts of the processing pipeline before a job is failed.
+    max_attempts: int = Field(3, ge=1, le=100)
+
+
+class ModelSettings(_Section):
+    weights: Path = Path("weights/ecg-yolov8m.pt")
+    #: Expected SHA-256 of the weights; empty: use the ``.sha256`` file beside them.
+    sha256: str = ""
+    runtime: Literal["pytorch", "onnx", "openvino"] = "pytorch"
+    device: str = "auto"
+    imgsz: int = Field(640, ge=32, le=4096)
+    #: Boxes below this confidence are discarded.
+    conf: float = Field(0.05, ge=0.0, le=1.0)
+    #: Abnormal when the abnormal score is at least this (see detect.decide).
+    abnormal_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    threads: int = Field(0, ge=0, le=256)
+    #: Where derived runtime exports (ONNX, OpenVINO) are cached, keyed by checksum.
+    export_cache_dir: Path = Path("var/model-cache")
+    name: str = "ecg-dicom YOLOv8m"
+
+
+class Destination(_Section):
+    """A DICOM peer that receives results (C-STORE SCP)."""
+
+    ae_title: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, v: str) -> str:
+        return _check_ae_title(v)
+
+
+class DeliverySettings(_Section):
+    #: Results go back to the destination configured for the calling AE title.
+    destinations: dict[str, Destination] = Field(default_factory=dict)
+    #: ...and/or always to these.
+    fixed_destinations: list[Destination] = Field(default_factory=list)
+    #: Optional DICOMweb STOW-RS endpoint (e.g. http://pacs/dicom-web).
+    stow_url: str = ""
+    #: Keep a copy of every SR/SC in storage.output_dir for audit.
+    keep_outputs: bool = False
+    max_attempts: int = Field(8, ge=1, le=1000)
+    backoff_initial: float = Field(5.0, gt=0)
+    backoff_max: float = Field(600.0, gt=0)
+    timeout: float = Field(30.0, gt=0)
+    #: Our AE title when we act as SCU (default: dicom.ae_title).
+    calling_ae_title: str = ""
+
+
+class OutputSettings(_Section):
+    #: UID root of this installation for the SR/SC (PS3.5 9); replace with your own.
+    uid_root: str = "1.2.826.0.1.3680043.10.1234."
+    manufacturer: str = "ecg-dicom project"
+    institution_name: str = ""
+    series_number_sc: int = Field(9901, ge=1)
+    series_number_sr: int = Field(9902, ge=1)
+
+    @field_validator("uid_root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        digits = v.rstrip(".")
+        if not digits or len(v) > 40 or any(
+            not p.isdigit() or (len(p) > 1 and p[0] == "0") for p in digits.split(".")
+        ):
+            raise ValueError(
+                f"{v!r} is not a UID root: use dotted numbers ending in '.', at most 40 characters"
+            )
+        return digits + "."
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = True
+
+
+class Settings(BaseSettings):
+    """Everything ecg-dicom can be told.  See ``config/default.yaml``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.delivery.backoff_max < self.delivery.backoff_initial:
+            raise ValueError("delivery.backoff_max must be at least delivery.backoff_initial")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the site file (passed as init kwargs by load_settings).
+        return (env_settings, init_settings)
+
+    @property
+    def queue_path(self) -> Path:
+        return self.queue.sqlite_path or self.storage.spool_dir / "queue.sqlite3"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration for the start-up log, secrets masked."""
+        data = self.model_dump(mode="json")
+        url = data["queue"]["redis_url"]
+        if "@" in url:
+            data["queue"]["redis_url"] = url.split("://")[0] + "://***@" + url.split("@", 1)[1]
+        return data
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist: check --config / {CONFIG_ENV}")
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping of sections")
+    return loaded
+
+
+def _explain(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"])
+        env = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (found {value!r})"
+        hint = (
+            "remove it or check its spelling"
+            if err["type"] == "extra_forbidden"
+            else "fix it in the site YAML or the environment variable " + env
+        )
+        lines.append(f"  - {name}{shown}: {err['msg']}; {hint}")
+    return "\n".join(lines)
+
+
+def load_settings(config_file: Path | str | None = None) -> Settings:
+    """Build the settings from defaults, the site file and the environment.
+
+    The site file defaults to the path in ``ECG_DICOM_CONFIG`` when set.
+    """
+    path = config_file or os.environ.get(CONFIG_ENV) or None
+    site = _read_yaml(Path(path)) if path else {}
+    origin = f"defaults + {path} + environment" if path else "defaults + environment"
+    try:
+        return Settings(**site)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, origin)) from None
+
+
+def default_yaml() -> str:
+    """The embedded defaults as YAML (the content of ``config/default.yaml``)."""
+    return yaml.safe_dump(Settings().model_dump(mode="json"), sort_keys=False)

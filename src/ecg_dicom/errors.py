@@ -1,0 +1,90 @@
+"""One exception hierarchy for ecg-dicom, and one table from exception to DIMSE status.
+
+C-STORE statuses follow PS3.4 Annex B.2.3 (Storage Service Class, status codes)
+and PS3.7 Annex C.  Handlers never raise: they map what went wrong through
+:func:`store_status_for` and answer with that status.
+"""
+
+from __future__ import annotations
+
+# --- DIMSE status codes used by ecg-dicom (PS3.4 B.2.3, PS3.7 C) -------------
+SUCCESS = 0x0000
+#: Warning: coercion of data elements (unused: we never modify what we store).
+WARNING_COERCION = 0xB000
+#: Refused: out of resources (we could not store the bytes durably).
+OUT_OF_RESOURCES = 0xA700
+#: Error: data set does not match SOP class.
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+#: Error: cannot understand (the data set could not be parsed).
+CANNOT_UNDERSTAND = 0xC000
+#: Refused: SOP class not supported (PS3.7 C.5.20).
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+#: Failure: processing failure (PS3.7 C.4.1).
+PROCESSING_FAILURE = 0x0110
+
+
+class EcgDicomError(Exception):
+    """Base of every error ecg-dicom raises on purpose."""
+
+
+class ConfigError(EcgDicomError):
+    """The configuration is invalid; the message names the setting and the fix."""
+
+
+class StorageError(EcgDicomError):
+    """A received instance could not be stored durably (disk full, permissions)."""
+
+
+class DatasetMismatchError(EcgDicomError):
+    """The data set does not match its SOP class (e.g. an ECG without waveform)."""
+
+
+class UnreadableDatasetError(EcgDicomError):
+    """The bytes are not a parseable DICOM data set."""
+
+
+class InputError(EcgDicomError):
+    """An input could not be turned into a page: it names what is wrong."""
+
+
+class UnsupportedInputError(InputError):
+    """The input is of a kind ecg-dicom does not handle (SOP class, encoding)."""
+
+
+class ModelError(EcgDicomError):
+    """The model weights are missing, corrupt, or do not match their checksum."""
+
+
+class DeliveryError(EcgDicomError):
+    """Results could not be delivered.  ``transient`` says whether a retry can help."""
+
+    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+
+
+_STORE_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (StorageError, OUT_OF_RESOURCES),
+    (OSError, OUT_OF_RESOURCES),
+    (MemoryError, OUT_OF_RESOURCES),
+    (DatasetMismatchError, DATASET_DOES_NOT_MATCH_SOP_CLASS),
+    (UnreadableDatasetError, CANNOT_UNDERSTAND),
+)
+
+
+def store_status_for(exc: BaseException) -> int:
+    """The C-STORE status to answer for an exception raised while storing."""
+    for kind, status in _STORE_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return CANNOT_UNDERSTAND
+
+
+def is_transient_status(status: int) -> bool:
+    """Whether a C-STORE failure status from a peer is worth retrying.
+
+    0xA7xx (out of resources) is transient; 0xA9xx (data set does not match SOP
+    class), 0xCxxx (cannot understand) and 0x01xx refusals are permanent.
+    """
+    return (status & 0xFF00) == 0xA700
