@@ -1,0 +1,33 @@
+"""Prometheus metrics of the service (served on the HTTP port at ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECEIVED = Counter("ecgdicom_received_total", "C-STORE requests received", ["sop_class"])
+ACKNOWLEDGED = Counter(
+    "ecgdicom_acknowledged_total", "C-STORE responses sent, by status", ["status"]
+)
+ASSOCIATIONS_REJECTED = Counter(
+    "ecgdicom_associations_rejected_total", "Associations rejected by the allow-list"
+)
+QUEUED = Gauge("ecgdicom_queued", "Jobs received and not yet finished (from the ledger)")
+PROCESSED = Counter("ecgdicom_processed_total", "Jobs finished, by outcome", ["outcome"])
+FAILED = Counter("ecgdicom_failed_total", "Jobs failed, by stage", ["stage"])
+DELIVERY_RETRIES = Counter("ecgdicom_delivery_retries_total", "Delivery attempts scheduled again")
+STORE_SECONDS = Histogram(
+    "ecgdicom_store_seconds",
+    "Time from C-STORE request to response (durable write)",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+)
+STAGE_SECONDS = Histogram(
+    "ecgdicom_stage_seconds",
+    "Time spent in each pipeline stage",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30),
+)
+JOB_SECONDS = Histogram(
+    "ecgdicom_job_seconds",
+    "Time from reception to done",
+    buckets=(0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+)
