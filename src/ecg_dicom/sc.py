@@ -1,0 +1,124 @@
+"""Build the annotated Secondary Capture: the picture of the AI result a person looks at.
+
+The SC Image IOD (PS3.3 A.8.1) is built with highdicom's :class:`~highdicom.sc.SCImage`
+from the source ECG, then completed with what highdicom leaves to the caller:
+
+* Patient and General Study attributes are copied from the source (PS3.3 C.7.1.1,
+  C.7.2.1), so the result lands in the ECG's study; the series is new (C.7.3.1).
+* Image Type ``DERIVED\\SECONDARY`` (C.7.6.1.1.2) and Conversion Type ``WSD``
+  ("Workstation", C.8.6.1): the image is made by software, not digitised.
+* Burned In Annotation ``YES`` (C.7.6.1.1.3... C.8.6.? PS3.3 C.7.6.1): the result is
+  drawn into the pixels; a de-identifying system must know.
+* Series Description and Image Comments say it is an AI result, not for
+  diagnostic use (as the IHE AI Results profile and MONAI Deploy do).
+* Contributing Equipment (C.7.5.1, PS3.3 C.7.5.1.1.2) names the algorithm with
+  Purpose of Reference (Newcode1, 99IHE, "Processing Algorithm") as the IHE AIR
+  profile and MONAI Deploy do; highdicom refuses codes outside its DCM list, so
+  this item is written with pydicom.  The sender's acquisition equipment, when
+  highdicom can describe it, is kept before it.
+* Patient Orientation (C.7.6.1, type 2C) is present and empty: a page of an
+  ECG has no anatomical orientation (highdicom requires one for the PATIENT
+  coordinate system, so a placeholder is given and then emptied).  Laterality
+  (C.7.3.1, type 2C) is absent: Body Part Examined is HEART (PS3.16 Annex L),
+  not a paired structure, so the condition is unsatisfied; dciodvfy reports a
+  missing Laterality when the body part is not given, and warns when it is
+  present but empty for an unpaired part.
+* Source Instance Sequence (General Reference module, C.12.4) points back at
+  the ECG the page was made from.
+
+Pixel coordinates: the image is :func:`ecg_dicom.annotate.draw_result` of the
+page; the page sits at :func:`ecg_dicom.annotate.layout_for` ``(page).offset``.
+"""
+
+from __future__ import annotations
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian
+
+from ecg_dicom.annotate import draw_result, short_version
+from ecg_dicom.config import Settings
+from ecg_dicom.identity import result_uids
+from ecg_dicom.stages import Classification, Page
+
+#: Series Description of every annotated SC (LO: at most 64 characters).
+SC_SERIES_DESCRIPTION = "AI result - annotated ECG - not for diagnostic use"
+#: (Newcode1, 99IHE, "Processing Algorithm"): IHE AIR's purpose of reference
+#: for the algorithm in Contributing Equipment.
+PROCESSING_ALGORITHM = ("Newcode1", "99IHE", "Processing Algorithm")
+
+
+def algorithm_equipment(result: Classification, settings: Settings) -> Dataset:
+    """The Contributing Equipment item naming the algorithm (PS3.3 C.7.5.1)."""
+    item = Dataset()
+    item.Manufacturer = settings.output.manufacturer
+    item.ManufacturerModelName = result.model_name[:64]
+    item.SoftwareVersions = [short_version(result.model_version)]
+    if settings.output.institution_name:
+        item.InstitutionName = settings.output.institution_name[:64]
+    item.ContributionDescription = (
+        f"AI result of {result.model_name}, weights {result.model_version}"
+    )[:1024]
+    purpose = Dataset()
+    purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = PROCESSING_ALGORITHM
+    item.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
+    return item
+
+
+def _source_reference(source: Dataset) -> Dataset:
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = source.SOPClassUID
+    ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    return ref
+
+
+def build_sc(source: Dataset, page: Page, result: Classification, settings: Settings) -> Dataset:
+    """The annotated Secondary Capture for one page of one source instance.
+
+    Pure: the same inputs give the same object, UIDs included (see identity.py);
+    only Content Date/Time, set by highdicom, differ between calls.
+    """
+    uids = result_uids(source.SOPInstanceUID, result.model_version, settings.output.uid_root)
+    pixels = np.ascontiguousarray(draw_result(page, result))
+    equipment = None
+    sc = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=source,
+        pixel_array=pixels,
+        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+        bits_allocated=8,
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        series_instance_uid=uids.sc_series,
+        series_number=settings.output.series_number_sc,
+        sop_instance_uid=uids.sc_sop,
+        instance_number=1,
+        manufacturer=settings.output.manufacturer,
+        patient_orientation=("L", "F"),  # placeholder, emptied below (no orientation)
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+        contributing_equipment=equipment,
+    )
+    sc.PatientOrientation = None
+    sc.BodyPartExamined = "HEART"
+    if "Laterality" in sc:
+        del sc.Laterality
+    sc.ImageType = ["DERIVED", "SECONDARY"]
+    sc.ConversionType = "WSD"
+    sc.BurnedInAnnotation = "YES"
+    sc.SeriesDescription = SC_SERIES_DESCRIPTION
+    sc.ImageComments = (
+        f"AI result - not for diagnostic use. {result.model_name} "
+        f"version {result.model_version}"
+    )[:10240]
+    sc.DerivationDescription = (
+        "ECG page annotated with the boxes, classes and confidences found by "
+        f"{result.model_name}"
+    )[:1024]
+    sc.SourceInstanceSequence = DicomSequence([_source_reference(source)])
+    equipment_items = list(sc.get("ContributingEquipmentSequence", []))
+    sc.ContributingEquipmentSequence = DicomSequence(
+        [*equipment_items, algorithm_equipment(result, settings)]
+    )
+    if settings.output.institution_name:
+        sc.InstitutionName = settings.output.institution_name[:64]
+    return sc
