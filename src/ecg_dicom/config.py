@@ -156,8 +156,9 @@ class DeliverySettings(_Section):
 
 
 class OutputSettings(_Section):
-    #: UID root of this installation for the SR/SC (PS3.5 9); replace with your own.
-    uid_root: str = "1.2.826.0.1.3680043.10.1234."
+    #: UID root for the SR/SC (PS3.5 9).  The default is pydicom's root; a site
+    #: with its own registered root should set it here.
+    uid_root: str = "1.2.826.0.1.3680043.8.498."
     manufacturer: str = "ecg-dicom project"
     institution_name: str = ""
     series_number_sc: int = Field(9901, ge=1)

@@ -1,0 +1,191 @@
+"""The ``ecg-dicom`` command line: a thin layer over the service and the stages.
+
+Every option that matters in production is a setting (see config.py) and can
+come from the site YAML or the environment; the CLI only picks the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pydicom
+
+from ecg_dicom import __version__
+from ecg_dicom.config import Settings, default_yaml, load_settings
+from ecg_dicom.errors import EcgDicomError
+from ecg_dicom.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from ecg_dicom.service import Service
+
+    if args.port is not None:
+        settings.dicom.port = args.port
+    if args.http_port is not None:
+        settings.http.port = args.http_port
+    return Service(settings).run()
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run only workers (no listener): for more worker processes on one spool."""
+    from ecg_dicom.queue import JobQueue
+    from ecg_dicom.spool import Spool
+    from ecg_dicom.worker import Worker
+
+    spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)
+    queue = JobQueue(settings)
+    worker = Worker(settings, spool, queue)
+    queue.set_handler(worker.run_job)
+    consumer = queue.consumer(args.threads or max(1, settings.queue.workers))
+    consumer.run()
+    return 0
+
+
+def _classify(args: argparse.Namespace, settings: Settings) -> int:
+    from ecg_dicom.pages import page_from_file
+    from ecg_dicom.worker import Pipeline
+
+    pipeline = Pipeline(settings)
+    results = []
+    failures = 0
+    for name in args.files:
+        try:
+            page = page_from_file(Path(name))
+            result = pipeline.classify(page)
+            results.append({"file": name, **result.to_dict()})
+        except EcgDicomError as exc:
+            failures += 1
+            results.append({"file": name, "error": str(exc)})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for item in results:
+            if "error" in item:
+                print(f"{item['file']}: ERROR {item['error']}")
+            else:
+                print(
+                    f"{item['file']}: {item['label']} (class {item['class_name']}, "
+                    f"confidence {item['confidence']:.3f}, abnormal score "
+                    f"{item['abnormal_score']:.3f}) - AI result, not for diagnostic use"
+                )
+    return 1 if failures else 0
+
+
+def _render(args: argparse.Namespace, settings: Settings) -> int:
+    from ecg_dicom.pages import page_from_file
+    from ecg_dicom.render import write_page_png
+
+    page = page_from_file(Path(args.file))
+    write_page_png(page, Path(args.output))
+    print(f"{args.output}: {page.image.shape[1]}x{page.image.shape[0]} px"
+          + (f", {page.px_per_mm:.3f} px/mm" if page.px_per_mm else ""))
+    return 0
+
+
+def _jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from ecg_dicom.queue import JobQueue
+    from ecg_dicom.spool import Spool
+    from ecg_dicom.worker import retry_failed
+
+    spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)
+    if args.jobs_command == "list":
+        jobs = spool.list(args.state, args.limit)
+        if args.json:
+            print(json.dumps([j.to_dict() for j in jobs], indent=2))
+        else:
+            for j in jobs:
+                print(f"{j.job_id}  {j.state:<10} {j.calling_ae:<16} {j.sop_instance_uid}  {j.reason}")
+        return 0
+    queued = retry_failed(spool, JobQueue(settings), args.job_ids or None)
+    print(f"queued again: {len(queued)} job(s)")
+    for job_id in queued:
+        print(job_id)
+    return 0
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> int:
+    if args.defaults:
+        print(default_yaml(), end="")
+    else:
+        print(json.dumps(settings.masked(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecg-dicom",
+        description="ECG AI node for PACS (AI output, not for diagnostic use).",
+    )
+    parser.add_argument("--version", action="version", version=f"ecg-dicom {__version__}")
+    parser.add_argument("--config", help="site YAML file (also ECG_DICOM_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the DICOM listener, workers and HTTP side")
+    p.add_argument("--port", type=int, help="DICOM port (dicom.port)")
+    p.add_argument("--http-port", type=int, help="HTTP port (http.port)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("worker", help="run workers only, on the configured queue")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("classify", help="classify DICOM files or page images offline")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_classify)
+
+    p = sub.add_parser("render", help="write the page the model will see as PNG")
+    p.add_argument("file")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=_render)
+
+    p = sub.add_parser("jobs", help="list jobs or queue failed ones again")
+    jobs_sub = p.add_subparsers(dest="jobs_command", required=True)
+    q = jobs_sub.add_parser("list")
+    q.add_argument("--state", choices=["received", "processing", "delivering", "done", "failed"])
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--json", action="store_true")
+    q = jobs_sub.add_parser("retry")
+    q.add_argument("job_ids", nargs="*", help="default: every failed job")
+    p.set_defaults(func=_jobs)
+
+    p = sub.add_parser("config", help="print the effective configuration")
+    p.add_argument("--defaults", action="store_true", help="print the embedded defaults as YAML")
+    p.set_defaults(func=_config)
+
+    try:
+        from ecg_dicom.train.commands import register
+    except ImportError as exc:  # the training extras failed to import: say so
+        log.debug("training commands unavailable: %s", exc)
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except EcgDicomError as exc:
+        print(f"ecg-dicom: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.logging.level, settings.logging.json_format)
+    # Tolerant reading (real carts write e.g. UIDs with empty components);
+    # the builders are strict when writing.
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        return int(args.func(args, settings))
+    except EcgDicomError as exc:
+        print(f"ecg-dicom: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

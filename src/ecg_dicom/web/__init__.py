@@ -1,0 +1,1 @@
+"""The HTTP side: health, Prometheus metrics, jobs, a classify API and the upload page."""

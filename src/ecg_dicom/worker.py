@@ -1,0 +1,263 @@
+"""The worker: runs one job through load -> render -> detect -> build -> send.
+
+It owns stage order, attempts and the outcome written to the ledger:
+
+* bad input (:class:`~ecg_dicom.errors.InputError`) fails the job at once with
+  the reason; the next job is processed normally;
+* any other error in load/render/detect/build is retried up to
+  ``queue.max_attempts`` times, then the job fails with the reason;
+* the built SR and SC are kept in the spool (``results/<job_id>/``) before
+  delivery, so a delivery retry re-sends exactly the same objects;
+* delivery failures that can pass (connection refused, timeout, 0xA7xx) are
+  retried with exponential backoff up to ``delivery.max_attempts``; permanent
+  rejections (0xA9xx, 0xCxxx) fail the job at once.  ``ecg-dicom jobs retry``
+  queues failed jobs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+from pydicom.errors import InvalidDicomError
+
+from ecg_dicom import metrics
+from ecg_dicom.config import Settings
+from ecg_dicom.errors import DeliveryError, InputError, ModelError
+from ecg_dicom.logs import log_context
+from ecg_dicom.queue import JobQueue
+from ecg_dicom.spool import DELIVERING, DONE, FAILED, PROCESSING, RECEIVED, Job, Spool
+from ecg_dicom.stages import Classification, Outputs, Page
+
+log = logging.getLogger(__name__)
+
+
+def load_dataset(path: Path) -> Dataset:
+    """Read a spooled instance completely (the load stage)."""
+    try:
+        return dcmread(path)
+    except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
+        raise InputError(f"received file cannot be read as DICOM: {exc}") from exc
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff: initial, 2x, 4x ... capped at maximum (attempt counts from 1)."""
+    return float(min(maximum, initial * (2 ** max(0, attempt - 1))))
+
+
+class Pipeline:
+    """The stages, wired in one place.  The detector is loaded once per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._detector: object | None = None
+
+    @property
+    def detector(self):  # type: ignore[no-untyped-def]
+        if self._detector is None:
+            from ecg_dicom.detect import Detector
+
+            self._detector = Detector(self.settings.model)
+        return self._detector
+
+    def render(self, ds: Dataset) -> Page:
+        from ecg_dicom.pages import page_from_dataset
+
+        return page_from_dataset(ds)
+
+    def classify(self, page: Page) -> Classification:
+        return self.detector.detect(page)  # type: ignore[attr-defined,no-any-return]
+
+    def build(self, ds: Dataset, page: Page, result: Classification) -> Outputs:
+        from ecg_dicom.build import build_outputs
+
+        return build_outputs(ds, page, result, self.settings)
+
+
+class Worker:
+    """Runs jobs taken from the queue; every state change goes to the ledger."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool,
+        queue: JobQueue,
+        pipeline: Pipeline | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.queue = queue
+        self.pipeline = pipeline or Pipeline(settings)
+        self.clock = clock
+
+    # -- entry point (the queue calls this) -----------------------------------
+    def run_job(self, job_id: str) -> None:
+        job = self.spool.get(job_id)
+        if job is None:
+            log.warning("queued job not in ledger", extra={"job_id": job_id})
+            return
+        with log_context(
+            job_id=job.job_id, calling_ae=job.calling_ae, sop_instance_uid=job.sop_instance_uid
+        ):
+            if job.state == DELIVERING:
+                self.deliver(job)
+                return
+            claimed = self.spool.claim(job_id, (RECEIVED,), PROCESSING)
+            if claimed is None:
+                log.info("job already taken or finished", extra={"state": job.state})
+                return
+            if self.process(claimed):
+                refreshed = self.spool.get(job_id)
+                if refreshed is not None:
+                    self.deliver(refreshed)
+
+    # -- processing -------------------------------------------------------------
+    def process(self, job: Job) -> bool:
+        """Build and keep the SR and SC of a job.  True when ready to deliver."""
+        attempt = job.attempts + 1
+        stage = "load"
+        try:
+            started = time.perf_counter()
+            ds = load_dataset(self.spool.instance_path(job.job_id))
+            metrics.STAGE_SECONDS.labels(stage="load").observe(time.perf_counter() - started)
+            stage = "render"
+            started = time.perf_counter()
+            page = self.pipeline.render(ds)
+            metrics.STAGE_SECONDS.labels(stage="render").observe(time.perf_counter() - started)
+            stage = "detect"
+            started = time.perf_counter()
+            result = self.pipeline.classify(page)
+            metrics.STAGE_SECONDS.labels(stage="detect").observe(time.perf_counter() - started)
+            stage = "build"
+            started = time.perf_counter()
+            outputs = self.pipeline.build(ds, page, result)
+            self._keep_results(job.job_id, outputs)
+            metrics.STAGE_SECONDS.labels(stage="build").observe(time.perf_counter() - started)
+        except InputError as exc:
+            self._fail(job, stage, f"{stage}: {exc}", attempts=attempt)
+            return False
+        except ModelError as exc:
+            self._fail(job, stage, f"{stage}: model unavailable: {exc}", attempts=attempt)
+            return False
+        except Exception as exc:
+            reason = f"{stage}: {type(exc).__name__}: {exc}"
+            if attempt < self.settings.queue.max_attempts:
+                log.exception("attempt %d failed, will retry", attempt, extra={"stage": stage})
+                self.spool.update(job.job_id, state=RECEIVED, attempts=attempt, reason=reason)
+                self.queue.enqueue(job.job_id, delay=backoff_delay(attempt, 1.0, 30.0))
+            else:
+                log.exception("job failed after %d attempts", attempt, extra={"stage": stage})
+                self._fail(job, stage, reason, attempts=attempt)
+            return False
+        log.info(
+            "classified",
+            extra={"label": result.label, "class_name": result.class_name,
+                   "confidence": round(result.confidence, 4)},
+        )
+        self.spool.update(
+            job.job_id, state=DELIVERING, attempts=attempt, reason="", result=result.to_dict()
+        )
+        return True
+
+    def _keep_results(self, job_id: str, outputs: Outputs) -> None:
+        from ecg_dicom.outputs_dir import write_outputs
+
+        write_outputs(outputs, self.spool.results_path(job_id))
+
+    def _fail(self, job: Job, stage: str, reason: str, attempts: int | None = None) -> None:
+        log.error("job failed: %s", reason, extra={"stage": stage})
+        fields: dict[str, object] = {"state": FAILED, "reason": reason}
+        if attempts is not None:
+            fields["attempts"] = attempts
+        self.spool.update(job.job_id, **fields)
+        metrics.FAILED.labels(stage=stage).inc()
+        metrics.PROCESSED.labels(outcome="failed").inc()
+
+    # -- delivery ---------------------------------------------------------------
+    def _load_results(self, job_id: str) -> list[Dataset]:
+        folder = self.spool.results_path(job_id)
+        files = sorted(folder.glob("*.dcm"))
+        # SC before SR: the SR references the SC (IHE AIR orders them so too).
+        datasets = [dcmread(f) for f in files]
+        datasets.sort(key=lambda d: 0 if d.Modality != "SR" else 1)
+        return datasets
+
+    def deliver(self, job: Job) -> None:
+        """Send the kept SC and SR to the caller's destination(s)."""
+        from ecg_dicom.outputs_dir import write_outputs
+        from ecg_dicom.scu import destinations_for, send_outputs, stow_outputs
+
+        delivery = self.settings.delivery
+        datasets = self._load_results(job.job_id)
+        if len(datasets) != 2:
+            self._fail(job, "send", f"send: expected SC and SR in the spool, found {len(datasets)}")
+            return
+        outputs = Outputs(sc=datasets[0], sr=datasets[1])
+        destinations = destinations_for(job.calling_ae, self.settings)
+        notes: list[str] = []
+        if delivery.keep_outputs or (not destinations and not delivery.stow_url):
+            kept = write_outputs(outputs, self.settings.storage.output_dir)
+            notes.append(f"kept in {kept[0].parent}")
+        if not destinations and not delivery.stow_url:
+            reason = (
+                f"not sent: no destination configured for calling AE {job.calling_ae!r} "
+                f"(delivery.destinations / fixed_destinations); " + "; ".join(notes)
+            )
+            log.warning(reason)
+            self._done(job, reason)
+            return
+        attempt = job.delivery_attempts + 1
+        calling_ae = delivery.calling_ae_title or self.settings.dicom.ae_title
+        try:
+            started = time.perf_counter()
+            for destination in destinations:
+                send_outputs(datasets, destination, calling_ae=calling_ae, timeout=delivery.timeout)
+                notes.append(f"sent to {destination.ae_title}@{destination.host}:{destination.port}")
+            if delivery.stow_url:
+                stow_outputs(datasets, delivery.stow_url, timeout=delivery.timeout)
+                notes.append(f"stored via STOW-RS at {delivery.stow_url}")
+            metrics.STAGE_SECONDS.labels(stage="send").observe(time.perf_counter() - started)
+        except DeliveryError as exc:
+            if exc.transient and attempt < delivery.max_attempts:
+                delay = backoff_delay(attempt, delivery.backoff_initial, delivery.backoff_max)
+                reason = f"send attempt {attempt} failed ({exc}); next try in {delay:.0f} s"
+                log.warning(reason)
+                self.spool.update(job.job_id, delivery_attempts=attempt, reason=reason)
+                metrics.DELIVERY_RETRIES.inc()
+                self.queue.enqueue(job.job_id, delay=delay)
+                return
+            kind = "transient, attempts exhausted" if exc.transient else "permanent"
+            self.spool.update(job.job_id, delivery_attempts=attempt)
+            self._fail(job, "send", f"send: {exc} ({kind})")
+            return
+        self.spool.update(job.job_id, delivery_attempts=attempt)
+        self._done(job, "; ".join(notes))
+
+    def _done(self, job: Job, reason: str) -> None:
+        self.spool.update(job.job_id, state=DONE, reason=reason)
+        metrics.PROCESSED.labels(outcome="done").inc()
+        metrics.JOB_SECONDS.observe(max(0.0, self.clock() - job.received_at))
+        log.info("job done: %s", reason)
+
+
+def retry_failed(spool: Spool, queue: JobQueue, job_ids: list[str] | None = None) -> list[str]:
+    """Queue failed jobs again (all, or the given ids).  Returns the ids queued.
+
+    A job whose SR/SC were built goes straight back to delivery; the others are
+    processed again from the received instance.
+    """
+    targets = job_ids or [j.job_id for j in spool.list(FAILED, limit=100000)]
+    queued = []
+    for job_id in targets:
+        has_results = any(spool.results_path(job_id).glob("*.dcm"))
+        job = spool.claim(job_id, (FAILED,), DELIVERING if has_results else RECEIVED)
+        if job is None:
+            continue
+        spool.update(job_id, delivery_attempts=0, attempts=0, reason="queued again by retry")
+        queue.enqueue(job_id)
+        queued.append(job_id)
+    return queued
