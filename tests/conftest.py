@@ -1,0 +1,30 @@
+"""Fixtures shared by all tests: where the real data lives.
+
+The real ECGs are read from ``../shared/data`` beside the project (see
+tests/README.md for provenance); nothing from there is copied into the repo.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom import examples
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+DICOM_ECG_DIR = SHARED_DATA / "dicom-ecg"
+ECG_IMAGES_DIR = SHARED_DATA / "ecg-images"
+
+
+def real_ecg_paths() -> list[Path]:
+    """Every real DICOM ECG we test with: three carts plus pydicom's example."""
+    paths = sorted(DICOM_ECG_DIR.glob("*/ecg.dcm"))
+    if len(paths) != 3:
+        raise FileNotFoundError(f"expected 3 real ECGs under {DICOM_ECG_DIR}, found {paths}")
+    return [*paths, Path(examples.get_path("waveform"))]
+
+
+@pytest.fixture(scope="session")
+def real_ecgs() -> list[Path]:
+    return real_ecg_paths()

@@ -1,0 +1,185 @@
+"""``ecg-dicom serve`` against real dcmtk tools on loopback.
+
+Each test starts the real service as a process on free ports and talks DICOM to
+it with ``echoscu`` / ``storescu`` (TCP_NODELAY=1).  A missing dcmtk tool is a
+failure, not a skip: ``.ci/run`` installs dcmtk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from ecg_dicom.config import OutputSettings
+from ecg_dicom.identity import result_uids
+from serve_proc import ServeProcess, run_tool
+
+DEFAULT_UID_ROOT = OutputSettings().uid_root
+
+pytestmark = pytest.mark.integration
+
+
+def dataset_bytes(path: Path) -> bytes:
+    """The encoded data set of a DICOM file: everything after the File Meta group."""
+    data = path.read_bytes()
+    assert data[128:132] == b"DICM", f"{path} has no DICOM preamble"
+    # (0002,0000) File Meta Information Group Length, explicit VR LE, UL.
+    assert data[132:136] == b"\x02\x00\x00\x00"
+    group_length = int.from_bytes(data[140:144], "little")
+    return data[144 + group_length:]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> ServeProcess:
+    proc = ServeProcess(tmp_path, {}).start()
+    yield proc
+    proc.stop()
+
+
+def test_echo(service: ServeProcess) -> None:
+    result = run_tool("echoscu", "-aec", "ECGDICOM", "127.0.0.1", str(service.dicom_port))
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_real_ecg_is_acknowledged_spooled_byte_identical_and_processed(
+    service: ServeProcess, real_ecgs: list[Path]
+) -> None:
+    result = run_tool(
+        "storescu", "-v", "-aec", "ECGDICOM", "127.0.0.1", str(service.dicom_port),
+        *map(str, real_ecgs),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Received Store Response (Success)") == len(real_ecgs)
+
+    jobs = service.wait_jobs(len(real_ecgs))
+    assert len(jobs) == len(real_ecgs)
+    by_uid = {j["sop_instance_uid"]: j for j in jobs}
+    for path in real_ecgs:
+        sent = pydicom.dcmread(path, stop_before_pixels=True)
+        job = by_uid[str(sent.SOPInstanceUID)]
+        spooled = service.spool_dir / "instances" / f"{job['job_id']}.dcm"
+        assert dataset_bytes(spooled) == dataset_bytes(path), path
+        assert job["calling_ae"] == "STORESCU"
+        assert job["state"] == "done", job
+        assert job["result"]["label"] in ("Normal", "Abnormal", "No finding")
+        assert len(job["result"]["model_version"]) == 64
+
+
+def test_caller_not_on_allow_list_is_rejected(tmp_path: Path, real_ecgs: list[Path]) -> None:
+    proc = ServeProcess(
+        tmp_path,
+        {"dicom": {"allowed_callers": [{"ae_title": "CARDIOPACS", "hosts": ["127.0.0.1"]}]}},
+    ).start()
+    try:
+        refused = run_tool("storescu", "-aet", "INTRUDER", "-aec", "ECGDICOM",
+                           "127.0.0.1", str(proc.dicom_port), str(real_ecgs[0]))
+        assert refused.returncode != 0
+        assert "Association Rejected" in refused.stderr
+        assert "Calling AE Title Not Recognized" in refused.stderr
+        allowed = run_tool("storescu", "-aet", "CARDIOPACS", "-aec", "ECGDICOM",
+                           "127.0.0.1", str(proc.dicom_port), str(real_ecgs[0]))
+        assert allowed.returncode == 0, allowed.stderr
+        jobs = proc.jobs()
+        assert [j["calling_ae"] for j in jobs] == ["CARDIOPACS"]
+    finally:
+        proc.stop()
+
+
+def test_non_ecg_sop_class_is_refused_at_negotiation(service: ServeProcess) -> None:
+    ct = pydicom.examples.get_path("ct")
+    result = run_tool("storescu", "-aec", "ECGDICOM", "127.0.0.1", str(service.dicom_port), str(ct))
+    assert result.returncode != 0
+    assert "No presentation context" in result.stderr or "no acceptable" in result.stderr.lower()
+    assert service.jobs() == []
+
+
+def test_dataset_not_matching_its_sop_class_gets_a900(
+    service: ServeProcess, tmp_path: Path, real_ecgs: list[Path]
+) -> None:
+    ds = pydicom.dcmread(real_ecgs[1])
+    del ds.WaveformSequence
+    ds.SOPInstanceUID = generate_uid()
+    bad = tmp_path / "no-waveform.dcm"
+    ds.save_as(bad)
+    result = run_tool("storescu", "-v", "-aec", "ECGDICOM", "127.0.0.1",
+                      str(service.dicom_port), str(bad))
+    assert "0xa900" in result.stderr.lower(), result.stderr
+    assert service.jobs() == []
+    assert list((service.spool_dir / "instances").iterdir()) == []
+
+
+def copies_with_new_uids(source: Path, folder: Path, count: int) -> list[Path]:
+    """Distinct instances made from one real ECG (new SOP Instance UIDs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = pydicom.dcmread(source)
+    paths = []
+    for i in range(count):
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path = folder / f"copy{i:03d}.dcm"
+        ds.save_as(path)
+        paths.append(path)
+    return paths
+
+
+def test_sigkill_after_acknowledgement_then_restart_processes_each_exactly_once(
+    tmp_path: Path, real_ecgs: list[Path]
+) -> None:
+    """The invariant of the spool: acknowledged means never lost, never doubled."""
+    from peers import run_storescp
+
+    files = copies_with_new_uids(real_ecgs[2], tmp_path / "send", 6)
+    pacs_dir = tmp_path / "pacs"
+    pacs_dir.mkdir()
+    with run_storescp(pacs_dir) as (pacs_port, _):
+        config = {"delivery": {"destinations": {
+            "STORESCU": {"ae_title": "PACS", "host": "127.0.0.1", "port": pacs_port}}}}
+        first = ServeProcess(tmp_path / "svc", config)
+        first.workdir.mkdir()
+        first.start()
+        sent = run_tool("storescu", "-aec", "ECGDICOM", "127.0.0.1",
+                        str(first.dicom_port), *map(str, files))
+        assert sent.returncode == 0, sent.stderr
+        first.kill()  # right after the last acknowledgement, work still queued
+
+        second = ServeProcess(first.workdir, config, first.dicom_port, first.http_port).start()
+        try:
+            jobs = second.wait_jobs(len(files))
+        finally:
+            assert second.stop() == 0
+        assert len(jobs) == len(files)
+        assert {j["state"] for j in jobs} == {"done"}, jobs
+        assert sorted(j["sop_instance_uid"] for j in jobs) == sorted(
+            str(pydicom.dcmread(f).SOPInstanceUID) for f in files)
+
+        received = [pydicom.dcmread(p) for p in pacs_dir.rglob("*") if p.is_file()]
+        version = jobs[0]["result"]["model_version"]
+        expected = [result_uids(j["sop_instance_uid"], version, DEFAULT_UID_ROOT) for j in jobs]
+        # Exactly one SC and one SR per acknowledged ECG, each the deterministic result of
+        # that ECG: a re-run after the crash could only re-send the very same objects.
+        assert sorted(str(d.SOPInstanceUID) for d in received if d.Modality != "SR") == sorted(
+            str(u.sc_sop) for u in expected)
+        assert sorted(str(d.SOPInstanceUID) for d in received if d.Modality == "SR") == sorted(
+            str(u.sr_sop) for u in expected)
+
+
+def test_sigterm_shuts_down_cleanly(service: ServeProcess) -> None:
+    assert service.stop(timeout=60) == 0
+    assert '"ecg-dicom stopped"' in service.log()
+
+
+def test_invalid_setting_stops_start_up_naming_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text("dicom:\n  port: 70000\n  ae_title: THIS-AE-TITLE-IS-TOO-LONG\n")
+    result = subprocess.run(
+        [shutil.which("ecg-dicom") or "ecg-dicom", "--config", str(cfg), "serve"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "dicom.port" in result.stderr and "ECG_DICOM_DICOM__PORT" in result.stderr
+    assert "dicom.ae_title" in result.stderr
