@@ -1,0 +1,81 @@
+"""The spool ledger: durable files, atomic state changes, recovery after a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecg_dicom.errors import StorageError
+from ecg_dicom.spool import DELIVERING, DONE, FAILED, PROCESSING, RECEIVED, Spool
+
+
+def received(spool: Spool, data: bytes = b"x" * 10, uid: str = "1.2.3") -> str:
+    job_id = spool.new_job_id()
+    spool.write_bytes(job_id, data)
+    spool.record_received(job_id, sop_class_uid="1.2.840.10008.5.1.4.1.1.9.1.1",
+                          sop_instance_uid=uid, calling_ae="CART", size=len(data))
+    return job_id
+
+
+def test_received_instance_is_stored_and_recorded(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    job_id = received(spool, b"DICOM bytes")
+    assert spool.instance_path(job_id).read_bytes() == b"DICOM bytes"
+    assert list(spool.tmp_dir.iterdir()) == []
+    job = spool.get(job_id)
+    assert job is not None and job.state == RECEIVED and job.calling_ae == "CART"
+    assert spool.counts()[RECEIVED] == 1
+
+
+def test_claim_is_atomic_and_refuses_duplicates(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    job_id = received(spool)
+    assert spool.claim(job_id, (RECEIVED,), PROCESSING) is not None
+    assert spool.claim(job_id, (RECEIVED,), PROCESSING) is None  # duplicate queue message
+    spool.update(job_id, state=DONE, result={"label": "Normal"})
+    assert spool.get(job_id).result == {"label": "Normal"}  # type: ignore[union-attr]
+
+
+def test_recover_requeues_everything_unfinished(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    ids = [received(spool, uid=f"1.2.{i}") for i in range(5)]
+    spool.claim(ids[1], (RECEIVED,), PROCESSING)  # crashed while processing
+    spool.update(ids[2], state=DELIVERING)  # crashed while sending
+    spool.update(ids[3], state=DONE)
+    spool.update(ids[4], state=FAILED, reason="bad input")
+    # A fresh Spool on the same folder, as after a restart:
+    again = Spool(tmp_path)
+    assert sorted(again.recover()) == sorted(ids[:3])
+    assert again.get(ids[1]).state == RECEIVED  # type: ignore[union-attr]
+    assert again.get(ids[2]).state == DELIVERING  # type: ignore[union-attr]
+
+
+def test_partial_transfers_are_cleaned_at_start(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    (spool.tmp_dir / "tmpabc.dcm").write_bytes(b"half a file")
+    assert spool.clean_tmp() == 1
+    assert list(spool.tmp_dir.iterdir()) == []
+
+
+def test_job_ids_cannot_name_paths_outside_the_spool(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    for bad in ("../../etc/passwd", "a/b", "..", ""):
+        with pytest.raises(ValueError):
+            spool.instance_path(bad)
+        with pytest.raises(ValueError):
+            spool.results_path(bad)
+
+
+def test_full_disk_reserve_refuses(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, min_free_mb=10**9)  # more than any disk has
+    with pytest.raises(StorageError, match="min_free_mb"):
+        spool.check_free_space()
+
+
+def test_failed_write_raises_storage_error(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    job_id = spool.new_job_id()
+    spool.instance_path(job_id).mkdir()  # the rename target cannot be replaced
+    with pytest.raises(StorageError):
+        spool.write_bytes(job_id, b"x")
