@@ -1,0 +1,273 @@
+"""Calibrated ECG signals -> the 12-lead page image the model reads (OpenCV).
+
+The page reproduces the geometry of the training pages in
+``shared/data/ecg-images`` (one cart's print-outs, 1600 x 1137 px), measured on
+them (see docs/rendering.md): a pink chart frame at (49, 204)-(1573, 1097), a
+grey dotted grid of 1 mm dots and 5 mm dotted lines anchored at the frame
+corner, 5.745 px per grid millimetre, 25 mm/s and 10 mm/mV, four rows whose
+baselines are 217.8 px apart, a 1 mV calibration pulse at the start of each
+row, lead labels in a serif face and thin black anti-aliased traces.
+
+Layouts (chosen from the leads present):
+
+* all twelve standard leads: 3 rows x 4 columns of 2.5 s (I II III | aVR aVL
+  aVF | V1 V2 V3 | V4 V5 V6) plus a 10 s lead II rhythm strip; further leads
+  (V7, V3R, ...) go in extra rows of four 2.5 s columns above the strip;
+* otherwise, up to six leads: one 10 s row per lead (General/Ambulatory ECG,
+  Holter strips); more than six: four 2.5 s columns, filled column by column,
+  plus a 10 s strip of lead II (or of the first lead).
+
+Only the first 10 s of a longer recording are drawn; a shorter one leaves the
+rest of its row empty.  Every drawn segment is recorded as a LeadRegion so a
+box on the page maps back to lead and time.  Header text (patient, date,
+speed/gain, filters, the cart's measurements and statements) is written above
+the frame, never inside it: the training pages have nothing outside the frame,
+so a detector can blank everything outside ``Page.frame``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ecg_dicom.stages import LeadRegion, Page, Signals
+
+#: Pixels per millimetre of ECG paper, measured on the training pages' grid
+#: (FFT of the grid over 15 pages: 5.74-5.75; the whole page is 1600 px for
+#: ~279 mm, i.e. the cart's print is A4 landscape scaled by ~1.06).
+PX_PER_MM = 5.745
+PAPER_SPEED_MM_S = 25.0
+GAIN_MM_MV = 10.0
+PAGE_SIZE = (1600, 1137)  # width, height in px, as the training pages
+FRAME = (49, 204, 1573, 1097)  # x0, y0, x1, y1 of the chart frame, px
+#: x where every row's signal starts (after the calibration pulse).
+TRACE_X0 = 96.0
+#: Calibration pulse: flat lead-in, 1 mV step, flat lead-out (px from row start).
+PULSE_X = (69.0, 75.5, 88.5, 94.0)
+ROW_PITCH = 217.8  # px between baselines of the four standard rows
+STRIP_SECONDS = 10.0
+COLUMN_SECONDS = 2.5
+
+PAPER = (255, 255, 255)
+FRAME_COLOUR = (225, 176, 179)
+MINOR_DOT = (196, 196, 196)
+MAJOR_DOT = (172, 172, 172)
+INK = (0, 0, 0)
+#: Offsets (in half pixels) of the 1 px anti-aliased passes that make one trace.
+TRACE_PASSES: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (0, 1), (1, 1))
+LABEL_FONT = cv2.FONT_HERSHEY_TRIPLEX
+LABEL_SCALE = 0.72
+HEADER_FONT = cv2.FONT_HERSHEY_SIMPLEX
+HEADER_SCALE = 0.42
+HEADER_LINE_PX = 17
+_SHIFT = 4  # fixed-point bits for sub-pixel polylines
+_ONE = 1 << _SHIFT
+
+STANDARD_LEADS: tuple[str, ...] = (
+    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
+)
+
+# (lead, t0, t1, column x0) per segment of a row
+Row = tuple[tuple[str, float, float, float], ...]
+
+
+def px_per_second() -> float:
+    """Horizontal scale: 25 mm/s at the fixed pixel density."""
+    return PAPER_SPEED_MM_S * PX_PER_MM
+
+
+def px_per_microvolt() -> float:
+    """Vertical scale: 10 mm/mV at the fixed pixel density."""
+    return GAIN_MM_MV * PX_PER_MM / 1000.0
+
+
+@lru_cache(maxsize=1)
+def _paper() -> np.ndarray:
+    """The empty page: white paper, dotted 1/5 mm grid, pink frame (built once)."""
+    width, height = PAGE_SIZE
+    x0, y0, x1, y1 = FRAME
+    page = np.full((height, width, 3), PAPER, dtype=np.uint8)
+
+    def ticks(start: float, stop: float, step: float) -> np.ndarray:
+        return np.round(np.arange(start + 0.5, stop, step)).astype(np.intp)
+
+    minor_x, minor_y = ticks(x0, x1, PX_PER_MM), ticks(y0, y1, PX_PER_MM)
+    page[np.ix_(minor_y, minor_x)] = MINOR_DOT
+    major_x, major_y = ticks(x0, x1, 5 * PX_PER_MM), ticks(y0, y1, 5 * PX_PER_MM)
+    dots_x, dots_y = np.arange(x0 + 2, x1, 3), np.arange(y0 + 2, y1, 3)
+    page[np.ix_(major_y, dots_x)] = MAJOR_DOT
+    page[np.ix_(dots_y, major_x)] = MAJOR_DOT
+    cv2.rectangle(page, (x0, y0), (x1, y1), FRAME_COLOUR, 2, cv2.LINE_8)
+    page.flags.writeable = False
+    return page
+
+
+def _ordered(leads: tuple[str, ...]) -> list[int]:
+    """Channel indices: standard leads in print order first, then the rest as given."""
+    index = {name: i for i, name in reversed(list(enumerate(leads)))}
+    first = [index[n] for n in STANDARD_LEADS if n in index]
+    return first + [i for i in range(len(leads)) if i not in first]
+
+
+def plan_rows(leads: tuple[str, ...]) -> list[Row]:
+    """The rows of the page for these leads (see the module docstring)."""
+    names = [leads[i] for i in _ordered(leads)]
+    col_w = COLUMN_SECONDS * px_per_second()
+
+    def grid(names_by_column: list[list[str]], rows: int) -> list[Row]:
+        out: list[Row] = []
+        for r in range(rows):
+            out.append(tuple(
+                (col[r], c * COLUMN_SECONDS, (c + 1) * COLUMN_SECONDS, TRACE_X0 + c * col_w)
+                for c, col in enumerate(names_by_column) if r < len(col)
+            ))
+        return out
+
+    def strip(name: str) -> Row:
+        return ((name, 0.0, STRIP_SECONDS, TRACE_X0),)
+
+    rhythm = "II" if "II" in names else names[0]
+    if all(n in names for n in STANDARD_LEADS):
+        rows = grid([list(STANDARD_LEADS[3 * c:3 * c + 3]) for c in range(4)], 3)
+        extra = names[12:]
+        for k in range(0, len(extra), 4):
+            rows += grid([[n] for n in extra[k:k + 4]], 1)
+        return rows + [strip(rhythm)]
+    if len(names) <= 6:
+        return [strip(n) for n in names]
+    per_column = -(-len(names) // 4)
+    columns = [names[c * per_column:(c + 1) * per_column] for c in range(4)]
+    return grid([c for c in columns if c], per_column) + [strip(rhythm)]
+
+
+def _baselines(n_rows: int) -> np.ndarray:
+    """Baseline y of each row: the training pages' four rows, squeezed for more."""
+    x0, y0, x1, y1 = FRAME
+    pitch = min(ROW_PITCH, (y1 - y0) / (n_rows + 0.1))
+    return y0 + pitch * (np.arange(n_rows) + 0.6)
+
+
+def _trace_points(
+    samples: np.ndarray, fs: float, x0: float, baseline: float
+) -> np.ndarray:
+    """Samples (µV) -> fixed-point polyline points, clipped to the frame."""
+    n = samples.shape[0]
+    x = x0 + np.arange(n, dtype=np.float64) * (px_per_second() / fs)
+    y = baseline - samples.astype(np.float64) * px_per_microvolt()
+    np.clip(y, FRAME[1] + 3, FRAME[3] - 3, out=y)
+    pts = np.empty((n, 2), dtype=np.int32)
+    pts[:, 0] = np.round(x * _ONE)
+    pts[:, 1] = np.round(y * _ONE)
+    return pts
+
+
+def _pulse_points(baseline: float) -> np.ndarray:
+    a, b, c, d = PULSE_X
+    top = baseline - 1000.0 * px_per_microvolt()
+    pts = [(a, baseline), (b, baseline), (b, top), (c, top), (c, baseline), (d, baseline)]
+    return np.round(np.array(pts) * _ONE).astype(np.int32)
+
+
+def _label(page: np.ndarray, text: str, x: float, baseline: float) -> None:
+    cv2.putText(page, text, (int(round(x + 3)), int(round(baseline - 4))), LABEL_FONT,
+                LABEL_SCALE, INK, 1, cv2.LINE_AA)
+
+
+def _fit(text: str, width: int) -> str:
+    """Cut a header line to ``width`` px (Hershey text cannot wrap)."""
+    while text and cv2.getTextSize(text, HEADER_FONT, HEADER_SCALE, 1)[0][0] > width:
+        text = text[:-4] + "..." if len(text) > 4 else ""
+    return text
+
+
+def _header(page: np.ndarray, lines: tuple[str, ...]) -> None:
+    """Header lines in two columns above the frame (never inside it)."""
+    x0, y0, x1, _ = FRAME
+    per_column = max(1, (y0 - 16) // HEADER_LINE_PX)
+    col_w = (x1 - x0) // 2
+    for k, line in enumerate(lines[: 2 * per_column]):
+        col, row = divmod(k, per_column)
+        x = x0 + col * col_w
+        y = 20 + row * HEADER_LINE_PX
+        text = _fit(line.encode("ascii", "replace").decode("ascii"), col_w - 12)
+        cv2.putText(page, text, (x, y), HEADER_FONT, HEADER_SCALE, INK, 1, cv2.LINE_AA)
+
+
+def render_page(signals: Signals) -> Page:
+    """Draw the signals as the training pages look; regions map pixels to lead/time.
+
+    Pure: the same signals give the same pixels.  The returned ``Page`` records
+    ``px_per_mm`` (fixed), the chart ``frame`` and one ``LeadRegion`` per drawn
+    segment (x0..x1 shows seconds t0..t1 of the lead).
+    """
+    page = _paper().copy()
+    rows = plan_rows(signals.leads)
+    baselines = _baselines(len(rows))
+    pitch = float(baselines[1] - baselines[0]) if len(rows) > 1 else ROW_PITCH
+    index = {name: i for i, name in reversed(list(enumerate(signals.leads)))}
+    fs = float(signals.sampling_frequency)
+    n_samples = signals.data.shape[1]
+    polylines: list[np.ndarray] = []
+    regions: list[LeadRegion] = []
+    for row, baseline in zip(rows, baselines):
+        polylines.append(_pulse_points(baseline))
+        for lead, t0, t1, x0 in row:
+            i0 = int(round(t0 * fs))
+            i1 = min(int(round(t1 * fs)) + 1, n_samples)  # +1: join the next column
+            if i1 - i0 < 2:
+                continue
+            polylines.append(_trace_points(signals.data[index[lead], i0:i1], fs, x0, baseline))
+            t_end = min(t1, (i1 - 1) / fs)
+            regions.append(LeadRegion(
+                lead=lead, x0=x0, y0=max(baseline - pitch / 2, FRAME[1]),
+                x1=x0 + (t_end - t0) * px_per_second(),
+                y1=min(baseline + pitch / 2, FRAME[3]), t0=t0, t1=t_end,
+            ))
+    _draw_traces(page, polylines)
+    for row, baseline in zip(rows, baselines):
+        for lead, _t0, _t1, x0 in row:
+            _label(page, lead, x0 if x0 > TRACE_X0 else TRACE_X0 + 10, baseline)
+    _separators(page, rows, baselines)
+    _header(page, signals.header)
+    return Page(
+        image=page, source_kind="waveform", px_per_mm=PX_PER_MM, regions=tuple(regions),
+        frame=tuple(float(v) for v in FRAME),  # type: ignore[arg-type]
+        header=signals.header, source_index=signals.group_index,
+    )
+
+
+def _draw_traces(page: np.ndarray, polylines: list[np.ndarray]) -> None:
+    """Anti-aliased traces about 2 px wide, as thin AA passes offset by 1/2 px.
+
+    OpenCV draws thick anti-aliased lines as one filled polygon per segment,
+    ~13x slower than its 1 px AA line; three 1 px passes, shifted right and
+    down by half a pixel, give the same ~2 px stroke in every direction.
+    """
+    half = _ONE // 2
+    for dx, dy in TRACE_PASSES:
+        shifted = [p + np.array((dx * half, dy * half), dtype=np.int32) for p in polylines]
+        cv2.polylines(page, shifted, False, INK, 1, cv2.LINE_AA, _SHIFT)
+
+
+def _separators(page: np.ndarray, rows: list[Row], baselines: np.ndarray) -> None:
+    """Lead-change marks: one vertical line per column boundary over the 2.5 s rows."""
+    grid_rows = [k for k, row in enumerate(rows) if len(row) > 1]
+    if not grid_rows:
+        return
+    reach = min(30.0, ROW_PITCH / 2)
+    top = baselines[grid_rows[0]] - reach
+    bottom = baselines[grid_rows[-1]] + reach
+    xs = {x0 for k in grid_rows for _lead, _t0, _t1, x0 in rows[k] if x0 > TRACE_X0}
+    for x in sorted(xs):
+        cv2.line(page, (int(round(x)), int(round(top))), (int(round(x)), int(round(bottom))),
+                 INK, 2, cv2.LINE_8)
+
+
+def write_page_png(page: Page, path: Path) -> None:
+    """Write the page as an RGB PNG (for a person to look at; not in the pipeline)."""
+    ok = cv2.imwrite(str(path), cv2.cvtColor(page.image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not write PNG {path}")

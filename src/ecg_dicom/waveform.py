@@ -1,0 +1,472 @@
+"""DICOM waveform -> calibrated :class:`~ecg_dicom.stages.Signals` (PS3.3 C.10.9).
+
+A waveform object (12-lead, General or Ambulatory ECG, Hemodynamic) carries one
+or more *multiplex groups* in the Waveform Sequence (5400,0100); each group has
+its own channels, sampling frequency and sample encoding.  This module:
+
+* decodes every group's Waveform Data (5400,1010) for every Waveform Sample
+  Interpretation of PS3.3 C.10.9.1.5 (SB/UB/MB/AB/SS/US/SL/UL/SV/UV), G.711
+  µ-law (MB) and A-law (AB) included, in the byte order of the transfer syntax;
+* calibrates each channel (PS3.3 C.10.9.1.4.3): value = raw x Channel
+  Sensitivity x Channel Sensitivity Correction Factor + Channel Baseline, in the
+  units of the Channel Sensitivity Units Sequence, normalised to microvolts;
+* names each channel from its Channel Source Sequence code (MDC "2:N" or
+  SCP-ECG "5.6.3-9-N", PS3.16 CID 3001), then its Code Meaning, then its
+  Channel Label; a channel nobody can name keeps its label and is still drawn;
+* picks the rhythm group (label "RHYTHM", then Waveform Originality ORIGINAL,
+  then the longest) and keeps a "MEDIAN BEAT" group for the report;
+* collects header lines for the page from the patient, study and acquisition
+  attributes and the Waveform Annotation Sequence (PS3.3 C.10.10: the cart's
+  measurements and statements).
+
+Reading is tolerant (optional attributes may be missing) but anything that
+makes the signal meaningless raises :class:`InputError` naming the attribute.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from ecg_dicom.errors import InputError, UnsupportedInputError
+from ecg_dicom.sop import HEMODYNAMIC_WAVEFORM
+from ecg_dicom.stages import Signals
+
+#: Bits allocated per Waveform Sample Interpretation (PS3.3 C.10.9.1.5).
+_SAMPLE_BITS: dict[str, int] = {
+    "SB": 8, "UB": 8, "MB": 8, "AB": 8, "SS": 16, "US": 16,
+    "SL": 32, "UL": 32, "SV": 64, "UV": 64,
+}
+_SAMPLE_DTYPES: dict[str, str] = {
+    "SB": "i1", "UB": "u1", "MB": "u1", "AB": "u1", "SS": "i2", "US": "u2",
+    "SL": "i4", "UL": "u4", "SV": "i8", "UV": "u8",
+}
+#: Channel Sensitivity Units (UCUM code values, PS3.16 CID 3082) -> factor to µV.
+_UNITS_TO_UV: dict[str, float] = {"uV": 1.0, "mV": 1000.0, "V": 1.0e6, "nV": 1.0e-3}
+
+#: Lead numbers shared by MDC (IEEE 11073 "2:N") and SCP-ECG ("5.6.3-9-N").
+_LEAD_NUMBERS: dict[int, str] = {
+    1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6",
+    9: "V7", 10: "V2R", 11: "V3R", 12: "V4R", 13: "V5R", 14: "V6R", 15: "V7R",
+    16: "X", 17: "Y", 18: "Z", 61: "III", 62: "aVR", 63: "aVL", 64: "aVF",
+    65: "-aVR", 66: "V8", 67: "V9", 68: "V8R", 69: "V9R",
+}
+#: The twelve standard leads in print order.
+STANDARD_LEADS: tuple[str, ...] = (
+    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
+)
+_KNOWN_NAMES: dict[str, str] = {n.upper(): n for n in _LEAD_NUMBERS.values()}
+_MEDIAN_WORDS = ("MEDIAN", "REPRESENTATIVE", "AVERAGE")
+
+
+@dataclass(frozen=True)
+class MultiplexGroup:
+    """One decoded multiplex group: ``data`` is channels x samples in µV.
+
+    ``ecg`` flags, per channel, whether it is an ECG lead (identified by a
+    lead code/name, and in µV/mV/V units); Hemodynamic groups also carry
+    pressure or respiration channels, which are not drawn.
+    """
+
+    index: int
+    label: str
+    originality: str
+    sampling_frequency: float
+    leads: tuple[str, ...]
+    ecg: tuple[bool, ...]
+    data: np.ndarray
+
+    @property
+    def duration(self) -> float:
+        return float(self.data.shape[1]) / self.sampling_frequency
+
+    @property
+    def is_median(self) -> bool:
+        """A representative-beat group, by label (PS3.3 C.10.9.1.1)."""
+        return any(w in self.label.upper() for w in _MEDIAN_WORDS)
+
+
+def decode_ulaw(codes: np.ndarray) -> np.ndarray:
+    """ITU-T G.711 µ-law bytes -> 16-bit linear values (range +-32124)."""
+    u = np.invert(codes.astype(np.uint8)).astype(np.int32)
+    exponent = (u >> 4) & 0x07
+    mantissa = u & 0x0F
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    return np.where(u & 0x80, -magnitude, magnitude)
+
+
+def decode_alaw(codes: np.ndarray) -> np.ndarray:
+    """ITU-T G.711 A-law bytes -> 16-bit linear values (range +-32256)."""
+    a = codes.astype(np.int32) ^ 0x55
+    exponent = (a >> 4) & 0x07
+    mantissa = a & 0x0F
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
+    )
+    return np.where(a & 0x80, magnitude, -magnitude)
+
+
+def decode_samples(
+    raw: bytes,
+    *,
+    interpretation: str,
+    bits_allocated: int,
+    channels: int,
+    samples: int,
+    little_endian: bool = True,
+) -> np.ndarray:
+    """Waveform Data bytes -> raw sample values, channels x samples (int64/float64).
+
+    Samples are interleaved C1S1, C2S1 ... CnS1, C1S2 ... (PS3.3 C.10.9.1.5).
+    Raises :class:`UnsupportedInputError` for an interpretation or bit depth
+    outside PS3.3 C.10.9.1.5 and :class:`InputError` when the data is shorter
+    than channels x samples (a truncated object).
+    """
+    if interpretation not in _SAMPLE_BITS:
+        raise UnsupportedInputError(
+            f"Waveform Sample Interpretation (5400,1006) {interpretation!r} is not one of "
+            f"{', '.join(_SAMPLE_BITS)}"
+        )
+    if bits_allocated != _SAMPLE_BITS[interpretation]:
+        raise UnsupportedInputError(
+            f"Waveform Bits Allocated (5400,1004) is {bits_allocated}, but sample "
+            f"interpretation {interpretation} needs {_SAMPLE_BITS[interpretation]}"
+        )
+    if channels <= 0:
+        raise InputError(f"Number of Waveform Channels (003A,0005) is {channels}: no channels")
+    if samples <= 0:
+        raise InputError(f"Number of Waveform Samples (003A,0010) is {samples}: no samples")
+    dtype = np.dtype(_SAMPLE_DTYPES[interpretation]).newbyteorder("<" if little_endian else ">")
+    expected = channels * samples * dtype.itemsize
+    if len(raw) < expected:
+        raise InputError(
+            f"Waveform Data (5400,1010) holds {len(raw)} bytes, but {channels} channels x "
+            f"{samples} samples x {dtype.itemsize} bytes need {expected}: truncated"
+        )
+    values = np.frombuffer(raw, dtype=dtype, count=channels * samples).reshape(samples, channels).T
+    if interpretation == "MB":
+        return decode_ulaw(values)
+    if interpretation == "AB":
+        return decode_alaw(values)
+    if interpretation in ("UL", "SV", "UV"):
+        return values.astype(np.float64)
+    return values.astype(np.int64)
+
+
+def _code_item(channel: Dataset) -> Dataset | None:
+    seq = channel.get("ChannelSourceSequence")
+    return seq[0] if seq else None
+
+
+def _name_from_text(text: str) -> str | None:
+    """"Lead I (Einthoven)", "lead aVR", "V1" -> the standard lead name, or None."""
+    t = re.sub(r"\(.*?\)", " ", text)
+    t = re.sub(r"(?i)\blead\b", " ", t)
+    t = re.sub(r"[\s_]+", "", t).upper()
+    return _KNOWN_NAMES.get(t)
+
+
+def lead_name(channel: Dataset) -> str:
+    """The lead a Channel Definition Sequence item records.
+
+    Code first (MDC "2:N" or SCP-ECG "5.6.3-9-N" in Channel Source Sequence,
+    PS3.16 CID 3001), then Code Meaning, then Channel Label (003A,0203).  An
+    unrecognised channel keeps its label (or meaning), never an empty name.
+    """
+    item = _code_item(channel)
+    meaning = ""
+    if item is not None:
+        value = str(item.get("CodeValue", "")).strip()
+        match = re.fullmatch(r"(?:MDC:?)?2:(\d+)|5\.6\.3-9-(\d+)", value)
+        if match:
+            number = int(match.group(1) or match.group(2))
+            if number in _LEAD_NUMBERS:
+                return _LEAD_NUMBERS[number]
+        meaning = str(item.get("CodeMeaning", "")).strip()
+        named = _name_from_text(meaning)
+        if named:
+            return named
+    label = str(channel.get("ChannelLabel", "")).strip()
+    named = _name_from_text(label)
+    if named:
+        return named
+    return label or meaning or "?"
+
+
+def _is_lead(channel: Dataset) -> bool:
+    """Whether the channel source names an ECG lead (vs. pressure, respiration...)."""
+    item = _code_item(channel)
+    if item is not None:
+        value = str(item.get("CodeValue", ""))
+        if re.fullmatch(r"(?:MDC:?)?2:\d+|5\.6\.3-9-\d+", value):
+            return True
+    return lead_name(channel) in _KNOWN_NAMES.values()
+
+
+def _uv_factor(channel: Dataset) -> float | None:
+    """Factor from calibrated channel units to µV; None when not a voltage."""
+    units = channel.get("ChannelSensitivityUnitsSequence")
+    if not units:
+        # Type 1C: absent only when Channel Sensitivity is absent; ECG carts
+        # record µV, which is what PS3.3 A.34 ECG IODs use.
+        return 1.0
+    code = str(units[0].get("CodeValue", "")).strip()
+    return _UNITS_TO_UV.get(code)
+
+
+def _calibration(channel: Dataset) -> tuple[float, float, float]:
+    """(sensitivity, correction factor, baseline) with the PS3.3 defaults."""
+    def number(keyword: str, default: float) -> float:
+        value = channel.get(keyword)
+        if value is None or value == "":
+            return default
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{keyword} {value!r} is not a number") from exc
+
+    return (
+        number("ChannelSensitivity", 1.0),
+        number("ChannelSensitivityCorrectionFactor", 1.0),
+        number("ChannelBaseline", 0.0),
+    )
+
+
+def read_group(ds: Dataset, index: int) -> MultiplexGroup:
+    """Decode and calibrate multiplex group ``index`` of the Waveform Sequence."""
+    item = ds.WaveformSequence[index]
+    where = f"multiplex group {index}"
+    for keyword in (
+        "NumberOfWaveformChannels", "NumberOfWaveformSamples", "SamplingFrequency",
+        "WaveformBitsAllocated", "WaveformSampleInterpretation", "WaveformData",
+    ):
+        if item.get(keyword) in (None, ""):
+            raise InputError(f"{keyword} is missing in {where} of the Waveform Sequence (5400,0100)")
+    channels = int(item.NumberOfWaveformChannels)
+    fs = float(item.SamplingFrequency)
+    if not np.isfinite(fs) or fs <= 0:
+        raise InputError(f"Sampling Frequency (003A,001A) is {fs} in {where}")
+    definitions = item.get("ChannelDefinitionSequence") or []
+    if len(definitions) != channels:
+        raise InputError(
+            f"Channel Definition Sequence (003A,0200) has {len(definitions)} items but Number of "
+            f"Waveform Channels (003A,0005) is {channels} in {where}"
+        )
+    raw = decode_samples(
+        bytes(item.WaveformData),
+        interpretation=str(item.WaveformSampleInterpretation).strip(),
+        bits_allocated=int(item.WaveformBitsAllocated),
+        channels=channels,
+        samples=int(item.NumberOfWaveformSamples),
+        little_endian=_little_endian(ds),
+    )
+    data = np.empty(raw.shape, dtype=np.float32)
+    leads: list[str] = []
+    ecg: list[bool] = []
+    for c, channel in enumerate(definitions):
+        sensitivity, correction, baseline = _calibration(channel)
+        factor = _uv_factor(channel)
+        is_voltage = factor is not None
+        scale = factor if factor is not None else 1.0
+        data[c] = (raw[c] * (sensitivity * correction) + baseline) * scale
+        leads.append(lead_name(channel))
+        ecg.append(is_voltage and _is_lead(channel))
+    return MultiplexGroup(
+        index=index,
+        label=str(item.get("MultiplexGroupLabel", "") or "").strip(),
+        originality=str(item.get("WaveformOriginality", "") or "").strip().upper(),
+        sampling_frequency=fs,
+        leads=tuple(leads),
+        ecg=tuple(ecg),
+        data=data,
+    )
+
+
+def _little_endian(ds: Dataset) -> bool:
+    """Byte order of the Waveform Data as read (Explicit VR Big Endian -> False)."""
+    encoding = getattr(ds, "original_encoding", (None, None))
+    if encoding[1] is not None:
+        return bool(encoding[1])
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    return not (syntax is not None and syntax == "1.2.840.10008.1.2.2")
+
+
+def read_groups(ds: Dataset) -> tuple[MultiplexGroup, ...]:
+    """Every multiplex group of the Waveform Sequence, decoded and calibrated."""
+    seq = ds.get("WaveformSequence")
+    if not seq:
+        raise InputError("Waveform Sequence (5400,0100) is missing or empty: no waveform")
+    return tuple(read_group(ds, i) for i in range(len(seq)))
+
+
+def choose_rhythm(groups: tuple[MultiplexGroup, ...]) -> MultiplexGroup:
+    """The group to print: label "RHYTHM", then ORIGINAL, then longest.
+
+    Median-beat groups are never printed as strips; a group without any ECG
+    channel (e.g. a pressure group of a Hemodynamic object) is skipped.
+    """
+    usable = [g for g in groups if any(g.ecg) and not g.is_median]
+    if not usable:
+        usable = [g for g in groups if any(g.ecg)]
+    if not usable:
+        raise InputError(
+            "no multiplex group of the Waveform Sequence (5400,0100) has an ECG lead channel "
+            "(Channel Source Sequence (003A,0208) names no lead)"
+        )
+    return max(
+        usable,
+        key=lambda g: ("RHYTHM" in g.label.upper(), g.originality == "ORIGINAL", g.duration),
+    )
+
+
+def choose_median(
+    groups: tuple[MultiplexGroup, ...], rhythm: MultiplexGroup
+) -> MultiplexGroup | None:
+    """The representative-beat group: by label, else an unlabelled DERIVED group of <= 2 s."""
+    others = [g for g in groups if g.index != rhythm.index and any(g.ecg)]
+    for g in others:
+        if g.is_median:
+            return g
+    for g in others:
+        if not g.label and g.originality == "DERIVED" and g.duration <= 2.0:
+            return g
+    return None
+
+
+def _to_signals(group: MultiplexGroup, header: tuple[str, ...] = ()) -> Signals:
+    keep = [i for i, flag in enumerate(group.ecg) if flag]
+    return Signals(
+        leads=tuple(group.leads[i] for i in keep),
+        data=np.ascontiguousarray(group.data[keep]),
+        sampling_frequency=group.sampling_frequency,
+        group_label=group.label,
+        header=header,
+        group_index=group.index,
+    )
+
+
+def load_waveform(ds: Dataset) -> Signals:
+    """A waveform data set -> the rhythm group as :class:`Signals` (µV), median kept.
+
+    Raises :class:`InputError` when there is no waveform, no channel or no ECG
+    lead, and :class:`UnsupportedInputError` for an unknown sample encoding.
+    """
+    groups = read_groups(ds)
+    rhythm = choose_rhythm(groups)
+    median = choose_median(groups, rhythm)
+    header = header_lines(ds, rhythm, groups)
+    signals = _to_signals(rhythm, header)
+    if median is not None:
+        signals = Signals(
+            leads=signals.leads, data=signals.data,
+            sampling_frequency=signals.sampling_frequency, group_label=signals.group_label,
+            median=_to_signals(median), header=signals.header, group_index=signals.group_index,
+        )
+    return signals
+
+
+# --- header text -------------------------------------------------------------
+
+
+def ascii_text(value: object) -> str:
+    """Printable ASCII for the page (OpenCV Hershey fonts have no accents)."""
+    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode("ascii")
+    return " ".join(text.replace("^", " ").split())
+
+
+def _date(value: object) -> str:
+    s = str(value or "")
+    return f"{s[0:4]}-{s[4:6]}-{s[6:8]}" if len(s) >= 8 and s[:8].isdigit() else s
+
+
+def _time(value: object) -> str:
+    s = str(value or "")
+    return f"{s[0:2]}:{s[2:4]}:{s[4:6]}" if len(s) >= 6 and s[:6].isdigit() else s
+
+
+def _filters(ds: Dataset, group: MultiplexGroup) -> str:
+    item = ds.WaveformSequence[group.index]
+    first = (item.get("ChannelDefinitionSequence") or [Dataset()])[0]
+    parts = []
+    low, high = first.get("FilterLowFrequency"), first.get("FilterHighFrequency")
+    if low not in (None, "") or high not in (None, ""):
+        parts.append(f"{float(low or 0):g}-{float(high or 0):g} Hz")
+    notch = first.get("NotchFilterFrequency")
+    if notch not in (None, "") and float(notch) > 0:
+        parts.append(f"notch {float(notch):g} Hz")
+    return ("Filters " + ", ".join(parts)) if parts else ""
+
+
+def annotation_lines(ds: Dataset) -> tuple[str, ...]:
+    """The cart's statements and global measurements (PS3.3 C.10.10).
+
+    Statements are Unformatted Text Value items; measurements are Numeric
+    Value items named by Concept Name Code Sequence without a temporal range
+    (fiducial points such as "QRS onset" carry Temporal Range Type and are not
+    header material).
+    """
+    statements: list[str] = []
+    measurements: list[str] = []
+    for item in ds.get("WaveformAnnotationSequence") or []:
+        text = item.get("UnformattedTextValue")
+        if text:
+            statements.append(ascii_text(text))
+            continue
+        value = item.get("NumericValue")
+        names = item.get("ConceptNameCodeSequence")
+        if value in (None, "") or not names or item.get("TemporalRangeType"):
+            continue
+        units = item.get("MeasurementUnitsCodeSequence")
+        unit = str(units[0].get("CodeValue", "")) if units else ""
+        unit = {"{H.B.}/min": "bpm", "deg": "deg"}.get(unit, unit)
+        number = float(value[0] if isinstance(value, MultiValue) else value)
+        meaning = ascii_text(names[0].get("CodeMeaning", "?"))
+        measurements.append(f"{meaning} {number:g} {unit}".strip())
+    lines = [", ".join(measurements[i:i + 4]) for i in range(0, len(measurements), 4)]
+    return tuple(lines + statements)
+
+
+def header_lines(
+    ds: Dataset, group: MultiplexGroup, groups: tuple[MultiplexGroup, ...] = ()
+) -> tuple[str, ...]:
+    """Header lines for the page: patient, acquisition, settings, cart output."""
+    patient = [
+        f"Name: {ascii_text(ds.get('PatientName', '') or '-')}",
+        f"ID: {ascii_text(ds.get('PatientID', '') or '-')}",
+    ]
+    if ds.get("PatientSex"):
+        patient.append(f"Sex: {ascii_text(ds.PatientSex)}")
+    if ds.get("PatientBirthDate"):
+        patient.append(f"Born: {_date(ds.PatientBirthDate)}")
+    if ds.get("PatientAge"):
+        patient.append(f"Age: {ascii_text(ds.PatientAge)}")
+    acquired = str(ds.get("AcquisitionDateTime", "") or "")
+    when = (
+        f"{_date(acquired[:8])} {_time(acquired[8:14])}" if acquired
+        else f"{_date(ds.get('StudyDate', ''))} {_time(ds.get('StudyTime', ''))}".strip()
+    )
+    device = " ".join(
+        ascii_text(ds.get(k, "") or "") for k in ("Manufacturer", "ManufacturerModelName")
+    ).strip()
+    acquisition = [f"Acquired: {when or '-'}"]
+    if ds.get("InstitutionName"):
+        acquisition.append(ascii_text(ds.InstitutionName))
+    if device:
+        acquisition.append(device)
+    settings = [
+        "25 mm/s", "10 mm/mV", f"{group.sampling_frequency:g} Hz",
+        f"{group.duration:.1f} s", f"{sum(group.ecg)} leads",
+    ]
+    filters = _filters(ds, group)
+    if filters:
+        settings.append(filters)
+    lines = ["  ".join(patient), "  ".join(acquisition), "  ".join(settings)]
+    if ds.get("SOPClassUID") == HEMODYNAMIC_WAVEFORM:
+        lines.append("Hemodynamic waveform: ECG channels only")
+    return tuple(lines) + annotation_lines(ds)
