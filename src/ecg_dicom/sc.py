@@ -32,6 +32,8 @@ page; the page sits at :func:`ecg_dicom.annotate.layout_for` ``(page).offset``.
 
 from __future__ import annotations
 
+import warnings
+
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
@@ -74,6 +76,25 @@ def _source_reference(source: Dataset) -> Dataset:
     return ref
 
 
+def _sc_image(
+    source: Dataset, pixels: np.ndarray, series_uid: str, sop_uid: str, settings: Settings
+) -> hd.sc.SCImage:
+    return hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=source,
+        pixel_array=pixels,
+        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+        bits_allocated=8,
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        series_instance_uid=series_uid,
+        series_number=settings.output.series_number_sc,
+        sop_instance_uid=sop_uid,
+        instance_number=1,
+        manufacturer=settings.output.manufacturer,
+        patient_orientation=("L", "F"),  # placeholder, emptied by build_sc (no orientation)
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+    )
+
+
 def build_sc(source: Dataset, page: Page, result: Classification, settings: Settings) -> Dataset:
     """The annotated Secondary Capture for one page of one source instance.
 
@@ -82,22 +103,12 @@ def build_sc(source: Dataset, page: Page, result: Classification, settings: Sett
     """
     uids = result_uids(source.SOPInstanceUID, result.model_version, settings.output.uid_root)
     pixels = np.ascontiguousarray(draw_result(page, result))
-    equipment = None
-    sc = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=source,
-        pixel_array=pixels,
-        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
-        bits_allocated=8,
-        coordinate_system=hd.CoordinateSystemNames.PATIENT,
-        series_instance_uid=uids.sc_series,
-        series_number=settings.output.series_number_sc,
-        sop_instance_uid=uids.sc_sop,
-        instance_number=1,
-        manufacturer=settings.output.manufacturer,
-        patient_orientation=("L", "F"),  # placeholder, emptied below (no orientation)
-        transfer_syntax_uid=ExplicitVRLittleEndian,
-        contributing_equipment=equipment,
-    )
+    with warnings.catch_warnings():
+        # Single-component patient names are legal, if old-fashioned (PS3.5 6.2.1.2);
+        # they come from the sender and are copied unchanged.
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
+        sc = _sc_image(source, pixels, uids.sc_series, uids.sc_sop, settings)
+
     sc.PatientOrientation = None
     sc.BodyPartExamined = "HEART"
     if "Laterality" in sc:
