@@ -1,0 +1,129 @@
+"""Any accepted input -> the :class:`~ecg_dicom.stages.Page` the model reads.
+
+The one dispatch the service and the CLI call.  By SOP Class UID (PS3.4
+Annex B): the waveform classes are loaded (:mod:`ecg_dicom.waveform`) and
+rendered (:mod:`ecg_dicom.render`); Hemodynamic Waveform only when Modality
+(0008,0060) is ECG, i.e. an ECG recorded in a cath lab; image classes and
+Encapsulated PDF go through :mod:`ecg_dicom.images`.
+
+Whatever goes wrong with an input surfaces as :class:`InputError` (or its
+subclass :class:`UnsupportedInputError`) with a message naming what is
+wrong, never as a pydicom/numpy exception, so a job can fail with that reason
+and the next ECG is processed normally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from ecg_dicom.errors import EcgDicomError, InputError, UnsupportedInputError
+from ecg_dicom.images import (
+    page_from_image_bytes,
+    page_from_image_dataset,
+    page_from_pdf_bytes,
+    page_from_pdf_dataset,
+)
+from ecg_dicom.render import render_page
+from ecg_dicom.sop import (
+    DOCUMENT_SOP_CLASSES,
+    HEMODYNAMIC_WAVEFORM,
+    IMAGE_SOP_CLASSES,
+    WAVEFORM_SOP_CLASSES,
+)
+from ecg_dicom.stages import Page
+from ecg_dicom.waveform import load_waveform
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def page_from_waveform_dataset(ds: Dataset) -> Page:
+    """A waveform data set -> the rendered 12-lead (or stacked) page."""
+    return render_page(load_waveform(ds))
+
+
+def _dispatch(ds: Dataset) -> Callable[[Dataset], Page]:
+    sop_class = ds.get("SOPClassUID")
+    if not sop_class:
+        raise InputError("SOP Class UID (0008,0016) is missing: not a composite instance")
+    if sop_class == HEMODYNAMIC_WAVEFORM:
+        modality = str(ds.get("Modality", "")).strip()
+        if modality != "ECG":
+            raise UnsupportedInputError(
+                f"Hemodynamic Waveform with Modality (0008,0060) {modality or 'absent'!r}: "
+                "only Modality ECG is read as an ECG"
+            )
+        return page_from_waveform_dataset
+    if sop_class in WAVEFORM_SOP_CLASSES:
+        return page_from_waveform_dataset
+    if sop_class in IMAGE_SOP_CLASSES:
+        return page_from_image_dataset
+    if sop_class in DOCUMENT_SOP_CLASSES:
+        return page_from_pdf_dataset
+    name = getattr(sop_class, "name", "")
+    raise UnsupportedInputError(
+        f"SOP Class UID (0008,0016) {sop_class}{f' ({name})' if name and name != sop_class else ''}"
+        " is not an ECG waveform, image or PDF class ecg-dicom reads"
+    )
+
+
+def page_from_dataset(ds: Dataset) -> Page:
+    """The page for one received instance, chosen by its SOP Class UID.
+
+    Raises :class:`UnsupportedInputError` for classes (or a Hemodynamic
+    object of another modality) we do not read and :class:`InputError` for
+    anything malformed; every other exception is wrapped into InputError.
+    """
+    try:
+        return _dispatch(ds)(ds)
+    except EcgDicomError:
+        raise
+    except Exception as exc:  # a malformed attribute deep inside pydicom/numpy
+        raise InputError(f"{type(exc).__name__} while reading the instance: {exc}") from exc
+
+
+def _read_dicom(data_path: Path) -> Dataset:
+    """Read a Part 10 file, or a bare data set without preamble (force)."""
+    try:
+        return pydicom.dcmread(data_path, force=True)
+    except Exception as exc:  # pydicom's parser raises many types on garbage
+        raise InputError(f"{data_path} is not a readable DICOM file: {exc}") from exc
+
+
+def page_from_file(path: Path) -> Page:
+    """A DICOM file (Part 10 or a bare data set), PNG, JPEG or PDF -> page.
+
+    The kind is sniffed from the first bytes, not the file name.
+    """
+    try:
+        head = path.read_bytes()[:132] if path.is_file() else None
+    except OSError as exc:
+        raise InputError(f"{path} could not be read: {exc}") from exc
+    if head is None:
+        raise InputError(f"{path} is not a file")
+    if not head:
+        raise InputError(f"{path} is empty")
+    if head.startswith(_PNG_MAGIC) or head.startswith(_JPEG_MAGIC):
+        return page_from_image_bytes(path.read_bytes(), str(path))
+    if head.lstrip(b"\x00\r\n\t ").startswith(b"%PDF"):
+        try:
+            return page_from_pdf_bytes(path.read_bytes())
+        except EcgDicomError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{path}: {exc}") from exc
+    ds = _read_dicom(path)
+    try:
+        if "SOPClassUID" not in ds:
+            raise InputError(
+                f"{path} is neither DICOM (no SOP Class UID (0008,0016)), PNG, JPEG nor PDF"
+            )
+        return page_from_dataset(ds)
+    except EcgDicomError as exc:
+        raise type(exc)(f"{path}: {exc}") from exc
+    except Exception as exc:  # deferred reads of a truncated file
+        raise InputError(f"{path}: {type(exc).__name__}: {exc}") from exc
