@@ -1,0 +1,261 @@
+"""Deliver the results to the PACS: DICOM C-STORE (pynetdicom) or DICOMweb STOW-RS (httpx).
+
+Every failure is raised as :class:`~ecg_dicom.errors.DeliveryError` saying whether a
+retry can help (``transient``) and, where the peer answered, its ``status``:
+
+==========================================================  ============
+what happened                                               transient?
+==========================================================  ============
+connection refused / unreachable / TCP or ACSE timeout      yes
+association rejected, result "rejected-transient" (PS3.8 9.3.4)  yes
+association aborted, or no C-STORE response (DIMSE timeout) yes
+C-STORE status 0xA7xx "Refused: out of resources" (PS3.4 B.2.3)  yes
+association rejected, result "rejected-permanent"            no
+no presentation context accepted for a SOP class            no
+C-STORE status 0xA9xx, 0xCxxx, 0x01xx and any other failure no
+STOW-RS: connection error, timeout, HTTP 5xx, 408, 429      yes
+STOW-RS: other HTTP 4xx, failed instances (PS3.18 10.5.3)   by reason
+==========================================================  ============
+
+C-STORE warnings (0xB000, 0xB006, 0xB007: PS3.4 B.2.3) are successes: the peer
+stored the object.  Objects are sent SC first, then SR, on one association
+(the SR references the SC; IHE AIR orders them so).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from io import BytesIO
+from typing import Any
+
+import httpx
+from pydicom import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.status import code_to_category
+
+from ecg_dicom.config import Destination, Settings
+from ecg_dicom.errors import DeliveryError, is_transient_status
+
+log = logging.getLogger(__name__)
+
+#: A-ASSOCIATE-RJ result values (PS3.8 9.3.4).
+REJECTED_PERMANENT = 0x01
+REJECTED_TRANSIENT = 0x02
+#: DICOMweb Failure Reason (0008,1197) and Failed SOP Sequence (0008,1198) (PS3.18 10.5.3).
+_FAILED_SOP_SEQUENCE = "00081198"
+_FAILURE_REASON = "00081197"
+#: HTTP statuses after which a later STOW-RS attempt can succeed.
+_TRANSIENT_HTTP = frozenset({408, 425, 429})
+
+
+def destinations_for(calling_ae: str, settings: Settings) -> list[Destination]:
+    """Where results of an ECG sent by ``calling_ae`` go: the destination configured
+    for that AE title (``delivery.destinations``), then every fixed destination,
+    without duplicates.  Empty when neither is configured."""
+    delivery = settings.delivery
+    found: list[Destination] = []
+    mapped = delivery.destinations.get((calling_ae or "").strip())
+    if mapped is not None:
+        found.append(mapped)
+    for fixed in delivery.fixed_destinations:
+        if all((d.ae_title, d.host, d.port) != (fixed.ae_title, fixed.host, fixed.port) for d in found):
+            found.append(fixed)
+    return found
+
+
+def _ordered(datasets: Sequence[Dataset]) -> list[Dataset]:
+    """SC (and any image) before SR, otherwise in the order given."""
+    return sorted(datasets, key=lambda ds: 1 if ds.get("Modality") == "SR" else 0)
+
+
+def _transfer_syntaxes(ds: Dataset) -> list[UID]:
+    own = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    syntaxes = [UID(own)] if own else []
+    for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        if ts not in syntaxes:
+            syntaxes.append(ts)
+    return syntaxes
+
+
+def _where(destination: Destination) -> str:
+    return f"{destination.ae_title}@{destination.host}:{destination.port}"
+
+
+def _association_failure(assoc: Association, destination: Destination) -> DeliveryError:
+    """Why an association was not established, as a DeliveryError."""
+    where = _where(destination)
+    answer: Any = assoc.acceptor.primitive
+    if assoc.is_rejected and answer is not None:
+        transient = answer.result == REJECTED_TRANSIENT
+        return DeliveryError(
+            f"association rejected by {where} ({answer.result_str}, source {answer.source_str}: "
+            f"{answer.reason_str})",
+            transient=transient,
+        )
+    if answer is not None and answer.result == 0x00:
+        return DeliveryError(
+            f"{where} accepted none of the proposed presentation contexts "
+            "(SOP class or transfer syntax not supported)",
+            transient=False,
+        )
+    return DeliveryError(
+        f"could not associate with {where}: connection refused, unreachable or timed out",
+        transient=True,
+    )
+
+
+def _store_one(assoc: Association, ds: Dataset, destination: Destination) -> None:
+    where = _where(destination)
+    what = f"{ds.get('Modality', '?')} {ds.SOPInstanceUID}"
+    try:
+        status = assoc.send_c_store(ds)
+    except ValueError as exc:  # no accepted context for this SOP class, or not encodable
+        raise DeliveryError(f"cannot send {what} to {where}: {exc}", transient=False) from exc
+    except (OSError, RuntimeError) as exc:
+        raise DeliveryError(f"sending {what} to {where} failed: {exc}", transient=True) from exc
+    if not status or "Status" not in status:
+        raise DeliveryError(
+            f"no C-STORE response from {where} for {what} (timeout, or association aborted)",
+            transient=True,
+        )
+    code = int(status.Status)
+    category = code_to_category(code)
+    if category in ("Success", "Warning"):
+        if category == "Warning":
+            log.warning("%s stored %s with warning 0x%04X", where, what, code)
+        return
+    comment = status.get("ErrorComment", "")
+    raise DeliveryError(
+        f"{where} refused {what}: status 0x{code:04X} ({category})"
+        + (f": {comment}" if comment else ""),
+        transient=is_transient_status(code),
+        status=code,
+    )
+
+
+def send_outputs(
+    datasets: Sequence[Dataset], destination: Destination, *, calling_ae: str, timeout: float
+) -> None:
+    """C-STORE ``datasets`` (SC first, then SR) to ``destination`` on one association.
+
+    ``timeout`` bounds the TCP connection, each ACSE and DIMSE exchange, and
+    network silence (seconds).  Raises DeliveryError on the first failure.
+    """
+    if not datasets:
+        return
+    ae = AE(ae_title=calling_ae)
+    ae.connection_timeout = timeout
+    ae.acse_timeout = timeout
+    ae.dimse_timeout = timeout
+    ae.network_timeout = timeout
+    ordered = _ordered(datasets)
+    seen: set[str] = set()
+    for ds in ordered:
+        if ds.SOPClassUID not in seen:
+            seen.add(ds.SOPClassUID)
+            ae.add_requested_context(ds.SOPClassUID, _transfer_syntaxes(ds))
+    try:
+        assoc = ae.associate(
+            destination.host, destination.port, ae_title=destination.ae_title
+        )
+    except OSError as exc:
+        raise DeliveryError(
+            f"could not associate with {_where(destination)}: {exc}", transient=True
+        ) from exc
+    if not assoc.is_established:
+        raise _association_failure(assoc, destination)
+    try:
+        for ds in ordered:
+            _store_one(assoc, ds, destination)
+    except BaseException:
+        assoc.abort()
+        raise
+    assoc.release()
+    log.info("sent %d object(s) to %s", len(ordered), _where(destination))
+
+
+# --- DICOMweb STOW-RS (PS3.18 10.5) --------------------------------------------
+
+
+def _part10(ds: Dataset) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def multipart_body(datasets: Sequence[Dataset], boundary: str) -> bytes:
+    """A multipart/related body of application/dicom parts (PS3.18 8.6.1.2)."""
+    out = BytesIO()
+    for ds in _ordered(datasets):
+        out.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode("ascii"))
+        out.write(_part10(ds))
+        out.write(b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode("ascii"))
+    return out.getvalue()
+
+
+def _studies_url(url: str) -> str:
+    base = url.rstrip("/")
+    return base if base.endswith("/studies") else base + "/studies"
+
+
+def _failed_reasons(response: httpx.Response) -> list[int]:
+    """Failure Reasons of the Failed SOP Sequence of a STOW-RS response, if any."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    items = body if isinstance(body, list) else [body]
+    reasons: list[int] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        failed = item.get(_FAILED_SOP_SEQUENCE, {}).get("Value", [])
+        for entry in failed:
+            values = entry.get(_FAILURE_REASON, {}).get("Value", [0xC000]) if isinstance(entry, dict) else [0xC000]
+            reasons.append(int(values[0]))
+    return reasons
+
+
+def stow_outputs(datasets: Sequence[Dataset], url: str, timeout: float) -> None:
+    """Store ``datasets`` with one STOW-RS request to ``url`` (the DICOMweb root or
+    its ``/studies`` resource).  Raises DeliveryError when any instance was not stored."""
+    if not datasets:
+        return
+    target = _studies_url(url)
+    boundary = f"ecg-dicom-{uuid.uuid4().hex}"
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }
+    try:
+        response = httpx.post(
+            target, content=multipart_body(datasets, boundary), headers=headers, timeout=timeout
+        )
+    except httpx.TransportError as exc:
+        raise DeliveryError(f"STOW-RS to {target} failed: {exc!r}", transient=True) from exc
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"STOW-RS to {target} failed: {exc!r}", transient=False) from exc
+    code = response.status_code
+    reasons = _failed_reasons(response) if code in (200, 202, 409) else []
+    if code == 200 and not reasons:
+        return
+    if code in (202, 409) or reasons:
+        if not reasons and code == 202:
+            log.warning("STOW-RS to %s: 202 Accepted with warnings", target)
+            return
+        transient = bool(reasons) and all(is_transient_status(r) for r in reasons)
+        shown = ", ".join(f"0x{r:04X}" for r in reasons) or "none given"
+        raise DeliveryError(
+            f"STOW-RS to {target}: HTTP {code}, failed instances (reasons {shown})",
+            transient=transient,
+            status=reasons[0] if reasons else None,
+        )
+    transient = code >= 500 or code in _TRANSIENT_HTTP
+    raise DeliveryError(
+        f"STOW-RS to {target}: HTTP {code} {response.reason_phrase}", transient=transient
+    )
