@@ -68,9 +68,10 @@ _MEDIAN_WORDS = ("MEDIAN", "REPRESENTATIVE", "AVERAGE")
 class MultiplexGroup:
     """One decoded multiplex group: ``data`` is channels x samples in µV.
 
-    ``ecg`` flags, per channel, whether it is an ECG lead (identified by a
-    lead code/name, and in µV/mV/V units); Hemodynamic groups also carry
-    pressure or respiration channels, which are not drawn.
+    Per channel, ``is_lead`` says whether its source names an ECG lead and
+    ``units`` gives its Channel Sensitivity Units code ("" when absent, read
+    as µV); ``data`` is in µV only for channels in voltage units.  Hemodynamic
+    groups also carry pressure or respiration channels, which are not drawn.
     """
 
     index: int
@@ -78,8 +79,18 @@ class MultiplexGroup:
     originality: str
     sampling_frequency: float
     leads: tuple[str, ...]
-    ecg: tuple[bool, ...]
+    is_lead: tuple[bool, ...]
+    units: tuple[str, ...]
     data: np.ndarray
+
+    @property
+    def is_voltage(self) -> tuple[bool, ...]:
+        return tuple(u in _UNITS_TO_UV or u == "" for u in self.units)
+
+    @property
+    def ecg(self) -> tuple[bool, ...]:
+        """Channels that are ECG leads recorded in volts (Hemodynamic selection)."""
+        return tuple(a and b for a, b in zip(self.is_lead, self.is_voltage))
 
     @property
     def duration(self) -> float:
@@ -208,27 +219,24 @@ def _is_lead(channel: Dataset) -> bool:
     return lead_name(channel) in _KNOWN_NAMES.values()
 
 
-def _uv_factor(channel: Dataset) -> float | None:
-    """Factor from calibrated channel units to µV; None when not a voltage."""
+def _units(channel: Dataset) -> str:
+    """Channel Sensitivity Units code value; "" when absent.
+
+    Type 1C: absent only when Channel Sensitivity is absent; such channels are
+    read as µV, the unit ECG carts record (PS3.3 A.34).
+    """
     units = channel.get("ChannelSensitivityUnitsSequence")
-    if not units:
-        # Type 1C: absent only when Channel Sensitivity is absent; ECG carts
-        # record µV, which is what PS3.3 A.34 ECG IODs use.
-        return 1.0
-    code = str(units[0].get("CodeValue", "")).strip()
-    return _UNITS_TO_UV.get(code)
+    return str(units[0].get("CodeValue", "")).strip() if units else ""
 
 
 def _calibration(channel: Dataset) -> tuple[float, float, float]:
     """(sensitivity, correction factor, baseline) with the PS3.3 defaults."""
     def number(keyword: str, default: float) -> float:
-        value = channel.get(keyword)
-        if value is None or value == "":
-            return default
         try:
-            return float(value)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{keyword} {value!r} is not a number") from exc
+            value = channel.get(keyword)
+            return default if value is None or value == "" else float(value)
+        except (TypeError, ValueError) as exc:  # an invalid DS string
+            raise InputError(f"{keyword} of a channel is not a number: {exc}") from exc
 
     return (
         number("ChannelSensitivity", 1.0),
@@ -266,23 +274,18 @@ def read_group(ds: Dataset, index: int) -> MultiplexGroup:
         little_endian=_little_endian(ds),
     )
     data = np.empty(raw.shape, dtype=np.float32)
-    leads: list[str] = []
-    ecg: list[bool] = []
     for c, channel in enumerate(definitions):
         sensitivity, correction, baseline = _calibration(channel)
-        factor = _uv_factor(channel)
-        is_voltage = factor is not None
-        scale = factor if factor is not None else 1.0
+        scale = _UNITS_TO_UV.get(_units(channel), 1.0)
         data[c] = (raw[c] * (sensitivity * correction) + baseline) * scale
-        leads.append(lead_name(channel))
-        ecg.append(is_voltage and _is_lead(channel))
     return MultiplexGroup(
         index=index,
         label=str(item.get("MultiplexGroupLabel", "") or "").strip(),
         originality=str(item.get("WaveformOriginality", "") or "").strip().upper(),
         sampling_frequency=fs,
-        leads=tuple(leads),
-        ecg=tuple(ecg),
+        leads=tuple(lead_name(ch) for ch in definitions),
+        is_lead=tuple(_is_lead(ch) for ch in definitions),
+        units=tuple(_units(ch) for ch in definitions),
         data=data,
     )
 
@@ -305,22 +308,41 @@ def read_groups(ds: Dataset) -> tuple[MultiplexGroup, ...]:
     return tuple(read_group(ds, i) for i in range(len(seq)))
 
 
-def choose_rhythm(groups: tuple[MultiplexGroup, ...]) -> MultiplexGroup:
-    """The group to print: label "RHYTHM", then ORIGINAL, then longest.
+def drawn_channels(group: MultiplexGroup, *, hemodynamic: bool) -> list[int]:
+    """Channels of ``group`` that go on the page.
 
-    Median-beat groups are never printed as strips; a group without any ECG
-    channel (e.g. a pressure group of a Hemodynamic object) is skipped.
+    Hemodynamic objects (PS3.3 A.36) mix ECG with pressure and other channels:
+    only channels naming an ECG lead in volts are drawn.  In the ECG IODs
+    (PS3.3 A.34) every channel is an ECG channel and is drawn, unknown leads
+    with their label; a channel not in volts there is refused, not dropped.
     """
-    usable = [g for g in groups if any(g.ecg) and not g.is_median]
-    if not usable:
-        usable = [g for g in groups if any(g.ecg)]
+    if hemodynamic:
+        return [i for i, flag in enumerate(group.ecg) if flag]
+    for i, ok in enumerate(group.is_voltage):
+        if not ok:
+            raise UnsupportedInputError(
+                f"Channel Sensitivity Units Sequence (003A,0211) of channel {i + 1} "
+                f"({group.leads[i]}) in multiplex group {group.index} is {group.units[i]!r}, "
+                "not a voltage (uV, mV, V)"
+            )
+    return list(range(len(group.leads)))
+
+
+def choose_rhythm(groups: tuple[MultiplexGroup, ...], *, hemodynamic: bool = False) -> MultiplexGroup:
+    """The group to print: label "RHYTHM", then ORIGINAL, then the longest.
+
+    Median-beat groups are never printed as strips when another group
+    exists; for a Hemodynamic object only groups with an ECG lead count.
+    """
+    usable = [g for g in groups if not hemodynamic or any(g.ecg)]
     if not usable:
         raise InputError(
             "no multiplex group of the Waveform Sequence (5400,0100) has an ECG lead channel "
-            "(Channel Source Sequence (003A,0208) names no lead)"
+            "(Channel Source Sequence (003A,0208) names no lead in uV/mV)"
         )
+    strips = [g for g in usable if not g.is_median] or usable
     return max(
-        usable,
+        strips,
         key=lambda g: ("RHYTHM" in g.label.upper(), g.originality == "ORIGINAL", g.duration),
     )
 
@@ -329,7 +351,7 @@ def choose_median(
     groups: tuple[MultiplexGroup, ...], rhythm: MultiplexGroup
 ) -> MultiplexGroup | None:
     """The representative-beat group: by label, else an unlabelled DERIVED group of <= 2 s."""
-    others = [g for g in groups if g.index != rhythm.index and any(g.ecg)]
+    others = [g for g in groups if g.index != rhythm.index]
     for g in others:
         if g.is_median:
             return g
@@ -339,13 +361,16 @@ def choose_median(
     return None
 
 
-def _to_signals(group: MultiplexGroup, header: tuple[str, ...] = ()) -> Signals:
-    keep = [i for i, flag in enumerate(group.ecg) if flag]
+def _to_signals(
+    group: MultiplexGroup, keep: list[int], header: tuple[str, ...] = (),
+    median: Signals | None = None,
+) -> Signals:
     return Signals(
         leads=tuple(group.leads[i] for i in keep),
         data=np.ascontiguousarray(group.data[keep]),
         sampling_frequency=group.sampling_frequency,
         group_label=group.label,
+        median=median,
         header=header,
         group_index=group.index,
     )
@@ -355,20 +380,21 @@ def load_waveform(ds: Dataset) -> Signals:
     """A waveform data set -> the rhythm group as :class:`Signals` (µV), median kept.
 
     Raises :class:`InputError` when there is no waveform, no channel or no ECG
-    lead, and :class:`UnsupportedInputError` for an unknown sample encoding.
+    lead, and :class:`UnsupportedInputError` for an unknown sample encoding
+    or a non-voltage ECG channel.
     """
+    hemodynamic = ds.get("SOPClassUID") == HEMODYNAMIC_WAVEFORM
     groups = read_groups(ds)
-    rhythm = choose_rhythm(groups)
-    median = choose_median(groups, rhythm)
-    header = header_lines(ds, rhythm, groups)
-    signals = _to_signals(rhythm, header)
-    if median is not None:
-        signals = Signals(
-            leads=signals.leads, data=signals.data,
-            sampling_frequency=signals.sampling_frequency, group_label=signals.group_label,
-            median=_to_signals(median), header=signals.header, group_index=signals.group_index,
-        )
-    return signals
+    rhythm = choose_rhythm(groups, hemodynamic=hemodynamic)
+    keep = drawn_channels(rhythm, hemodynamic=hemodynamic)
+    median_group = choose_median(groups, rhythm)
+    median = None
+    if median_group is not None:
+        try:
+            median = _to_signals(median_group, drawn_channels(median_group, hemodynamic=hemodynamic))
+        except UnsupportedInputError:
+            median = None  # the report loses its median beats; the page is unaffected
+    return _to_signals(rhythm, keep, header_lines(ds, rhythm, len(keep)), median)
 
 
 # --- header text -------------------------------------------------------------
@@ -432,9 +458,7 @@ def annotation_lines(ds: Dataset) -> tuple[str, ...]:
     return tuple(lines + statements)
 
 
-def header_lines(
-    ds: Dataset, group: MultiplexGroup, groups: tuple[MultiplexGroup, ...] = ()
-) -> tuple[str, ...]:
+def header_lines(ds: Dataset, group: MultiplexGroup, n_leads: int) -> tuple[str, ...]:
     """Header lines for the page: patient, acquisition, settings, cart output."""
     patient = [
         f"Name: {ascii_text(ds.get('PatientName', '') or '-')}",
@@ -461,7 +485,7 @@ def header_lines(
         acquisition.append(device)
     settings = [
         "25 mm/s", "10 mm/mV", f"{group.sampling_frequency:g} Hz",
-        f"{group.duration:.1f} s", f"{sum(group.ecg)} leads",
+        f"{group.duration:.1f} s", f"{n_leads} leads",
     ]
     filters = _filters(ds, group)
     if filters:

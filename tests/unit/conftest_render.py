@@ -1,0 +1,139 @@
+"""Helpers for the waveform / render / images / pages tests (imported explicitly).
+
+Everything is built from real data inside the tests: the three real DICOM
+ECGs in ``../shared/data/dicom-ecg``, pydicom's own waveform example and the
+training pages in ``../shared/data/ecg-images`` (provenance: tests/README.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom import examples
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from ecg_dicom.sop import SECONDARY_CAPTURE
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+REAL_ECGS: dict[str, Path] = {
+    "ge-muse-mv360": SHARED_DATA / "dicom-ecg" / "ge-muse-mv360" / "ecg.dcm",
+    "ge-mac55": SHARED_DATA / "dicom-ecg" / "ge-mac55" / "ecg.dcm",
+    "ecgtoolkit-eli250": SHARED_DATA / "dicom-ecg" / "ecgtoolkit-eli250" / "ecg.dcm",
+    "pydicom-waveform": Path(examples.get_path("waveform")),
+}
+#: (sampling frequency, seconds) of each real file's rhythm group (dcmdump).
+REAL_GEOMETRY: dict[str, tuple[float, float]] = {
+    "ge-muse-mv360": (500.0, 10.0),
+    "ge-mac55": (500.0, 10.0),
+    "ecgtoolkit-eli250": (500.0, 10.0),
+    "pydicom-waveform": (1000.0, 10.0),
+}
+TRAINING_PAGES = sorted((SHARED_DATA / "ecg-images").glob("*/*.jpg"))
+STANDARD = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+def read_real(name: str) -> Dataset:
+    """A fresh copy of one real ECG (tests may modify it)."""
+    return pydicom.dcmread(REAL_ECGS[name])
+
+
+def roundtrip(ds: Dataset) -> Dataset:
+    """Write ``ds`` as a Part 10 file in memory and read it back (what a PACS sends)."""
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return pydicom.dcmread(BytesIO(buf.getvalue()))
+
+
+def require_tool(name: str) -> str:
+    """Path of a dcmtk tool; the test FAILS (not skips) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} (dcmtk) is required by this test and is not installed")
+    return path
+
+
+def dcmtk(tool: str, args: list[str], ds: Dataset, tmp_path: Path) -> Dataset:
+    """Run a dcmtk converter on ``ds`` and read its output (TCP_NODELAY=1 as always)."""
+    exe = require_tool(tool)
+    src, dst = tmp_path / f"in-{tool}.dcm", tmp_path / f"out-{tool}.dcm"
+    ds.save_as(src, enforce_file_format=True)
+    env = {"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([exe, *args, str(src), str(dst)], capture_output=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return pydicom.dcmread(dst)
+
+
+def training_page(index: int = 0) -> np.ndarray:
+    """One training page as RGB uint8."""
+    return np.asarray(Image.open(TRAINING_PAGES[index]).convert("RGB"))
+
+
+def pink_frame(image: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box of the pink chart frame (red clearly above green)."""
+    rgb = image.astype(np.int16)
+    ys, xs = np.nonzero(rgb[..., 0] - rgb[..., 1] > 30)
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def grid_px_per_mm(image: np.ndarray) -> float:
+    """Grid period (px per mm) measured by FFT in a trace-free band under the frame top.
+
+    Used on training pages and on our pages alike: the 5 mm dotted lines give
+    the strongest peak between 20 and 40 px.
+    """
+    x0, y0, x1, _ = pink_frame(image)
+    band = 255.0 - image[y0 + 5:y0 + 40, x0 + 5:x1 - 5].astype(np.float64).mean(axis=2)
+    profile = band.mean(axis=0)
+    n = profile.size
+    spectrum = np.abs(np.fft.rfft(profile - profile.mean(), n * 16))
+    freq = np.fft.rfftfreq(n * 16)
+    window = (freq > 1 / 40) & (freq < 1 / 20)
+    return float(1.0 / freq[window][np.argmax(spectrum[window])] / 5.0)
+
+
+def secondary_capture(image: np.ndarray, **attrs: object) -> Dataset:
+    """A minimal but valid single-frame RGB Secondary Capture holding ``image``."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SECONDARY_CAPTURE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.ConversionType = "OT", "WSD"
+    ds.PatientName, ds.PatientID = "Test^Page", "T1"
+    ds.Rows, ds.Columns = int(image.shape[0]), int(image.shape[1])
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def grey_capture(grey: np.ndarray, bits: int = 8, **attrs: object) -> Dataset:
+    """A MONOCHROME2 Secondary Capture of ``grey`` (uint8 or uint16)."""
+    ds = secondary_capture(np.zeros((1, 1, 3), np.uint8))
+    ds.Rows, ds.Columns = int(grey.shape[0]), int(grey.shape[1])
+    ds.SamplesPerPixel = 1
+    del ds.PlanarConfiguration
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelData = np.ascontiguousarray(grey, dtype=np.uint8 if bits == 8 else "<u2").tobytes()
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    return ds

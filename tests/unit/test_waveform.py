@@ -1,0 +1,414 @@
+"""waveform.py: real DICOM ECGs and variants made from them -> calibrated Signals.
+
+References are computed independently: pydicom's own ``waveform_array`` for
+calibrated values, a numpy G.711 encoder (ITU-T G.711 segment search, not the
+table decoder under test) for µ-law/A-law, dcmtk ``dcmconv`` for byte orders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest_render import REAL_ECGS, REAL_GEOMETRY, STANDARD, dcmtk, read_real, roundtrip
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pydicom.sequence import Sequence
+
+from ecg_dicom.errors import InputError, UnsupportedInputError
+from ecg_dicom.sop import AMBULATORY_ECG, GENERAL_ECG, HEMODYNAMIC_WAVEFORM
+from ecg_dicom.waveform import decode_samples, lead_name, load_waveform
+
+MAC55 = "ge-mac55"
+
+
+def calibrated_reference(ds: Dataset, index: int = 0) -> np.ndarray:
+    """pydicom's calibrated values (channels x samples, µV for these files)."""
+    return ds.waveform_array(index).T
+
+
+def raw_reference(ds: Dataset, index: int = 0) -> np.ndarray:
+    group = ds.WaveformSequence[index]
+    return np.frombuffer(group.WaveformData, "<i2").reshape(-1, group.NumberOfWaveformChannels).T
+
+
+def recode(ds: Dataset, raw: np.ndarray, interpretation: str, bits: int, *,
+           sensitivity_scale: float = 1.0, baseline_uv: float = 0.0, index: int = 0) -> Dataset:
+    """Store ``raw`` (channels x samples) in group ``index`` with a new encoding."""
+    group = ds.WaveformSequence[index]
+    dtype = {"SB": "i1", "UB": "u1", "MB": "u1", "AB": "u1", "SS": "<i2", "US": "<u2",
+             "SL": "<i4", "UL": "<u4", "SV": "<i8", "UV": "<u8"}[interpretation]
+    group.WaveformBitsAllocated = bits
+    group.WaveformSampleInterpretation = interpretation
+    group.WaveformData = np.ascontiguousarray(raw.T.astype(dtype)).tobytes()
+    for channel in group.ChannelDefinitionSequence:
+        channel.ChannelSensitivity = f"{float(channel.ChannelSensitivity) * sensitivity_scale:.10g}"
+        channel.ChannelBaseline = f"{baseline_uv:.10g}"
+        channel.WaveformBitsStored = bits
+    return roundtrip(ds)
+
+
+def ulaw_encode(x: np.ndarray) -> np.ndarray:
+    """ITU-T G.711 µ-law encoder (segment search on biased magnitude)."""
+    x = x.astype(np.int64)
+    magnitude = np.minimum(np.abs(x), 32635) + 0x84
+    exponent = np.clip(np.floor(np.log2(magnitude)).astype(np.int64) - 7, 0, 7)
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return (~(((x < 0) << 7) | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+
+
+def alaw_encode(x: np.ndarray) -> np.ndarray:
+    """ITU-T G.711 A-law encoder (as in the reference g711.c)."""
+    v = x.astype(np.int64) >> 3
+    negative = v < 0
+    mask = np.where(negative, 0x55, 0xD5)
+    v = np.where(negative, -v - 1, v)
+    segment = np.searchsorted(np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF]), v)
+    low = np.where(segment < 2, (v >> 1) & 0xF, (v >> np.maximum(segment, 1)) & 0xF)
+    value = np.where(segment >= 8, 0x7F, (np.minimum(segment, 7) << 4) | low)
+    return (value ^ mask).astype(np.uint8)
+
+
+# --- the real files ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(REAL_ECGS))
+def test_real_file_gives_twelve_standard_leads_in_microvolts(name: str) -> None:
+    ds = read_real(name)
+    signals = load_waveform(ds)
+    fs, seconds = REAL_GEOMETRY[name]
+    assert signals.leads == STANDARD
+    assert signals.sampling_frequency == fs
+    assert signals.duration == pytest.approx(seconds)
+    assert signals.group_index == 0 and signals.data.dtype == np.float32
+    np.testing.assert_allclose(signals.data, calibrated_reference(ds), atol=1e-2)
+    # plausible ECG amplitudes: QRS complexes of 0.4..4 mV peak to peak in every lead
+    ptp = np.ptp(signals.data, axis=1)
+    assert np.all((ptp > 400) & (ptp < 4000)), ptp
+
+
+@pytest.mark.parametrize("name", sorted(REAL_ECGS))
+def test_real_file_keeps_its_median_beats(name: str) -> None:
+    ds = read_real(name)
+    signals = load_waveform(ds)
+    assert signals.median is not None  # MV360's median group is unlabelled, DERIVED, 1.2 s
+    assert signals.median.leads == STANDARD
+    assert signals.median.group_index == 1
+    np.testing.assert_allclose(signals.median.data, calibrated_reference(ds, 1), atol=1e-2)
+
+
+def test_rhythm_group_found_after_the_median_group() -> None:
+    ds = read_real("pydicom-waveform")
+    ds.WaveformSequence = Sequence([ds.WaveformSequence[1], ds.WaveformSequence[0]])
+    signals = load_waveform(roundtrip(ds))
+    assert signals.group_index == 1 and signals.duration == pytest.approx(10.0)
+    assert signals.median is not None and signals.median.group_index == 0
+
+
+def test_unlabelled_groups_rhythm_is_the_original_one() -> None:
+    ds = read_real("ge-muse-mv360")
+    ds.WaveformSequence = Sequence([ds.WaveformSequence[1], ds.WaveformSequence[0]])
+    assert load_waveform(ds).group_index == 1
+
+
+def test_header_has_patient_settings_measurements_and_statements() -> None:
+    header = load_waveform(read_real(MAC55)).header
+    text = "\n".join(header)
+    assert "ID: 66954" in header[0] and "GE MAC55" in header[1]
+    assert "25 mm/s" in header[2] and "10 mm/mV" in header[2] and "0.05-150 Hz" in header[2]
+    assert "QRS Duration 92 ms" in text and "Ventricular Heart Rate 81 bpm" in text
+    assert "ATRIAL FIBRILLATION" in header
+    example = "\n".join(load_waveform(read_real("pydicom-waveform")).header)
+    assert "ECG NORMALE" in example and "RITMO SINUSALE" in example
+    assert "QT Interval 368 ms" in example
+    assert "Onset" not in example  # fiducial points are not header material
+    assert "Galliera" in example and "Born: 1971-01-23" in example
+
+
+# --- lead identity -----------------------------------------------------------
+
+
+def test_channels_in_any_order_are_named_by_their_codes() -> None:
+    ds = read_real(MAC55)
+    reference = calibrated_reference(ds)
+    group = ds.WaveformSequence[0]
+    order = np.random.default_rng(5).permutation(12)
+    raw = raw_reference(ds)[order]
+    group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in order])
+    group.WaveformData = np.ascontiguousarray(raw.T).astype("<i2").tobytes()
+    signals = load_waveform(roundtrip(ds))
+    assert signals.leads == tuple(STANDARD[i] for i in order)
+    np.testing.assert_allclose(signals.data, reference[order], atol=1e-2)
+
+
+def _source(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+MDC = {"I": "2:1", "II": "2:2", "III": "2:61", "aVR": "2:62", "aVL": "2:63", "aVF": "2:64",
+       "V1": "2:3", "V2": "2:4", "V3": "2:5", "V4": "2:6", "V5": "2:7", "V6": "2:8"}
+
+
+@pytest.mark.parametrize("how", ["mdc", "meaning", "label"])
+def test_leads_named_by_mdc_code_then_meaning_then_label(how: str) -> None:
+    ds = read_real("pydicom-waveform")
+    for lead, channel in zip(STANDARD, ds.WaveformSequence[0].ChannelDefinitionSequence):
+        if how == "mdc":  # meaning deliberately wrong: the code wins
+            channel.ChannelSourceSequence = Sequence([_source(MDC[lead], "MDC", "lead")])
+        elif how == "meaning":
+            channel.ChannelSourceSequence = Sequence([_source("X", "99LOCAL", f"Lead {lead}")])
+        else:
+            channel.ChannelSourceSequence = Sequence([_source("X", "99LOCAL", "Unknown")])
+            channel.ChannelLabel = lead
+    assert load_waveform(roundtrip(ds)).leads == STANDARD
+
+
+def test_unknown_channel_keeps_its_label() -> None:
+    channel = Dataset()
+    channel.ChannelSourceSequence = Sequence([_source("X", "99LOCAL", "Body surface")])
+    channel.ChannelLabel = "Nehb D"
+    assert lead_name(channel) == "Nehb D"
+    channel.ChannelLabel = "Lead V4R"
+    assert lead_name(channel) == "V4R"
+
+
+# --- sample interpretations, units and calibration ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("interpretation", "bits", "factor", "offset"),
+    [("SL", 32, 4, 0), ("UL", 32, 4, 2**31), ("SV", 64, 8, 0), ("UV", 64, 8, 2**32),
+     ("US", 16, 1, 32768)],
+)
+def test_wide_and_unsigned_samples_give_the_same_microvolts(
+    interpretation: str, bits: int, factor: int, offset: int
+) -> None:
+    ds = read_real(MAC55)  # 5 µV per unit
+    reference = calibrated_reference(ds)
+    raw = raw_reference(ds).astype(np.int64) * factor + offset
+    sensitivity = 5.0 / factor
+    ds = recode(ds, raw, interpretation, bits, sensitivity_scale=1 / factor,
+                baseline_uv=-offset * sensitivity)
+    np.testing.assert_allclose(load_waveform(ds).data, reference, atol=0.05)
+
+
+@pytest.mark.parametrize(("interpretation", "offset"), [("SB", 0), ("UB", 128)])
+def test_eight_bit_samples(interpretation: str, offset: int) -> None:
+    ds = read_real("ecgtoolkit-eli250")  # 2.5 µV per unit, peaks within +-8 mV
+    reference = calibrated_reference(ds)
+    raw = np.clip(np.round(raw_reference(ds) / 32.0), -128, 127).astype(np.int64) + offset
+    ds = recode(ds, raw, interpretation, 8, sensitivity_scale=32, baseline_uv=-offset * 80.0)
+    # quantised to 80 µV steps: within half a step of pydicom's values
+    assert np.max(np.abs(load_waveform(ds).data - reference)) <= 40.0 + 1e-3
+
+
+@pytest.mark.parametrize(("interpretation", "encode"), [("MB", ulaw_encode), ("AB", alaw_encode)])
+def test_g711_companded_samples_decode_to_the_real_signal(interpretation: str, encode) -> None:  # type: ignore[no-untyped-def]
+    ds = read_real(MAC55)
+    reference = calibrated_reference(ds)
+    linear = raw_reference(ds).astype(np.int64) * 8  # use the 16-bit range of G.711
+    ds = recode(ds, encode(linear), interpretation, 8, sensitivity_scale=1 / 8)
+    decoded = load_waveform(ds).data
+    # G.711 keeps 4 mantissa bits: error within 1/32 of the value (+ one step near 0)
+    bound = np.abs(reference) / 32.0 + 16 * 0.625
+    assert np.all(np.abs(decoded - reference) <= bound)
+    assert np.corrcoef(decoded[1], reference[1])[0, 1] > 0.999
+
+
+def test_millivolt_units_and_correction_factor() -> None:
+    ds = read_real(MAC55)
+    reference = calibrated_reference(ds)
+    for channel in ds.WaveformSequence[0].ChannelDefinitionSequence:
+        channel.ChannelSensitivity = "0.01"  # mV per unit, x 0.5 correction = 5 µV
+        channel.ChannelSensitivityCorrectionFactor = "0.5"
+        channel.ChannelSensitivityUnitsSequence[0].CodeValue = "mV"
+        channel.ChannelSensitivityUnitsSequence[0].CodeMeaning = "millivolt"
+        channel.ChannelBaseline = "0.2"  # mV
+    signals = load_waveform(roundtrip(ds))
+    np.testing.assert_allclose(signals.data, reference + 200.0, atol=0.05)
+
+
+@pytest.mark.parametrize(("option", "syntax"), [("+tb", "1.2.840.10008.1.2.2"),
+                                                  ("+td", "1.2.840.10008.1.2.1.99"),
+                                                  ("+ti", "1.2.840.10008.1.2")])
+def test_transfer_syntaxes_written_by_dcmtk(option: str, syntax: str, tmp_path: Path) -> None:
+    ds = read_real(MAC55)
+    reference = calibrated_reference(ds)
+    converted = dcmtk("dcmconv", [option], ds, tmp_path)
+    assert converted.file_meta.TransferSyntaxUID == syntax
+    np.testing.assert_allclose(load_waveform(converted).data, reference, atol=1e-2)
+
+
+# --- General, Ambulatory and Hemodynamic objects ------------------------------
+
+
+def general_ecg(leads: tuple[str, ...] = ("I", "II", "III")) -> Dataset:
+    """A General ECG object: three limb leads of the real Mortara recording, labels only."""
+    ds = read_real("pydicom-waveform")
+    del ds.WaveformSequence[1]
+    group = ds.WaveformSequence[0]
+    keep = [STANDARD.index(name) for name in leads]
+    raw = raw_reference(ds)[keep]
+    group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in keep])
+    for channel in group.ChannelDefinitionSequence:
+        channel.ChannelLabel = lead_name(channel)
+        del channel.ChannelSourceSequence[0].CodeValue
+        channel.ChannelSourceSequence[0].CodeMeaning = "ECG lead"
+    group.NumberOfWaveformChannels = len(keep)
+    group.WaveformData = np.ascontiguousarray(raw.T).astype("<i2").tobytes()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = GENERAL_ECG
+    return roundtrip(ds)
+
+
+def ambulatory_ecg(seconds: int = 60) -> Dataset:
+    """An Ambulatory ECG: 2 channels (II, V5), 8-bit SB at 200 Hz, real beats repeated."""
+    ds = read_real("pydicom-waveform")
+    del ds.WaveformSequence[1]
+    group = ds.WaveformSequence[0]
+    raw = raw_reference(ds)[[1, 10], ::5]  # 1000 Hz -> 200 Hz
+    raw = np.tile(raw, (1, seconds // 10))
+    raw = np.clip(np.round(raw / 32.0), -128, 127)  # 40 µV steps
+    group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in (1, 10)])
+    group.NumberOfWaveformChannels, group.NumberOfWaveformSamples = 2, raw.shape[1]
+    group.SamplingFrequency = 200
+    group.MultiplexGroupLabel = "HOLTER"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = AMBULATORY_ECG
+    return recode(ds, raw, "SB", 8, sensitivity_scale=32)
+
+
+def test_general_ecg_with_labels_only() -> None:
+    ds = general_ecg()
+    signals = load_waveform(ds)
+    assert signals.leads == ("I", "II", "III")
+    np.testing.assert_allclose(signals.data, calibrated_reference(read_real("pydicom-waveform"))[:3],
+                               atol=1e-2)
+
+
+def test_ambulatory_ecg_two_channels_one_minute() -> None:
+    signals = load_waveform(ambulatory_ecg())
+    assert signals.leads == ("II", "V5") and signals.sampling_frequency == 200.0
+    assert signals.duration == pytest.approx(60.0) and signals.group_label == "HOLTER"
+    reference = calibrated_reference(read_real("pydicom-waveform"))[1, ::5]
+    assert np.max(np.abs(signals.data[0, :2000] - reference)) <= 20.0 + 1e-3
+
+
+def hemodynamic(modality: str = "ECG") -> Dataset:
+    """A Hemodynamic object: the real leads II and V5 plus an arterial pressure channel."""
+    ds = read_real(MAC55)
+    del ds.WaveformSequence[1]
+    group = ds.WaveformSequence[0]
+    raw = raw_reference(ds)[[1, 10]]
+    pressure = np.round(100 + 20 * np.sin(np.arange(raw.shape[1]) / 80.0)).astype(np.int64)
+    ch_pressure = Dataset()
+    ch_pressure.update(group.ChannelDefinitionSequence[0])
+    ch_pressure.ChannelSourceSequence = Sequence([_source("2:4106", "MDC", "Arterial pressure")])
+    ch_pressure.ChannelLabel = "ART"
+    ch_pressure.ChannelSensitivity = "1"
+    ch_pressure.ChannelSensitivityUnitsSequence = Sequence([_source("mm[Hg]", "UCUM", "mmHg")])
+    group.ChannelDefinitionSequence = Sequence(
+        [group.ChannelDefinitionSequence[1], ch_pressure, group.ChannelDefinitionSequence[10]])
+    group.NumberOfWaveformChannels = 3
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = HEMODYNAMIC_WAVEFORM
+    ds.Modality = modality
+    return recode(ds, np.vstack([raw[0], pressure, raw[1]]), "SS", 16)
+
+
+def test_hemodynamic_draws_only_its_ecg_channels() -> None:
+    signals = load_waveform(hemodynamic())
+    assert signals.leads == ("II", "V5")
+    np.testing.assert_allclose(signals.data, calibrated_reference(read_real(MAC55))[[1, 10]],
+                               atol=1e-2)
+
+
+# --- malformed input ---------------------------------------------------------
+
+
+def _mutate(change: str) -> Dataset:
+    ds = read_real(MAC55)
+    group = ds.WaveformSequence[0]
+    if change == "no waveform":
+        del ds.WaveformSequence
+    elif change == "empty sequence":
+        ds.WaveformSequence = Sequence([])
+    elif change == "zero channels":
+        group.NumberOfWaveformChannels = 0
+    elif change == "zero samples":
+        group.NumberOfWaveformSamples = 0
+    elif change == "truncated":
+        group.WaveformData = group.WaveformData[: len(group.WaveformData) // 3]
+    elif change == "no data":
+        del group.WaveformData
+    elif change == "sampling frequency":
+        group.SamplingFrequency = 0
+    elif change == "definitions":
+        del group.ChannelDefinitionSequence[3]
+    elif change == "sensitivity":
+        tag = Tag(0x003A, 0x0210)  # Channel Sensitivity, as a PACS could send it
+        group.ChannelDefinitionSequence[0][tag] = RawDataElement(tag, "DS", 4, b"abc ", 0, False, True)
+    return ds
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ("no waveform", "Waveform Sequence (5400,0100)"),
+    ("empty sequence", "Waveform Sequence (5400,0100)"),
+    ("zero channels", "Number of Waveform Channels (003A,0005) is 0"),
+    ("zero samples", "Number of Waveform Samples (003A,0010) is 0"),
+    ("truncated", "Waveform Data (5400,1010) holds 40000 bytes"),
+    ("no data", "WaveformData is missing"),
+    ("sampling frequency", "Sampling Frequency (003A,001A)"),
+    ("definitions", "Channel Definition Sequence (003A,0200) has 11 items"),
+    ("sensitivity", "ChannelSensitivity of a channel is not a number"),
+])
+def test_malformed_waveforms_raise_input_error_naming_the_attribute(change: str, words: str) -> None:
+    ds = _mutate(change)
+    with pytest.raises(InputError) as caught:
+        load_waveform(ds)
+    assert words in str(caught.value)
+    assert not isinstance(caught.value, UnsupportedInputError)
+
+
+@pytest.mark.parametrize(("bits", "interpretation", "words"), [
+    (12, "SS", "Waveform Bits Allocated (5400,1004) is 12"),
+    (16, "SB", "Waveform Bits Allocated (5400,1004) is 16"),
+    (16, "XX", "Waveform Sample Interpretation (5400,1006) 'XX'"),
+])
+def test_unsupported_sample_encodings(bits: int, interpretation: str, words: str) -> None:
+    ds = read_real(MAC55)
+    ds.WaveformSequence[0].WaveformBitsAllocated = bits
+    ds.WaveformSequence[0].WaveformSampleInterpretation = interpretation
+    with pytest.raises(UnsupportedInputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        load_waveform(ds)
+
+
+def test_non_voltage_ecg_channel_is_refused_not_dropped() -> None:
+    ds = read_real(MAC55)
+    units = ds.WaveformSequence[0].ChannelDefinitionSequence[4].ChannelSensitivityUnitsSequence[0]
+    units.CodeValue = "mm[Hg]"
+    with pytest.raises(UnsupportedInputError, match=r"channel 5 \(aVL\).*'mm\[Hg\]'"):
+        load_waveform(ds)
+
+
+def test_hemodynamic_without_ecg_channels() -> None:
+    ds = hemodynamic()
+    group = ds.WaveformSequence[0]
+    for channel in group.ChannelDefinitionSequence:
+        channel.ChannelSourceSequence = Sequence([_source("2:4106", "MDC", "Arterial pressure")])
+        channel.ChannelLabel = "ART"
+        channel.ChannelSensitivityUnitsSequence = Sequence([_source("mm[Hg]", "UCUM", "mmHg")])
+    with pytest.raises(InputError, match="names no lead"):
+        load_waveform(ds)
+
+
+def test_decode_samples_big_endian_matches_little_endian() -> None:
+    values = np.array([[1, -2, 300], [-32768, 32767, 0]], dtype=np.int16)
+    interleaved = np.ascontiguousarray(values.T)
+    little = decode_samples(interleaved.astype("<i2").tobytes(), interpretation="SS",
+                            bits_allocated=16, channels=2, samples=3)
+    big = decode_samples(interleaved.astype(">i2").tobytes(), interpretation="SS",
+                         bits_allocated=16, channels=2, samples=3, little_endian=False)
+    np.testing.assert_array_equal(little, values)
+    np.testing.assert_array_equal(big, values)
