@@ -100,7 +100,9 @@ def _paper() -> np.ndarray:
     dots_x, dots_y = np.arange(x0 + 2, x1, 3), np.arange(y0 + 2, y1, 3)
     page[np.ix_(major_y, dots_x)] = MAJOR_DOT
     page[np.ix_(dots_y, major_x)] = MAJOR_DOT
-    cv2.rectangle(page, (x0, y0), (x1, y1), FRAME_COLOUR, 2, cv2.LINE_8)
+    for rows, cols in (((y0, y0 + 2), (x0, x1 + 1)), ((y1 - 1, y1 + 1), (x0, x1 + 1)),
+                       ((y0, y1 + 1), (x0, x0 + 2)), ((y0, y1 + 1), (x1 - 1, x1 + 1))):
+        page[rows[0]:rows[1], cols[0]:cols[1]] = FRAME_COLOUR  # 2 px, inside (x0..x1)
     page.flags.writeable = False
     return page
 
@@ -220,7 +222,7 @@ def render_page(signals: Signals) -> Page:
             if i1 - i0 < 2:
                 continue
             polylines.append(_trace_points(signals.data[index[lead], i0:i1], fs, x0, baseline))
-            t_end = min(t1, (i1 - 1) / fs)
+            t_end = min(t1, i1 / fs)  # sample i covers [i/fs, (i+1)/fs)
             regions.append(LeadRegion(
                 lead=lead, x0=x0, y0=max(baseline - pitch / 2, FRAME[1]),
                 x1=x0 + (t_end - t0) * px_per_second(),
