@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -37,6 +35,7 @@ from ecg_dicom.errors import (
     UnreadableDatasetError,
     store_status_for,
 )
+from ecg_dicom.header import HeaderError, read_header
 from ecg_dicom.logs import log_context
 from ecg_dicom.queue import JobQueue
 from ecg_dicom.sop import (
@@ -57,17 +56,8 @@ REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 #: (a Hemodynamic Waveform whose Modality is not ECG): "cannot understand".
 NOT_AN_ECG = CANNOT_UNDERSTAND + 1
 
-# The elements the handler reads to check a data set against its SOP class.
-_HEADER_TAGS = [
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "StudyInstanceUID",
-    "Modality",
-    "WaveformSequence",
-    "PixelData",
-    "FloatPixelData",
-    "EncapsulatedDocument",
-]
+# The short string elements the handler reads from a received data set.
+_HEADER_VALUES = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality")
 
 
 def caller_allowed(rules: list[AllowedCaller], ae_title: str, address: str) -> bool:
@@ -82,33 +72,35 @@ def caller_allowed(rules: list[AllowedCaller], ae_title: str, address: str) -> b
 
 
 def check_dataset(path: Path, sop_class_uid: str) -> dict[str, str]:
-    """Read the header of a received file and check it matches its SOP class.
+    """Scan the header of a received file and check it matches its SOP class.
 
-    Only the elements in ``_HEADER_TAGS`` are parsed; pixel data and waveform
-    data are skipped by their lengths, not decoded.  Returns the identifying
-    UIDs.  Raises UnreadableDatasetError or DatasetMismatchError.
+    Only top-level element headers are walked (see header.py); pixel and
+    waveform data are skipped by their lengths, never decoded.  Returns the
+    identifying UIDs.  Raises UnreadableDatasetError or DatasetMismatchError.
     """
     try:
-        ds = dcmread(path, specific_tags=_HEADER_TAGS, defer_size=1024)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError) as exc:
+        header = read_header(path, _HEADER_VALUES)
+    except (HeaderError, OSError) as exc:
         raise UnreadableDatasetError(f"data set cannot be parsed: {exc}") from exc
-    found = str(ds.get("SOPClassUID", ""))
+    found = header.get("SOPClassUID")
     if found and found != sop_class_uid:
         raise DatasetMismatchError(
             f"SOP Class UID in data set ({found}) differs from the C-STORE's ({sop_class_uid})"
         )
-    if not ds.get("SOPInstanceUID"):
+    if not header.get("SOPInstanceUID"):
         raise DatasetMismatchError("SOP Instance UID (0008,0018) is missing")
-    if sop_class_uid in WAVEFORM_SOP_CLASSES and "WaveformSequence" not in ds:
+    if sop_class_uid in WAVEFORM_SOP_CLASSES and not header.has("WaveformSequence"):
         raise DatasetMismatchError("a waveform object without Waveform Sequence (5400,0100)")
-    if sop_class_uid in IMAGE_SOP_CLASSES and "PixelData" not in ds:
+    if sop_class_uid in IMAGE_SOP_CLASSES and not (
+        header.has("PixelData") or header.has("FloatPixelData")
+    ):
         raise DatasetMismatchError("an image object without Pixel Data (7FE0,0010)")
-    if sop_class_uid in DOCUMENT_SOP_CLASSES and "EncapsulatedDocument" not in ds:
+    if sop_class_uid in DOCUMENT_SOP_CLASSES and not header.has("EncapsulatedDocument"):
         raise DatasetMismatchError("an encapsulated PDF without Encapsulated Document (0042,0011)")
     return {
-        "sop_instance_uid": str(ds.SOPInstanceUID),
-        "study_instance_uid": str(ds.get("StudyInstanceUID", "")),
-        "modality": str(ds.get("Modality", "")),
+        "sop_instance_uid": header.get("SOPInstanceUID"),
+        "study_instance_uid": header.get("StudyInstanceUID"),
+        "modality": header.get("Modality"),
     }
 
 

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -107,20 +108,24 @@ class Spool:
         for folder in (self.instances_dir, self.tmp_dir, self.results_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.ledger_path = self.root / "ledger.sqlite3"
+        self._local = threading.local()
         with self._db() as db:
             db.executescript(_SCHEMA)
 
     # -- ledger ------------------------------------------------------------
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.ledger_path, timeout=30.0, isolation_level=None)
-        try:
+        """This thread's connection to the ledger (opened once per thread)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(
+                self.ledger_path, timeout=30.0, isolation_level=None, check_same_thread=True
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL" if self.fsync else "PRAGMA synchronous=OFF")
             db.row_factory = sqlite3.Row
-            yield db
-        finally:
-            db.close()
+            self._local.db = db
+        yield db
 
     @staticmethod
     def _job(row: sqlite3.Row) -> Job:
