@@ -1,0 +1,291 @@
+"""images.py: pictures of a rendered real ECG, encoded every way a PACS may send them.
+
+The source picture is a page rendered from the real GE MAC55 ECG.  It is put
+in Secondary Capture / VL Photographic objects and encoded with dcmtk
+(dcmcjpeg, dcmcjpls, dcmcrle, dcmconv) and pydicom's encoders, then decoded by
+images.py and compared with the original pixels.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest_render import dcmtk, grey_capture, read_real, roundtrip, secondary_capture
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.pixels import convert_color_space, pack_bits
+from pydicom.uid import (
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+    UID,
+)
+
+from ecg_dicom.errors import InputError, UnsupportedInputError
+from ecg_dicom.images import (
+    PDF_WIDTH_PX,
+    page_from_image_bytes,
+    page_from_image_dataset,
+    page_from_pdf_bytes,
+    page_from_pdf_dataset,
+)
+from ecg_dicom.render import render_page
+from ecg_dicom.sop import (
+    COMPRESSED_TRANSFER_SYNTAXES,
+    ENCAPSULATED_PDF,
+    MULTIFRAME_GRAYSCALE_WORD_SC,
+    MULTIFRAME_SINGLE_BIT_SC,
+    MULTIFRAME_TRUE_COLOR_SC,
+    VL_PHOTOGRAPHIC,
+)
+from ecg_dicom.waveform import load_waveform
+
+
+@pytest.fixture(scope="module")
+def picture() -> np.ndarray:
+    """The top-left part of a page rendered from a real ECG (pulse, grid, leads I/aVR/II)."""
+    page = render_page(load_waveform(read_real("ge-mac55"))).image
+    return np.ascontiguousarray(page[150:720, :800])
+
+
+def decode(ds: Dataset) -> np.ndarray:
+    page = page_from_image_dataset(roundtrip(ds))
+    assert page.source_kind == "image" and page.px_per_mm is None
+    assert page.image.dtype == np.uint8 and page.image.ndim == 3 and page.image.shape[2] == 3
+    return page.image
+
+
+def error(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
+    diff = np.abs(a.astype(np.int32) - b.astype(np.int32))
+    return int(diff.max()), float(diff.mean())
+
+
+def test_native_rgb_is_exact(picture: np.ndarray) -> None:
+    assert np.array_equal(decode(secondary_capture(picture)), picture)
+
+
+# --- every compressed transfer syntax in sop.py -------------------------------
+
+DCMTK_CASES = [  # tool, options, transfer syntax produced, (max, mean) error allowed
+    ("dcmcjpeg", ["+eb"], "1.2.840.10008.1.2.4.50", (80, 2.5)),
+    ("dcmcjpeg", ["+ee"], "1.2.840.10008.1.2.4.51", (80, 2.5)),
+    ("dcmcjpeg", ["+el"], "1.2.840.10008.1.2.4.57", (0, 0.0)),
+    ("dcmcjpeg", ["+e1"], "1.2.840.10008.1.2.4.70", (0, 0.0)),
+    ("dcmcjpls", ["+el"], "1.2.840.10008.1.2.4.80", (0, 0.0)),
+    ("dcmcjpls", ["+en"], "1.2.840.10008.1.2.4.81", (2, 1.0)),
+    ("dcmcrle", [], "1.2.840.10008.1.2.5", (0, 0.0)),
+]
+
+
+@pytest.mark.parametrize(("tool", "options", "syntax", "allowed"), DCMTK_CASES,
+                         ids=[f"{c[0]}{''.join(c[1])}" for c in DCMTK_CASES])
+def test_dcmtk_encoded_secondary_capture(tool: str, options: list[str], syntax: str,
+                                         allowed: tuple[int, float], picture: np.ndarray,
+                                         tmp_path: Path) -> None:
+    encoded = dcmtk(tool, options, secondary_capture(picture), tmp_path)
+    assert encoded.file_meta.TransferSyntaxUID == syntax
+    if syntax in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"):
+        assert encoded.PhotometricInterpretation == "YBR_FULL_422"  # the YBR path
+    worst, mean = error(decode(encoded), picture)
+    assert worst <= allowed[0] and mean <= allowed[1]
+
+
+PYDICOM_CASES = [
+    (JPEG2000Lossless, {}, (0, 0.0)),
+    (JPEG2000, {"j2k_cr": [20]}, (120, 8.0)),
+    (JPEGLSLossless, {}, (0, 0.0)),
+    (JPEGLSNearLossless, {"jls_error": 3}, (3, 1.5)),
+    (RLELossless, {}, (0, 0.0)),
+]
+
+
+@pytest.mark.parametrize(("syntax", "options", "allowed"), PYDICOM_CASES,
+                         ids=[c[0].name for c in PYDICOM_CASES])
+def test_pydicom_encoded_secondary_capture(syntax: UID, options: dict, allowed: tuple[int, float],  # type: ignore[type-arg]
+                                           picture: np.ndarray) -> None:
+    ds = secondary_capture(picture)
+    ds.compress(syntax, **options)
+    worst, mean = error(decode(ds), picture)
+    assert worst <= allowed[0] and mean <= allowed[1]
+
+
+def test_every_listed_compressed_syntax_is_covered() -> None:
+    covered = {c[2] for c in DCMTK_CASES} | {str(c[0]) for c in PYDICOM_CASES}
+    assert {str(uid) for uid in COMPRESSED_TRANSFER_SYNTAXES} <= covered
+
+
+@pytest.mark.parametrize("option", ["+tb", "+td", "+ti"])
+def test_native_byte_orders_by_dcmconv(option: str, picture: np.ndarray, tmp_path: Path) -> None:
+    grey = picture.mean(axis=2)
+    words = np.round(grey * 16).astype(np.uint16)  # 12 bits stored in 16
+    ds = grey_capture(words, bits=16, BitsStored=12, HighBit=11)
+    converted = dcmtk("dcmconv", [option], ds, tmp_path)
+    image = page_from_image_dataset(converted).image
+    expected = np.round((words - words.min()) * (255.0 / (words.max() - words.min())))
+    assert error(image[..., 0], expected)[0] <= 1
+
+
+# --- photometric interpretations, bit depths, windowing ------------------------
+
+
+def test_monochrome2_and_monochrome1(picture: np.ndarray) -> None:
+    grey = np.round(picture.mean(axis=2)).astype(np.uint8)
+    assert np.array_equal(decode(grey_capture(grey))[..., 1], grey)
+    inverted = grey_capture(255 - grey, PhotometricInterpretation="MONOCHROME1")
+    assert np.array_equal(decode(inverted)[..., 2], grey)  # ink stays dark
+
+
+def test_sixteen_bit_window_and_rescale(picture: np.ndarray) -> None:
+    grey = np.round(picture.mean(axis=2))
+    stored = (grey * 8 + 1000).astype(np.uint16)  # 1000..3040
+    ds = grey_capture(stored, bits=16, RescaleSlope="0.5", RescaleIntercept="-500",
+                      WindowCenter="510", WindowWidth="1021")
+    # rescaled: 0..1020 for grey 0..255; the window maps it back onto 0..255
+    assert error(decode(ds)[..., 0], grey)[0] <= 1
+    sigmoid = grey_capture(stored, bits=16, RescaleSlope="0.5", RescaleIntercept="-500",
+                           WindowCenter="510", WindowWidth="1021", VOILUTFunction="SIGMOID")
+    out = decode(sigmoid)[..., 0].astype(np.float64)
+    expected = 255.0 / (1.0 + np.exp(-4.0 * (grey * 4 - 510) / 1021))  # PS3.3 C.11.2.1.3.1
+    assert np.max(np.abs(out - expected)) <= 1.0
+    assert np.corrcoef(out.ravel(), grey.ravel())[0, 1] > 0.95
+
+
+def test_ybr_full_native(picture: np.ndarray) -> None:
+    ybr = convert_color_space(picture, "RGB", "YBR_FULL")
+    ds = secondary_capture(ybr, PhotometricInterpretation="YBR_FULL")
+    assert error(decode(ds), picture)[0] <= 2
+
+
+def test_multiframe_true_colour_gives_the_first_frame(picture: np.ndarray) -> None:
+    frames = np.stack([picture, 255 - picture])
+    ds = secondary_capture(picture, SOPClassUID=MULTIFRAME_TRUE_COLOR_SC, NumberOfFrames=2)
+    ds.PixelData = frames.tobytes()
+    assert np.array_equal(decode(ds), picture)
+
+
+def test_multiframe_single_bit(picture: np.ndarray) -> None:
+    ink = picture.mean(axis=2) < 128
+    ds = grey_capture(np.zeros((1, 1), np.uint8), SOPClassUID=MULTIFRAME_SINGLE_BIT_SC,
+                      NumberOfFrames=2, Rows=ink.shape[0], Columns=ink.shape[1])
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 1, 0
+    ds.PixelData = pack_bits(np.stack([ink, ~ink]).astype(np.uint8))
+    assert np.array_equal(decode(ds)[..., 0], np.where(ink, 255, 0))
+
+
+def test_multiframe_grey_word_with_dcmtk_rle(picture: np.ndarray, tmp_path: Path) -> None:
+    grey = np.round(picture.mean(axis=2) * 4).astype(np.uint16)
+    ds = grey_capture(grey, bits=16, SOPClassUID=MULTIFRAME_GRAYSCALE_WORD_SC, NumberOfFrames=2,
+                      WindowCenter="511.5", WindowWidth="1024", BitsStored=10, HighBit=9)
+    ds.PixelData = np.stack([grey, 1023 - grey]).astype("<u2").tobytes()
+    encoded = dcmtk("dcmcrle", [], ds, tmp_path)
+    assert encoded.file_meta.TransferSyntaxUID == RLELossless
+    assert error(page_from_image_dataset(encoded).image[..., 0], picture.mean(axis=2))[0] <= 2
+
+
+def test_vl_photographic_jpeg(picture: np.ndarray, tmp_path: Path) -> None:
+    ds = secondary_capture(picture, SOPClassUID=VL_PHOTOGRAPHIC, Modality="XC")
+    ds.file_meta.MediaStorageSOPClassUID = VL_PHOTOGRAPHIC
+    encoded = dcmtk("dcmcjpeg", ["+eb"], ds, tmp_path)
+    assert error(page_from_image_dataset(encoded).image, picture)[1] <= 2.5
+
+
+# --- malformed pictures ------------------------------------------------------
+
+
+def test_truncated_native_pixel_data(picture: np.ndarray) -> None:
+    ds = secondary_capture(picture)
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    with pytest.raises(InputError, match=r"Pixel Data \(7FE0,0010\) could not be decoded"):
+        page_from_image_dataset(ds)
+
+
+def test_corrupt_jpeg_stream(picture: np.ndarray, tmp_path: Path) -> None:
+    encoded = dcmtk("dcmcjpeg", ["+eb"], secondary_capture(picture), tmp_path)
+    encoded.PixelData = encapsulate([b"\xff\xd8\xff\xdb" + bytes(range(256)) * 8])
+    with pytest.raises(InputError, match=r"Pixel Data \(7FE0,0010\) could not be decoded"):
+        page_from_image_dataset(encoded)
+
+
+@pytest.mark.parametrize(("change", "kind", "words"), [
+    ({"PixelData": None}, InputError, r"Pixel Data \(7FE0,0010\) is missing"),
+    ({"BitsAllocated": 32}, UnsupportedInputError, r"Bits Allocated \(0028,0100\) is 32"),
+    ({"PhotometricInterpretation": "HSV"}, UnsupportedInputError, "Photometric Interpretation"),
+    ({"Rows": 0}, InputError, "Rows is missing or zero"),
+])
+def test_unusable_image_attributes(change: dict, kind: type, words: str, picture: np.ndarray) -> None:  # type: ignore[type-arg]
+    ds = secondary_capture(picture)
+    for key, value in change.items():
+        if value is None:
+            delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    with pytest.raises(kind, match=words):
+        page_from_image_dataset(ds)
+
+
+def test_unlisted_transfer_syntax_is_unsupported(picture: np.ndarray) -> None:
+    ds = secondary_capture(picture)
+    ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.201")  # HTJ2K lossless
+    with pytest.raises(UnsupportedInputError, match=r"Transfer Syntax UID \(0002,0010\)"):
+        page_from_image_dataset(ds)
+
+
+# --- PDF and plain image files ------------------------------------------------
+
+
+def pdf_of(picture: np.ndarray) -> bytes:
+    buf = BytesIO()
+    Image.fromarray(picture).save(buf, "PDF", resolution=96.0)
+    return buf.getvalue()
+
+
+def encapsulated_pdf(document: bytes) -> Dataset:
+    ds = secondary_capture(np.zeros((1, 1, 3), np.uint8), SOPClassUID=ENCAPSULATED_PDF)
+    for keyword in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
+                    "PlanarConfiguration", "BitsAllocated", "BitsStored", "HighBit",
+                    "PixelRepresentation", "PixelData"):
+        delattr(ds, keyword)
+    ds.file_meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF
+    ds.Modality = "ECG"
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = document + (b"\x00" if len(document) % 2 else b"")
+    return roundtrip(ds)
+
+
+def test_encapsulated_pdf_renders_its_page(picture: np.ndarray) -> None:
+    page = page_from_pdf_dataset(encapsulated_pdf(pdf_of(picture)))
+    assert page.source_kind == "pdf" and page.image.shape[1] == PDF_WIDTH_PX
+    assert page.image.shape[0] == pytest.approx(PDF_WIDTH_PX * 570 / 800, abs=2)
+    small = cv2.resize(page.image, (800, 570), interpolation=cv2.INTER_AREA)
+    assert error(small, picture)[1] < 8.0
+    assert np.corrcoef(small.mean(axis=2).ravel(), picture.mean(axis=2).ravel())[0, 1] > 0.95
+
+
+def test_broken_pdfs(picture: np.ndarray) -> None:
+    document = pdf_of(picture)
+    with pytest.raises(InputError, match="could not be rendered"):
+        page_from_pdf_bytes(document[: len(document) // 3])
+    with pytest.raises(InputError, match="does not start with %PDF"):
+        page_from_pdf_bytes(b"GIF89a" + document)
+    ds = encapsulated_pdf(document)
+    ds.MIMETypeOfEncapsulatedDocument = "text/xml"
+    with pytest.raises(UnsupportedInputError, match="MIME Type"):
+        page_from_pdf_dataset(ds)
+
+
+@pytest.mark.parametrize("extension", [".png", ".jpg"])
+def test_png_and_jpeg_bytes(extension: str, picture: np.ndarray) -> None:
+    ok, data = cv2.imencode(extension, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    assert ok
+    page = page_from_image_bytes(data.tobytes())
+    worst, mean = error(page.image, picture)
+    assert (worst == 0) if extension == ".png" else (mean < 3.0)
+    with pytest.raises(InputError, match="could not be decoded as PNG or JPEG"):
+        page_from_image_bytes(data.tobytes()[:200])
