@@ -41,7 +41,8 @@ from pynetdicom import AE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from serve_proc import ServeProcess, dcmtk_env, free_port  # noqa: E402
+from peers import dcmtk_env, free_port  # noqa: E402
+from serve_proc import ServeProcess  # noqa: E402
 
 SOURCE = ROOT.parent / "shared" / "data" / "dicom-ecg" / "ge-mac55" / "ecg.dcm"
 BARE_SCP = r'''

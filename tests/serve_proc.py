@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,14 +20,9 @@ from typing import Any
 
 import yaml
 
+from peers import dcmtk_env, free_port, require_tool
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -136,13 +130,9 @@ class ServeProcess:
             raise
 
 
-def dcmtk_env() -> dict[str, str]:
-    """Environment for dcmtk tools: TCP_NODELAY=1 or they stall 45 ms per object."""
-    return {**os.environ, "TCP_NODELAY": "1"}
-
-
-def run_tool(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def run_tool(tool: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """Run a dcmtk tool (which must be installed: a missing tool fails the test)."""
     return subprocess.run(
-        list(args), env=dcmtk_env(), capture_output=True, text=True, timeout=timeout
+        [require_tool(tool), *args], env=dcmtk_env(), capture_output=True, text=True,
+        timeout=timeout,
     )

@@ -1,0 +1,32 @@
+# ecg-dicom: DICOM ECG-AI node.  Build: docker build -t ecg-dicom .
+# Run:   docker run -p 11112:11112 -p 8080:8080 \
+#          -v $PWD/site.yaml:/etc/ecg-dicom/site.yaml -v ecg-dicom-var:/var/lib/ecg-dicom ecg-dicom
+FROM python:3.11-slim-bookworm
+
+# fonts-dejavu-core: ultralytics needs a TTF offline (it would download Arial otherwise).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/ecg-dicom
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY config ./config
+COPY weights ./weights
+RUN pip install --no-cache-dir .
+
+# No downloads at run time, anywhere.
+ENV YOLO_OFFLINE=1 \
+    YOLO_CONFIG_DIR=/var/lib/ecg-dicom/ultralytics \
+    ECG_DICOM_CONFIG=/etc/ecg-dicom/site.yaml \
+    ECG_DICOM_HTTP__HOST=0.0.0.0 \
+    ECG_DICOM_STORAGE__SPOOL_DIR=/var/lib/ecg-dicom/spool \
+    ECG_DICOM_STORAGE__OUTPUT_DIR=/var/lib/ecg-dicom/outputs \
+    ECG_DICOM_MODEL__EXPORT_CACHE_DIR=/var/lib/ecg-dicom/model-cache \
+    ECG_DICOM_MODEL__WEIGHTS=/opt/ecg-dicom/weights/ecg-yolov8m.pt
+RUN mkdir -p /etc/ecg-dicom /var/lib/ecg-dicom \
+    && printf 'dicom:\n  ae_title: ECGDICOM\n' > /etc/ecg-dicom/site.yaml
+VOLUME ["/var/lib/ecg-dicom"]
+EXPOSE 11112 8080
+STOPSIGNAL SIGTERM
+CMD ["ecg-dicom", "serve"]
