@@ -91,7 +91,9 @@ def _read_dicom(data_path: Path) -> Dataset:
     try:
         return pydicom.dcmread(data_path, force=True)
     except Exception as exc:  # pydicom's parser raises many types on garbage
-        raise InputError(f"{data_path} is not a readable DICOM file: {exc}") from exc
+        raise InputError(
+            f"{data_path} is not a readable DICOM file (truncated or corrupt): {exc}"
+        ) from exc
 
 
 def page_from_file(path: Path) -> Page:
@@ -119,9 +121,7 @@ def page_from_file(path: Path) -> Page:
     ds = _read_dicom(path)
     try:
         if "SOPClassUID" not in ds:
-            raise InputError(
-                f"{path} is neither DICOM (no SOP Class UID (0008,0016)), PNG, JPEG nor PDF"
-            )
+            raise InputError("neither DICOM (no SOP Class UID (0008,0016)), PNG, JPEG nor PDF")
         return page_from_dataset(ds)
     except EcgDicomError as exc:
         raise type(exc)(f"{path}: {exc}") from exc

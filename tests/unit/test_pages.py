@@ -1,0 +1,138 @@
+"""pages.py: the dispatch the service and the CLI call, on real files and broken ones.
+
+Every failure must surface as InputError / UnsupportedInputError naming what is
+wrong, never as a pydicom or numpy exception.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.dataset import FileMetaDataset
+import pytest
+from conftest_render import REAL_ECGS, STANDARD, read_real, roundtrip, secondary_capture
+from test_images import encapsulated_pdf, pdf_of
+from test_waveform import ambulatory_ecg, general_ecg, hemodynamic
+
+from ecg_dicom.errors import InputError, UnsupportedInputError
+from ecg_dicom.pages import page_from_dataset, page_from_file
+from ecg_dicom.render import PX_PER_MM, render_page
+from ecg_dicom.waveform import load_waveform
+
+
+@pytest.mark.parametrize("name", sorted(REAL_ECGS))
+def test_every_real_file_becomes_a_rendered_page(name: str) -> None:
+    page = page_from_file(REAL_ECGS[name])
+    assert page.source_kind == "waveform" and page.px_per_mm == PX_PER_MM
+    assert page.image.shape == (1137, 1600, 3)
+    assert {r.lead for r in page.regions} == set(STANDARD)
+    assert np.array_equal(page.image, render_page(load_waveform(read_real(name))).image)
+
+
+def test_waveform_classes_by_sop_class() -> None:
+    assert [r.lead for r in page_from_dataset(general_ecg()).regions] == ["I", "II", "III"]
+    assert [r.lead for r in page_from_dataset(ambulatory_ecg()).regions] == ["II", "V5"]
+    assert [r.lead for r in page_from_dataset(hemodynamic("ECG")).regions] == ["II", "V5"]
+
+
+def test_hemodynamic_of_another_modality_is_unsupported() -> None:
+    with pytest.raises(UnsupportedInputError, match=r"Modality \(0008,0060\) 'HD'"):
+        page_from_dataset(hemodynamic("HD"))
+
+
+def test_image_and_pdf_classes_by_sop_class() -> None:
+    picture = render_page(load_waveform(read_real("ge-mac55"))).image[150:720, :800]
+    sc = page_from_dataset(roundtrip(secondary_capture(picture)))
+    assert sc.source_kind == "image" and np.array_equal(sc.image, picture)
+    pdf = page_from_dataset(encapsulated_pdf(pdf_of(picture)))
+    assert pdf.source_kind == "pdf"
+
+
+def test_unknown_or_missing_sop_class() -> None:
+    ds = read_real("ge-mac55")
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+    with pytest.raises(UnsupportedInputError, match=r"SOP Class UID \(0008,0016\) .*CT Image"):
+        page_from_dataset(ds)
+    del ds.SOPClassUID
+    with pytest.raises(InputError, match=r"SOP Class UID \(0008,0016\) is missing"):
+        page_from_dataset(ds)
+
+
+def test_malformed_waveform_through_the_dispatch() -> None:
+    ds = read_real("ge-mac55")
+    del ds.WaveformSequence
+    with pytest.raises(InputError, match=r"Waveform Sequence \(5400,0100\)"):
+        page_from_dataset(ds)
+
+
+def test_unexpected_exceptions_are_wrapped() -> None:
+    ds = read_real("ge-mac55")
+    with pytest.warns(UserWarning):  # pydicom lets a str into the UL element
+        ds.WaveformSequence[0].NumberOfWaveformSamples = "many"
+    with pytest.raises(InputError, match="ValueError while reading the instance") as caught:
+        page_from_dataset(ds)
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.95])
+def test_truncated_dicom_files(cut: float, tmp_path: Path) -> None:
+    data = REAL_ECGS["ge-mac55"].read_bytes()
+    broken = tmp_path / "cut.dcm"
+    broken.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(InputError) as caught:
+        page_from_file(broken)
+    assert str(broken) in str(caught.value)
+
+
+def test_bare_dataset_without_preamble(tmp_path: Path) -> None:
+    ds = read_real("pydicom-waveform")
+    ds.file_meta = FileMetaDataset()
+    ds.preamble = None
+    target = tmp_path / "bare.dcm"
+    ds.save_as(target, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    assert target.read_bytes()[128:132] != b"DICM"
+    assert len(page_from_file(target).regions) == 13
+
+
+def test_png_jpeg_and_pdf_files(tmp_path: Path) -> None:
+    picture = render_page(load_waveform(read_real("ge-muse-mv360"))).image
+    for name in ("page.png", "page.jpg", "page.noext"):
+        path = tmp_path / name
+        ext = ".jpg" if name.endswith(".jpg") else ".png"
+        path.write_bytes(cv2.imencode(ext, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))[1].tobytes())
+        page = page_from_file(path)
+        assert page.source_kind == "image" and page.image.shape == picture.shape
+    pdf = tmp_path / "page.pdf"
+    pdf.write_bytes(pdf_of(picture))
+    assert page_from_file(pdf).source_kind == "pdf"
+    dicom_pdf = tmp_path / "pdf.dcm"
+    encapsulated_pdf(pdf_of(picture[:400, :400])).save_as(dicom_pdf, enforce_file_format=True)
+    assert page_from_file(dicom_pdf).source_kind == "pdf"
+
+
+def test_files_that_are_nothing(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is not a file"):
+        page_from_file(tmp_path / "missing.dcm")
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="is empty"):
+        page_from_file(empty)
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(InputError):
+        page_from_file(junk)
+    text = tmp_path / "notes.txt"
+    text.write_text("12-lead ECG, normal sinus rhythm\n" * 20)
+    with pytest.raises(InputError):
+        page_from_file(text)
+
+
+def test_real_file_readable_by_pydicom_after_page() -> None:
+    """page_from_dataset does not modify the data set it is given (the SC/SR need it)."""
+    ds = read_real("ge-mac55")
+    before = pydicom.dcmread(REAL_ECGS["ge-mac55"])
+    page_from_dataset(ds)
+    assert ds == before
