@@ -1,0 +1,222 @@
+"""Train the ECG page detector with ultralytics, offline and with ECG-safe augmentation.
+
+Why these settings:
+
+* **No mosaic, no mirroring.**  A mosaic of four quarter-pages, or a mirrored page,
+  is no longer an ECG a cart could print (lead order, time direction and the polarity
+  of deflections carry the diagnosis), so the model must never learn from them.
+* **Small translate / scale / colour jitter only**: prints differ a little in
+  position, size and ink; ST changes of 1-2 mm must survive augmentation.
+* **Class balance by oversampling** the training list (acute MI has ~19 training
+  pages): see :func:`ecg_dicom.train.dataset.oversampled_train_list`.
+* **Offline**: ultralytics otherwise probes the network at import, tries to sync
+  settings and downloads Arial.ttf for its plots; :func:`prepare_offline` prevents all
+  three.  No pretrained weights are used: the model is built from its yaml.
+* **Time budget**: ultralytics' ``time`` (hours) re-fits the number of epochs and the
+  learning-rate schedule after every epoch, so a CPU run ends on its own, annealed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Augmentation and schedule settings for whole-page ECGs (ultralytics argument names).
+ECG_AUGMENTATION: dict[str, Any] = {
+    "mosaic": 0.0,
+    "close_mosaic": 0,
+    "mixup": 0.0,
+    "copy_paste": 0.0,
+    "fliplr": 0.0,
+    "flipud": 0.0,
+    "degrees": 0.0,
+    "shear": 0.0,
+    "perspective": 0.0,
+    "translate": 0.03,
+    "scale": 0.08,
+    "hsv_h": 0.005,
+    "hsv_s": 0.2,
+    "hsv_v": 0.2,
+    "erasing": 0.0,
+}
+
+FALLBACK_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+def prepare_offline(threads: int = 0) -> None:
+    """Make ultralytics work without a network and with a bounded number of threads.
+
+    Must run before ultralytics is first imported to stop its DNS probe
+    (``YOLO_OFFLINE``); the settings sync and the font download are handled after
+    import.  ``threads`` > 0 caps PyTorch's intra-op threads, including the value
+    ultralytics resets them to when it selects the CPU.
+    """
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import torch
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+    from ultralytics.utils import torch_utils
+
+    if SETTINGS.get("sync", True):
+        SETTINGS.update({"sync": False})
+    font = Path(USER_CONFIG_DIR) / "Arial.ttf"
+    if not font.exists() and FALLBACK_FONT.exists():
+        font.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FALLBACK_FONT, font)
+    if threads > 0:
+        torch.set_num_threads(threads)
+        torch_utils.NUM_THREADS = threads  # select_device() resets torch threads to this
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> the first CUDA GPU when there is one, else "cpu"; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
+def hardware_description() -> dict[str, str]:
+    """Where a run happens: CPU model and cores, GPU when present, library versions."""
+    import torch
+    import ultralytics
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+        "ultralytics": ultralytics.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (written into the training record)."""
+
+    data: Path
+    model: str = "yolov8m.yaml"
+    imgsz: int = 640
+    epochs: int = 100
+    #: Hours; when > 0 ultralytics fits the epoch count and LR schedule to it.
+    time_hours: float = 0.0
+    batch: int = 8
+    device: str = "auto"
+    workers: int = 2
+    threads: int = 2
+    seed: int = 0
+    cache: str | bool = "ram"
+    balance: bool = True
+    project: Path = Path("runs/train")
+    name: str = "ecg"
+    patience: int = 100
+    warmup_epochs: float = 1.0
+    plots: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def ultralytics_args(self, data_yaml: Path) -> dict[str, Any]:
+        """The keyword arguments for ``YOLO.train``."""
+        args: dict[str, Any] = {
+            "data": str(data_yaml),
+            "imgsz": self.imgsz,
+            "epochs": self.epochs,
+            "batch": self.batch,
+            "device": resolve_device(self.device),
+            "workers": self.workers,
+            "seed": self.seed,
+            "deterministic": True,
+            "cache": self.cache,
+            "project": str(Path(self.project).absolute()),
+            "name": self.name,
+            "exist_ok": True,
+            "pretrained": False,
+            "patience": self.patience,
+            "warmup_epochs": self.warmup_epochs,
+            "plots": self.plots,
+            "val": True,
+            **ECG_AUGMENTATION,
+            **self.extra,
+        }
+        if self.time_hours > 0:
+            args["time"] = self.time_hours
+        return args
+
+
+def balanced_data_yaml(data_yaml: Path, seed: int = 0) -> Path:
+    """A sibling data yaml whose train split is the class-balanced list of images."""
+    from ecg_dicom.train.dataset import oversampled_train_list
+
+    meta = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    root = Path(meta["path"])
+    listing = root / "train_balanced.txt"
+    counts = oversampled_train_list(data_yaml, listing, seed=seed)
+    balanced = dict(meta, train=str(listing))
+    out = data_yaml.with_name("data-balanced.yaml")
+    out.write_text(yaml.safe_dump(balanced, sort_keys=False), encoding="utf-8")
+    (root / "train_balanced.json").write_text(json.dumps(counts), encoding="utf-8")
+    return out
+
+
+def train_model(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Train (or resume) a detector and return the training record.
+
+    The record (also written to ``<run>/training-record.json``) says what was
+    trained, on which hardware, with which arguments, for how long, and where the
+    best and last weights are.  ``resume=True`` continues ``<run>/weights/last.pt``
+    with the arguments saved in it (ultralytics' own resume).
+    """
+    prepare_offline(config.threads)
+    from ultralytics import YOLO
+
+    run_dir = Path(config.project).absolute() / config.name
+    last = run_dir / "weights" / "last.pt"
+    started = time.time()
+    if resume:
+        if not last.exists():
+            raise FileNotFoundError(f"cannot resume: {last} does not exist")
+        model = YOLO(str(last))
+        model.train(resume=True)
+        args: dict[str, Any] = {"resume": str(last)}
+    else:
+        data_yaml = Path(config.data)
+        if config.balance:
+            data_yaml = balanced_data_yaml(data_yaml, seed=config.seed)
+        args = config.ultralytics_args(data_yaml)
+        model = YOLO(config.model)
+        model.train(**args)
+    wall = time.time() - started
+    trainer = model.trainer
+    record: dict[str, Any] = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "ultralytics_args": args,
+        "hardware": hardware_description(),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_seconds": round(wall, 1),
+        "epochs_completed": int(getattr(trainer, "epoch", -1)) + 1 if trainer else None,
+        "best": str(run_dir / "weights" / "best.pt"),
+        "last": str(last),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "training-record.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
