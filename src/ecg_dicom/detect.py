@@ -1,0 +1,367 @@
+"""The detect stage: verified weights, one decision rule, and a fast runtime.
+
+* :func:`verify_weights` checks the shipped ``.pt`` against its SHA-256 before the
+  service starts; the checksum is the algorithm version reported in every result.
+* :func:`decide` is the **one** decision rule, used by the service and by
+  evaluation alike, so the figures in the model card are the service's figures.
+* :class:`Detector` loads the model once (PyTorch, ONNX Runtime or OpenVINO) and
+  turns a :class:`~ecg_dicom.stages.Page` into a :class:`~ecg_dicom.stages.Classification`.
+  All three runtimes share the same letterbox pre-processing and the same
+  non-maximum suppression, so they differ only in the arithmetic of the network.
+  ONNX and OpenVINO models are derived from the ``.pt`` and cached under
+  ``settings.export_cache_dir/<checksum>/`` (see :mod:`ecg_dicom.train.export`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecg_dicom.config import ModelSettings
+from ecg_dicom.errors import ModelError
+from ecg_dicom.stages import CLASS_NAMES, NORMAL_CLASS, Classification, Detection, Page
+
+log = logging.getLogger(__name__)
+
+#: Non-maximum suppression IoU (ultralytics' default) and most boxes kept per page.
+NMS_IOU = 0.7
+MAX_DETECTIONS = 20
+
+
+# --- weights ---------------------------------------------------------------------------------
+
+
+def weights_checksum(path: Path) -> str:
+    """SHA-256 (lower-case hex) of the file at ``path``, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def verify_weights(settings: ModelSettings) -> str:
+    """Check the weights file and return its SHA-256 (the algorithm version).
+
+    The expected checksum is ``settings.sha256`` when set, else the first word of
+    the ``<weights>.sha256`` file beside the weights (``sha256sum`` format).  When
+    both exist both must match.  Raises :class:`ModelError` naming the file, what
+    was expected and what to do when the file is missing, unreadable, or differs.
+    """
+    path = Path(settings.weights)
+    if not path.is_file():
+        raise ModelError(
+            f"model weights {path} not found: install the shipped weights or set model.weights"
+        )
+    try:
+        actual = weights_checksum(path)
+    except OSError as exc:
+        raise ModelError(f"model weights {path} cannot be read: {exc}") from exc
+    expected: list[tuple[str, str]] = []
+    if settings.sha256:
+        expected.append(("model.sha256 setting", settings.sha256.strip().lower()))
+    sidecar = _sidecar(path)
+    if sidecar.is_file():
+        words = sidecar.read_text(encoding="utf-8").split()
+        expected.append((str(sidecar), words[0].lower() if words else ""))
+    if not expected:
+        raise ModelError(
+            f"no checksum to verify {path} against: set model.sha256 or ship {sidecar}"
+        )
+    for origin, value in expected:
+        if value != actual:
+            raise ModelError(
+                f"model weights {path} have SHA-256 {actual}, but {origin} expects "
+                f"{value or '(empty)'}: the file is corrupt or not the validated model"
+            )
+    return actual
+
+
+# --- the decision rule -----------------------------------------------------------------------
+
+
+def decide(
+    detections: Iterable[Detection],
+    *,
+    model_name: str,
+    model_version: str,
+    threshold: float = 0.5,
+) -> Classification:
+    """Reduce the boxes found on one page to Normal / Abnormal.
+
+    * ``normal`` = highest confidence of a Normal-ECG box (0 if none);
+      ``abnormal`` = highest confidence of a box of any other class (0 if none).
+    * ``abnormal_score = abnormal / (abnormal + normal)``: the share of the
+      evidence that is abnormal, in [0, 1]; it is the score AUROC is computed on.
+    * Label "Abnormal" iff ``abnormal_score >= threshold``, else "Normal"; with no
+      box at all the label is "No finding" (class None, confidence 0, score 0).
+    * ``class_name`` / ``confidence`` are those of the single most confident box.
+
+    Why a ratio and not the top box alone: the detector often puts boxes of two
+    classes on the same chart frame; the ratio uses both, and the threshold then
+    trades sensitivity for specificity on one continuous score.
+    """
+    boxes = tuple(sorted(detections, key=lambda d: d.confidence, reverse=True))
+    if not boxes:
+        return Classification(
+            label="No finding",
+            class_name=None,
+            confidence=0.0,
+            abnormal_score=0.0,
+            detections=(),
+            model_name=model_name,
+            model_version=model_version,
+        )
+    normal = max((d.confidence for d in boxes if d.class_name == NORMAL_CLASS), default=0.0)
+    abnormal = max((d.confidence for d in boxes if d.class_name != NORMAL_CLASS), default=0.0)
+    total = normal + abnormal
+    score = abnormal / total if total > 0 else 0.5
+    return Classification(
+        label="Abnormal" if score >= threshold else "Normal",
+        class_name=boxes[0].class_name,
+        confidence=float(boxes[0].confidence),
+        abnormal_score=float(score),
+        detections=boxes,
+        model_name=model_name,
+        model_version=model_version,
+    )
+
+
+# --- pre- and post-processing shared by every runtime ----------------------------------------
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio and pad with grey (114) to ``size`` (h, w).
+
+    Returns the NCHW float32 RGB tensor in [0, 1], the scale and the (x, y) padding,
+    which map boxes back to page pixels.  Same geometry as ultralytics' LetterBox.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(size[0] / h, size[1] / w)
+    new_w, new_h = round(w * scale), round(h * scale)
+    pad_x, pad_y = (size[1] - new_w) / 2, (size[0] - new_h) / 2
+    if (new_w, new_h) != (w, h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(pad_y - 0.1), round(pad_y + 0.1)
+    left, right = round(pad_x - 0.1), round(pad_x + 0.1)
+    padded = cv2.copyMakeBorder(
+        image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114)
+    )
+    tensor = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+    return tensor, scale, (float(left), float(top))
+
+
+def postprocess(
+    raw: np.ndarray,
+    scale: float,
+    pad: tuple[float, float],
+    page_shape: tuple[int, int],
+    conf: float,
+    names: tuple[str, ...] = CLASS_NAMES,
+) -> tuple[Detection, ...]:
+    """Raw network output (1, 4 + nc, anchors) -> boxes in page pixels, after NMS.
+
+    Per-class NMS (not class-agnostic): boxes of different classes on the same
+    frame are all kept, which is what :func:`decide` weighs against each other.
+    """
+    import torch
+    from ultralytics.utils.nms import non_max_suppression
+
+    pred = torch.from_numpy(np.asarray(raw, dtype=np.float32))
+    kept = non_max_suppression(pred, conf_thres=conf, iou_thres=NMS_IOU, max_det=MAX_DETECTIONS)[0]
+    out: list[Detection] = []
+    height, width = page_shape
+    for x0, y0, x1, y1, score, cls in kept.tolist():
+        box = (
+            min(max((x0 - pad[0]) / scale, 0.0), float(width)),
+            min(max((y0 - pad[1]) / scale, 0.0), float(height)),
+            min(max((x1 - pad[0]) / scale, 0.0), float(width)),
+            min(max((y1 - pad[1]) / scale, 0.0), float(height)),
+        )
+        out.append(Detection(class_name=names[int(cls)], confidence=float(score), box=box))
+    return tuple(out)
+
+
+# --- runtimes ---------------------------------------------------------------------------------
+
+
+def _threads(settings: ModelSettings) -> int:
+    return settings.threads or os.cpu_count() or 1
+
+
+class _TorchRuntime:
+    """The .pt through PyTorch (f32, fused), on the GPU when asked and present."""
+
+    def __init__(self, weights: Path, settings: ModelSettings) -> None:
+        import torch
+
+        from ecg_dicom.train.training import prepare_offline
+
+        prepare_offline(_threads(settings))
+        from ultralytics import YOLO
+
+        want_gpu = settings.device not in ("cpu",) and torch.cuda.is_available()
+        self.device = torch.device(
+            ("cuda:0" if settings.device == "auto" else f"cuda:{settings.device}")
+            if want_gpu
+            else "cpu"
+        )
+        model = YOLO(str(weights)).model
+        assert model is not None
+        self.names = tuple(model.names[i] for i in sorted(model.names))
+        self.model = model.float().fuse().eval().to(self.device)
+
+    def __call__(self, tensor: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(tensor).to(self.device))
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        return out.float().cpu().numpy()
+
+
+class _OnnxRuntime:
+    """An ONNX export through ONNX Runtime (CUDA provider when present)."""
+
+    def __init__(self, model_path: Path, settings: ModelSettings) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _threads(settings)
+        providers = ["CPUExecutionProvider"]
+        if settings.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(model_path), options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, tensor: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {self.input_name: tensor})[0])
+
+
+class _OpenVinoRuntime:
+    """An OpenVINO IR through the OpenVINO CPU plugin.
+
+    ``precision`` "auto" lets OpenVINO choose (bf16 on CPUs with AVX-512 bf16);
+    "f32" forces full precision.
+    """
+
+    def __init__(self, model_dir: Path, settings: ModelSettings, precision: str = "auto") -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        xml = next(Path(model_dir).glob("*.xml"))
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": _threads(settings),
+        }
+        if precision == "f32":
+            config["INFERENCE_PRECISION_HINT"] = ov.Type.f32
+        self.compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, tensor: np.ndarray) -> np.ndarray:
+        result = self.request.infer({0: tensor})
+        return np.asarray(next(iter(result.values())))
+
+
+class Detector:
+    """The loaded model: verified once, then ``detect(page)`` per page.
+
+    ``name`` is ``settings.name``; ``version`` is the weights' SHA-256.  The
+    runtime is ``settings.runtime`` (``runtime`` overrides it, e.g. for benchmarks);
+    ``precision`` applies to OpenVINO only ("auto" or "f32").
+    """
+
+    def __init__(
+        self,
+        settings: ModelSettings,
+        *,
+        runtime: str | None = None,
+        precision: str = "auto",
+    ) -> None:
+        self.settings = settings
+        self.version = verify_weights(settings)
+        self.name = settings.name
+        self.runtime = runtime or settings.runtime
+        self.imgsz = (settings.imgsz, settings.imgsz)
+        self.names: tuple[str, ...] = CLASS_NAMES
+        weights = Path(settings.weights)
+        self._run: Any
+        if self.runtime == "pytorch":
+            torch_runtime = _TorchRuntime(weights, settings)
+            self.names = torch_runtime.names
+            self._run = torch_runtime
+        elif self.runtime in ("onnx", "openvino"):
+            from ecg_dicom.train.export import cached_export
+
+            exported = cached_export(
+                weights, self.version, self.runtime, settings.imgsz, settings.export_cache_dir
+            )
+            if self.runtime == "onnx":
+                self._run = _OnnxRuntime(exported, settings)
+            else:
+                self._run = _OpenVinoRuntime(exported, settings, precision)
+        else:
+            raise ModelError(f"unknown model runtime {self.runtime!r}: use pytorch, onnx or openvino")
+        if set(self.names) != set(CLASS_NAMES):
+            raise ModelError(f"model classes {self.names} are not the expected {CLASS_NAMES}")
+        log.info(
+            "model loaded",
+            extra={"model": self.name, "version": self.version, "runtime": self.runtime},
+        )
+
+    def detections(self, image: np.ndarray) -> tuple[Detection, ...]:
+        """The boxes on an RGB page image (H x W x 3 uint8), in page pixels."""
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        tensor, scale, pad = letterbox(np.ascontiguousarray(image[..., :3]), self.imgsz)
+        raw = self._run(tensor)
+        return postprocess(raw, scale, pad, image.shape[:2], self.settings.conf, self.names)
+
+    def detect(self, page: Page) -> Classification:
+        """Classify one page with :func:`decide` at ``settings.abnormal_threshold``."""
+        return decide(
+            self.detections(page.image),
+            model_name=self.name,
+            model_version=self.version,
+            threshold=self.settings.abnormal_threshold,
+        )
+
+
+_CACHE: dict[tuple[object, ...], Detector] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_detector(settings: ModelSettings) -> Detector:
+    """The process-wide detector for these settings, loaded on first use.
+
+    A worker process calls this per job; the model is verified and loaded once
+    and then shared (a lock keeps two threads from loading it twice).
+    """
+    key = (
+        str(Path(settings.weights).resolve()),
+        settings.sha256,
+        settings.runtime,
+        settings.device,
+        settings.imgsz,
+        settings.threads,
+        str(settings.export_cache_dir),
+    )
+    with _CACHE_LOCK:
+        detector = _CACHE.get(key)
+        if detector is None:
+            detector = _CACHE[key] = Detector(settings)
+        return detector

@@ -1,0 +1,196 @@
+"""Evaluate the detector on labelled pages with the service's own decision rule.
+
+The figures come from :func:`ecg_dicom.detect.decide` applied to what
+:class:`ecg_dicom.detect.Detector` finds, so they are the figures of the service,
+not of a separate evaluation path.  The maths (:func:`score_predictions`) is a pure
+function of the true classes and the :class:`~ecg_dicom.stages.Classification`
+records, tested on known predictions.
+
+Conventions:
+
+* Abnormal is the positive class: sensitivity = abnormal pages called Abnormal,
+  specificity = normal pages called Normal.  A page with no box ("No finding") is
+  not called Abnormal; it is counted apart as well.
+* AUROC is computed on ``abnormal_score`` (0 for "No finding").
+* The confusion matrix has one row per **predicted** class (the top box's class)
+  plus a last row "no detection", and one column per **true** class.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ecg_dicom.stages import CLASS_NAMES, NORMAL_CLASS, Classification
+from ecg_dicom.train.dataset import FOLDER_CLASSES, IMAGE_SUFFIXES
+
+NO_DETECTION = "no detection"
+
+
+def collect_pages(data_dir: Path, split: str = "val") -> list[tuple[str, Path]]:
+    """(true class, image path) for every page to evaluate.
+
+    ``data_dir`` is either a folder of class folders (``heart_block``, ``history_mi``,
+    ``mi``, ``normal``) or a dataset made by ``dataset build`` (then the pages of
+    ``split`` recorded in its ``split.json``).
+    """
+    data_dir = Path(data_dir)
+    split_file = data_dir / "split.json"
+    if split_file.is_file():
+        record = json.loads(split_file.read_text(encoding="utf-8"))
+        return [(item["class"], Path(item["file"])) for item in record[split]]
+    pages: list[tuple[str, Path]] = []
+    for folder, name in FOLDER_CLASSES.items():
+        sub = data_dir / folder
+        if sub.is_dir():
+            pages += [
+                (name, p) for p in sorted(sub.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+            ]
+    if not pages:
+        raise FileNotFoundError(
+            f"{data_dir} has no class folders {sorted(FOLDER_CLASSES)} and no split.json"
+        )
+    return pages
+
+
+def score_predictions(
+    truth: Sequence[str], predictions: Sequence[Classification]
+) -> dict[str, Any]:
+    """Normal/Abnormal and 4-class figures from true classes and classifications."""
+    if len(truth) != len(predictions):
+        raise ValueError("one prediction per true class is needed")
+    from sklearn.metrics import roc_auc_score
+
+    actual = [name != NORMAL_CLASS for name in truth]
+    called = [p.label == "Abnormal" for p in predictions]
+    tp = sum(a and c for a, c in zip(actual, called))
+    tn = sum((not a) and (not c) for a, c in zip(actual, called))
+    fp = sum((not a) and c for a, c in zip(actual, called))
+    fn = sum(a and (not c) for a, c in zip(actual, called))
+    n = len(truth)
+    rows = [*CLASS_NAMES, NO_DETECTION]
+    matrix = [[0] * len(CLASS_NAMES) for _ in rows]
+    for name, pred in zip(truth, predictions):
+        row = rows.index(pred.class_name) if pred.class_name in CLASS_NAMES else len(rows) - 1
+        matrix[row][CLASS_NAMES.index(name)] += 1
+    per_class: dict[str, dict[str, float | int | None]] = {}
+    for j, name in enumerate(CLASS_NAMES):
+        support = sum(1 for t in truth if t == name)
+        # Normal/Abnormal sensitivity of the class: its pages given the right binary label.
+        right_side = sum(
+            1 for t, p in zip(truth, predictions)
+            if t == name and (p.label == "Abnormal") == (name != NORMAL_CLASS)
+        )
+        per_class[name] = {
+            "pages": support,
+            "sensitivity": matrix[j][j] / support if support else None,
+            "binary_sensitivity": right_side / support if support else None,
+        }
+    scores = [p.abnormal_score for p in predictions]
+    auroc = roc_auc_score(actual, scores) if 0 < sum(actual) < n else None
+    return {
+        "pages": n,
+        "accuracy": (tp + tn) / n if n else None,
+        "sensitivity": tp / (tp + fn) if tp + fn else None,
+        "specificity": tn / (tn + fp) if tn + fp else None,
+        "auroc": float(auroc) if auroc is not None else None,
+        "counts": {"tp": tp, "tn": tn, "fp": fp, "fn": fn},
+        "no_finding": sum(1 for p in predictions if p.label == "No finding"),
+        "class_accuracy": sum(matrix[j][j] for j in range(len(CLASS_NAMES))) / n if n else None,
+        "per_class": per_class,
+        "confusion_matrix": {
+            "rows_predicted": rows,
+            "columns_true": list(CLASS_NAMES),
+            "matrix": matrix,
+        },
+    }
+
+
+def plot_confusion(report: dict[str, Any], path: Path, title: str = "") -> Path:
+    """Write the confusion matrix of a report as a PNG (counts in each cell)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = report["confusion_matrix"]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
+    ax.imshow(cm["matrix"], cmap="Blues")
+    ax.set_xticks(range(len(cm["columns_true"])), cm["columns_true"], rotation=30, ha="right")
+    ax.set_yticks(range(len(cm["rows_predicted"])), cm["rows_predicted"])
+    ax.set_xlabel("true class")
+    ax.set_ylabel("predicted class (top box)")
+    peak = max(max(r) for r in cm["matrix"]) or 1
+    for i, row in enumerate(cm["matrix"]):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(value), ha="center", va="center",
+                    color="white" if value > peak / 2 else "black")
+    acc = report.get("accuracy")
+    auroc = report.get("auroc")
+    summary = f"N/A acc {acc:.3f}" if acc is not None else ""
+    if auroc is not None:
+        summary += f", AUROC {auroc:.3f}"
+    ax.set_title(f"{title}\n{summary}".strip())
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def evaluate(
+    data_dir: Path,
+    weights: Path,
+    *,
+    runtime: str = "pytorch",
+    imgsz: int = 640,
+    conf: float = 0.05,
+    threshold: float = 0.5,
+    threads: int = 0,
+    plot: Path | None = None,
+    split: str = "val",
+    cache_dir: Path = Path("var/model-cache"),
+) -> dict[str, Any]:
+    """Run the detector on every page of ``data_dir`` and score it.
+
+    ``weights`` need no ``.sha256`` beside them (a candidate ``best.pt`` has none):
+    the checksum is computed and reported.  Returns the report of
+    :func:`score_predictions` plus the model, settings and timing, and per page
+    the true class and the classification.
+    """
+    from ecg_dicom.config import ModelSettings
+    from ecg_dicom.detect import Detector, decide, weights_checksum
+    from ecg_dicom.train.export import load_rgb
+
+    checksum = weights_checksum(Path(weights))
+    settings = ModelSettings(
+        weights=Path(weights), sha256=checksum, runtime=runtime,  # type: ignore[arg-type]
+        imgsz=imgsz, conf=conf, abnormal_threshold=threshold, threads=threads,
+        export_cache_dir=cache_dir,
+    )
+    detector = Detector(settings)
+    pages = collect_pages(data_dir, split)
+    predictions: list[Classification] = []
+    started = time.perf_counter()
+    for _, path in pages:
+        boxes = detector.detections(load_rgb(path))
+        predictions.append(
+            decide(boxes, model_name=detector.name, model_version=checksum, threshold=threshold)
+        )
+    elapsed = time.perf_counter() - started
+    report = score_predictions([c for c, _ in pages], predictions)
+    report.update(
+        weights=str(weights), sha256=checksum, runtime=runtime, imgsz=imgsz, conf=conf,
+        threshold=threshold, data=str(data_dir), split=split,
+        ms_per_page=round(1000 * elapsed / max(len(pages), 1), 1),
+        predictions=[
+            {"file": str(p), "true": c, **pred.to_dict()} for (c, p), pred in zip(pages, predictions)
+        ],
+    )
+    if plot is not None:
+        plot_confusion(report, Path(plot), title=f"{Path(weights).name} on {Path(data_dir).name}")
+        report["plot"] = str(plot)
+    return report

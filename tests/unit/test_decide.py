@@ -1,0 +1,115 @@
+"""The one decision rule (detect.decide) and the weights checks (detect.verify_weights)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from ecg_dicom.config import ModelSettings
+from ecg_dicom.detect import decide, verify_weights, weights_checksum
+from ecg_dicom.errors import ModelError
+from ecg_dicom.stages import Detection
+
+BOX = (10.0, 20.0, 300.0, 200.0)
+
+
+def det(name: str, conf: float) -> Detection:
+    return Detection(class_name=name, confidence=conf, box=BOX)
+
+
+def run(*boxes: Detection, threshold: float = 0.5):
+    return decide(boxes, model_name="m", model_version="v", threshold=threshold)
+
+
+def test_no_box_is_no_finding() -> None:
+    result = run()
+    assert (result.label, result.class_name, result.confidence, result.abnormal_score) == (
+        "No finding", None, 0.0, 0.0
+    )
+    assert result.model_name == "m" and result.model_version == "v"
+
+
+def test_only_normal_is_normal() -> None:
+    result = run(det("Normal-ECG", 0.9))
+    assert result.label == "Normal" and result.abnormal_score == 0.0
+    assert result.class_name == "Normal-ECG" and result.confidence == 0.9
+
+
+def test_only_abnormal_is_abnormal_even_when_weak() -> None:
+    result = run(det("MI-ECG", 0.06))
+    assert result.label == "Abnormal" and result.abnormal_score == 1.0
+
+
+def test_ratio_uses_best_box_of_each_side() -> None:
+    result = run(det("Normal-ECG", 0.2), det("ECG HB", 0.6), det("History_MI", 0.3),
+                 det("Normal-ECG", 0.1))
+    assert result.abnormal_score == pytest.approx(0.6 / 0.8)
+    assert result.label == "Abnormal"
+    assert result.class_name == "ECG HB" and result.confidence == 0.6
+    # Boxes are reported most confident first.
+    assert [d.confidence for d in result.detections] == [0.6, 0.3, 0.2, 0.1]
+
+
+def test_normal_wins_when_more_confident() -> None:
+    result = run(det("History_MI", 0.3), det("Normal-ECG", 0.7))
+    assert result.abnormal_score == pytest.approx(0.3)
+    assert result.label == "Normal" and result.class_name == "Normal-ECG"
+
+
+def test_threshold_is_inclusive_and_moves_the_call() -> None:
+    boxes = (det("MI-ECG", 0.4), det("Normal-ECG", 0.4))
+    assert run(*boxes).label == "Abnormal"  # score 0.5 >= 0.5
+    assert run(*boxes, threshold=0.51).label == "Normal"
+    assert run(det("MI-ECG", 0.3), det("Normal-ECG", 0.7), threshold=0.25).label == "Abnormal"
+
+
+def write_weights(tmp_path: Path, content: bytes = b"not really a model") -> Path:
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    return path
+
+
+def test_checksum_is_sha256(tmp_path: Path) -> None:
+    path = write_weights(tmp_path, b"x" * (3 << 20))
+    assert weights_checksum(path) == hashlib.sha256(b"x" * (3 << 20)).hexdigest()
+
+
+def test_verify_with_sidecar(tmp_path: Path) -> None:
+    path = write_weights(tmp_path)
+    digest = weights_checksum(path)
+    (tmp_path / "model.pt.sha256").write_text(f"{digest}  model.pt\n")
+    assert verify_weights(ModelSettings(weights=path)) == digest
+    assert verify_weights(ModelSettings(weights=path, sha256=digest.upper())) == digest
+
+
+def test_verify_with_setting_only(tmp_path: Path) -> None:
+    path = write_weights(tmp_path)
+    digest = weights_checksum(path)
+    assert verify_weights(ModelSettings(weights=path, sha256=digest)) == digest
+
+
+def test_missing_weights(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        verify_weights(ModelSettings(weights=tmp_path / "absent.pt"))
+
+
+def test_tampered_weights_are_refused(tmp_path: Path) -> None:
+    path = write_weights(tmp_path)
+    (tmp_path / "model.pt.sha256").write_text(weights_checksum(path) + "  model.pt\n")
+    path.write_bytes(b"something else")
+    with pytest.raises(ModelError, match="model.pt.sha256 expects"):
+        verify_weights(ModelSettings(weights=path))
+
+
+def test_setting_and_sidecar_must_both_match(tmp_path: Path) -> None:
+    path = write_weights(tmp_path)
+    (tmp_path / "model.pt.sha256").write_text(weights_checksum(path) + "\n")
+    with pytest.raises(ModelError, match="model.sha256 setting"):
+        verify_weights(ModelSettings(weights=path, sha256="0" * 64))
+
+
+def test_no_checksum_at_all_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no checksum"):
+        verify_weights(ModelSettings(weights=write_weights(tmp_path)))
