@@ -110,9 +110,8 @@ def write_outputs(outputs: Outputs, root: Path) -> list[Path]:
     for kind, dataset in (("SC", outputs.sc), ("SR", outputs.sr)):
         if not isinstance(dataset, Dataset):
             raise TypeError(f"outputs.{kind.lower()} is not a pydicom Dataset")
-        path = output_path(root, kind, dataset)
-        if path.resolve().parent != root:
-            raise ValueError(f"refusing to write {path} outside {root}")
+        path = output_path(root, kind, dataset)  # a direct child of root, never resolved:
+        # a link planted at that name is replaced by the rename, not followed
         write_atomic(path, encode(dataset))
         written.append(path)
     return written
