@@ -1,0 +1,94 @@
+"""Export to ONNX / OpenVINO and agreement with PyTorch f32, on a tiny model trained here.
+
+The model (YOLOv8n from its yaml, 64 px, one epoch on synthetic pages) is
+meaningless as a classifier; what is tested is that the exported runtimes compute
+the same network as the ``.pt`` through the same pre- and post-processing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ecg_dicom.config import ModelSettings
+from ecg_dicom.detect import Detector, letterbox, weights_checksum
+from ecg_dicom.train.dataset import build_dataset
+from ecg_dicom.train.export import agreement, cached_export
+from ecg_dicom.train.training import TrainConfig, train_model
+
+FOLDERS = ("heart_block", "history_mi", "mi", "normal")
+
+
+def page(seed: int) -> np.ndarray:
+    """A white 160x120 page, pink grid in a frame, and a random-walk trace."""
+    rng = np.random.default_rng(seed)
+    img = np.full((120, 160, 3), 255, np.uint8)
+    img[20:110:4, 8:152] = (240, 180, 180)
+    img[20:110, 8:152:4] = (240, 180, 180)
+    trace = np.clip(65 + np.cumsum(rng.integers(-3, 4, 144)), 25, 105)
+    img[trace, np.arange(8, 152)] = 0
+    return img
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    for i, folder in enumerate(FOLDERS):
+        (root / "src" / folder).mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(page(10 * i + k)).save(root / "src" / folder / f"{folder}-{k}.png")
+    summary = build_dataset(root / "src", root / "ds", val_fraction=0.34, seed=0)
+    record = train_model(TrainConfig(
+        data=summary.data_yaml, model="yolov8n.yaml", imgsz=64, epochs=1, batch=4,
+        device="cpu", workers=0, threads=2, cache=False, project=root / "runs", name="t",
+        extra={"val": False, "amp": False},
+    ))
+    weights = Path(record["last"])
+    assert weights.is_file() and record["epochs_completed"] == 1
+    (weights.parent / (weights.name + ".sha256")).write_text(weights_checksum(weights) + "\n")
+    return weights
+
+
+def settings_for(weights: Path, cache: Path) -> ModelSettings:
+    return ModelSettings(weights=weights, imgsz=64, conf=0.0, threads=2, export_cache_dir=cache)
+
+
+def test_letterbox_geometry() -> None:
+    tensor, scale, pad = letterbox(np.zeros((120, 160, 3), np.uint8), (64, 64))
+    assert tensor.shape == (1, 3, 64, 64) and tensor.dtype == np.float32
+    assert scale == pytest.approx(0.4) and pad == (0.0, 8.0)
+    assert tensor[0, :, 0, 0] == pytest.approx([114 / 255] * 3)  # grey padding
+    assert tensor[0, :, 32, 32] == pytest.approx([0.0] * 3)
+
+
+def test_exports_agree_with_pytorch(tiny_weights: Path, tmp_path: Path) -> None:
+    settings = settings_for(tiny_weights, tmp_path / "cache")
+    images = [page(100 + k) for k in range(6)]
+    reference = Detector(settings, runtime="pytorch")
+    tensor = letterbox(images[0], (64, 64))[0]
+    raw_ref = reference._run(tensor)
+    for runtime, precision in (("onnx", "auto"), ("openvino", "f32")):
+        raw = Detector(settings, runtime=runtime, precision=precision)._run(tensor)
+        assert raw.shape == raw_ref.shape
+        assert np.abs(raw - raw_ref).max() < 1e-3 * max(1.0, float(np.abs(raw_ref).max()))
+    # Boxes are found (conf 0) and lie on the page, in page pixels.
+    found = reference.detections(images[0])
+    assert found and all(0 <= d.box[0] <= d.box[2] <= 160 for d in found)
+    report = agreement(settings, images, runtimes=(("onnx", "auto"), ("openvino", "f32")))
+    for name in ("onnx-auto", "openvino-f32"):
+        assert report[name]["pages"] == 6
+        assert report[name]["agreement"] == 1.0
+        assert report[name]["max_conf_diff"] < 1e-3
+
+
+def test_export_is_cached_by_checksum(tiny_weights: Path, tmp_path: Path) -> None:
+    checksum = weights_checksum(tiny_weights)
+    first = cached_export(tiny_weights, checksum, "onnx", 64, tmp_path)
+    assert first.parent.name == checksum and first.is_file()
+    stamp = first.stat().st_mtime_ns
+    again = cached_export(tiny_weights, checksum, "onnx", 64, tmp_path)
+    assert again == first and again.stat().st_mtime_ns == stamp
+    assert not list(tiny_weights.parent.glob("*.onnx"))  # nothing written beside the .pt
