@@ -25,14 +25,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pydicom  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from pydicom import examples  # noqa: E402
+import numpy as np
+import pydicom
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from pydicom import examples
 
-from ecg_dicom.render import (  # noqa: E402
+from ecg_dicom.render import (
     FRAME,
     PAGE_SIZE,
     PX_PER_MM,
@@ -42,8 +42,8 @@ from ecg_dicom.render import (  # noqa: E402
     px_per_second,
     render_page,
 )
-from ecg_dicom.stages import Signals  # noqa: E402
-from ecg_dicom.waveform import load_waveform  # noqa: E402
+from ecg_dicom.stages import Signals
+from ecg_dicom.waveform import load_waveform
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dicom-ecg"

@@ -102,10 +102,10 @@ def rgb_from_pixels(values: np.ndarray, ds: Dataset, photometric: str) -> np.nda
     into RGB while decoding, so it may differ from the data set's).
     """
     if int(ds.get("BitsAllocated", 8)) == 1:
-        grey = values.astype(np.uint8) * 255
+        bits = values.astype(np.uint8) * 255
         if photometric == "MONOCHROME1":
-            grey = 255 - grey
-        return np.repeat(grey[..., None], 3, axis=2)
+            bits = 255 - bits
+        return np.repeat(bits[..., None], 3, axis=2)
     if photometric.startswith("MONOCHROME"):
         grey = _window(values, ds)
         if photometric == "MONOCHROME1":

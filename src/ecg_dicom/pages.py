@@ -109,7 +109,7 @@ def page_from_file(path: Path) -> Page:
         raise InputError(f"{path} is not a file")
     if not head:
         raise InputError(f"{path} is empty")
-    if head.startswith(_PNG_MAGIC) or head.startswith(_JPEG_MAGIC):
+    if head.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
         return page_from_image_bytes(path.read_bytes(), str(path))
     if head.lstrip(b"\x00\r\n\t ").startswith(b"%PDF"):
         try:

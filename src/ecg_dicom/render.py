@@ -147,7 +147,7 @@ def plan_rows(leads: tuple[str, ...]) -> list[Row]:
 
 def _baselines(n_rows: int) -> np.ndarray:
     """Baseline y of each row: the training pages' four rows, squeezed for more."""
-    x0, y0, x1, y1 = FRAME
+    _x0, y0, _x1, y1 = FRAME
     pitch = min(ROW_PITCH, (y1 - y0) / (n_rows + 0.1))
     return y0 + pitch * (np.arange(n_rows) + 0.6)
 
@@ -185,7 +185,7 @@ def _pulse_points(baseline: float) -> np.ndarray:
 
 
 def _label(page: np.ndarray, text: str, x: float, baseline: float) -> None:
-    cv2.putText(page, text, (int(round(x + 3)), int(round(baseline - 2))), LABEL_FONT,
+    cv2.putText(page, text, (round(x + 3), round(baseline - 2)), LABEL_FONT,
                 LABEL_SCALE, INK, 1, cv2.LINE_AA)
 
 
@@ -228,8 +228,8 @@ def render_page(signals: Signals) -> Page:
     for row, baseline in zip(rows, baselines):
         polylines.append(_pulse_points(baseline))
         for lead, t0, t1, x0 in row:
-            i0 = int(round(t0 * fs))
-            i1 = min(int(round(t1 * fs)) + 1, n_samples)  # +1: join the next column
+            i0 = round(t0 * fs)
+            i1 = min(round(t1 * fs) + 1, n_samples)  # +1: join the next column
             if i1 - i0 < 2:
                 continue
             polylines.append(_trace_points(signals.data[index[lead], i0:i1], fs, x0, baseline))
@@ -260,10 +260,12 @@ def _draw_traces(page: np.ndarray, polylines: list[np.ndarray]) -> None:
     and anti-aliased, into an ink mask that a 2 x 2 dilation widens; the ink
     then darkens the page (a per-pixel minimum, as ink on paper).
     """
-    mask = np.zeros(page.shape[:2], dtype=np.uint8)
-    cv2.polylines(mask, polylines, False, 255, 1, cv2.LINE_AA, _SHIFT)
-    mask = cv2.bitwise_not(cv2.dilate(mask, _INK_KERNEL))
-    cv2.min(page, cv2.merge((mask, mask, mask)), dst=page)
+    ink = np.zeros(page.shape[:2], dtype=np.uint8)
+    cv2.polylines(ink, polylines, False, 255, 1, cv2.LINE_AA, _SHIFT)
+    paper = cv2.bitwise_not(cv2.dilate(ink, _INK_KERNEL))
+    cv2.min(page, cv2.merge((paper, paper, paper)), dst=page)
+
+
 def _separators(page: np.ndarray, rows: list[Row], baselines: np.ndarray) -> None:
     """Lead-change marks: one vertical line per column boundary over the 2.5 s rows."""
     grid_rows = [k for k, row in enumerate(rows) if len(row) > 1]
@@ -274,7 +276,7 @@ def _separators(page: np.ndarray, rows: list[Row], baselines: np.ndarray) -> Non
     bottom = baselines[grid_rows[-1]] + reach
     xs = {x0 for k in grid_rows for _lead, _t0, _t1, x0 in rows[k] if x0 > TRACE_X0}
     for x in sorted(xs):
-        cv2.line(page, (int(round(x)), int(round(top))), (int(round(x)), int(round(bottom))),
+        cv2.line(page, (round(x), round(top)), (round(x), round(bottom)),
                  INK, 2, cv2.LINE_8)
 
 

@@ -37,11 +37,8 @@ from ecg_dicom.errors import InputError, UnsupportedInputError
 from ecg_dicom.sop import HEMODYNAMIC_WAVEFORM
 from ecg_dicom.stages import Signals
 
-#: Bits allocated per Waveform Sample Interpretation (PS3.3 C.10.9.1.5).
-_SAMPLE_BITS: dict[str, int] = {
-    "SB": 8, "UB": 8, "MB": 8, "AB": 8, "SS": 16, "US": 16,
-    "SL": 32, "UL": 32, "SV": 64, "UV": 64,
-}
+#: numpy type of each Waveform Sample Interpretation (PS3.3 C.10.9.1.5); its
+#: size is the only Waveform Bits Allocated the interpretation allows.
 _SAMPLE_DTYPES: dict[str, str] = {
     "SB": "i1", "UB": "u1", "MB": "u1", "AB": "u1", "SS": "i2", "US": "u2",
     "SL": "i4", "UL": "u4", "SV": "i8", "UV": "u8",
@@ -56,10 +53,6 @@ _LEAD_NUMBERS: dict[int, str] = {
     16: "X", 17: "Y", 18: "Z", 61: "III", 62: "aVR", 63: "aVL", 64: "aVF",
     65: "-aVR", 66: "V8", 67: "V9", 68: "V8R", 69: "V9R",
 }
-#: The twelve standard leads in print order.
-STANDARD_LEADS: tuple[str, ...] = (
-    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
-)
 _KNOWN_NAMES: dict[str, str] = {n.upper(): n for n in _LEAD_NUMBERS.values()}
 _MEDIAN_WORDS = ("MEDIAN", "REPRESENTATIVE", "AVERAGE")
 
@@ -123,12 +116,7 @@ def decode_alaw(codes: np.ndarray) -> np.ndarray:
 
 
 def decode_samples(
-    raw: bytes,
-    *,
-    interpretation: str,
-    bits_allocated: int,
-    channels: int,
-    samples: int,
+    raw: bytes, *, interpretation: str, bits_allocated: int, channels: int, samples: int,
     little_endian: bool = True,
 ) -> np.ndarray:
     """Waveform Data bytes -> raw sample values, channels x samples (int64/float64).
@@ -138,21 +126,21 @@ def decode_samples(
     outside PS3.3 C.10.9.1.5 and :class:`InputError` when the data is shorter
     than channels x samples (a truncated object).
     """
-    if interpretation not in _SAMPLE_BITS:
+    if interpretation not in _SAMPLE_DTYPES:
         raise UnsupportedInputError(
             f"Waveform Sample Interpretation (5400,1006) {interpretation!r} is not one of "
-            f"{', '.join(_SAMPLE_BITS)}"
+            f"{', '.join(_SAMPLE_DTYPES)}"
         )
-    if bits_allocated != _SAMPLE_BITS[interpretation]:
+    dtype = np.dtype(_SAMPLE_DTYPES[interpretation]).newbyteorder("<" if little_endian else ">")
+    if bits_allocated != 8 * dtype.itemsize:
         raise UnsupportedInputError(
             f"Waveform Bits Allocated (5400,1004) is {bits_allocated}, but sample "
-            f"interpretation {interpretation} needs {_SAMPLE_BITS[interpretation]}"
+            f"interpretation {interpretation} needs {8 * dtype.itemsize}"
         )
     if channels <= 0:
         raise InputError(f"Number of Waveform Channels (003A,0005) is {channels}: no channels")
     if samples <= 0:
         raise InputError(f"Number of Waveform Samples (003A,0010) is {samples}: no samples")
-    dtype = np.dtype(_SAMPLE_DTYPES[interpretation]).newbyteorder("<" if little_endian else ">")
     expected = channels * samples * dtype.itemsize
     if len(raw) < expected:
         raise InputError(

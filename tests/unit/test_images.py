@@ -21,11 +21,11 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import convert_color_space, pack_bits
 from pydicom.uid import (
     JPEG2000,
+    UID,
     JPEG2000Lossless,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
-    UID,
 )
 
 from ecg_dicom.errors import InputError, UnsupportedInputError

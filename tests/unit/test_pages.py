@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pydicom
-from pydicom.dataset import FileMetaDataset
 import pytest
 from conftest_render import REAL_ECGS, STANDARD, read_real, roundtrip, secondary_capture
+from pydicom.dataset import FileMetaDataset
 from test_images import encapsulated_pdf, pdf_of
 from test_waveform import ambulatory_ecg, general_ecg, hemodynamic
 

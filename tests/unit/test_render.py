@@ -13,7 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest_render import REAL_ECGS, STANDARD, grid_px_per_mm, pink_frame, read_real, training_page
+from conftest_render import (
+    REAL_ECGS,
+    STANDARD,
+    grid_px_per_mm,
+    pink_frame,
+    read_real,
+    training_page,
+)
 from test_waveform import ambulatory_ecg, general_ecg
 
 from ecg_dicom.render import PX_PER_MM, render_page, write_page_png
@@ -118,7 +125,7 @@ def test_r_wave_height_and_strip_duration_in_pixels(name: str, real_pages: dict)
     x = strip.x0 + i / fs * SPEED_PX_S
     expected_top = base - float(lead_ii[i]) * GAIN_PX_UV
     lo = int(expected_top - 25)  # above: the row above may dip into the strip's band
-    cols = g[lo:int(base), int(round(x)) - 1:int(round(x)) + 2]
+    cols = g[lo:int(base), round(x) - 1:round(x) + 2]
     top = lo + int(np.nonzero((cols < 128).any(axis=1))[0].min())
     assert float(lead_ii[i]) > 300.0  # a real R wave, not noise
     assert top == pytest.approx(expected_top, abs=2.5), (top, expected_top)
@@ -167,7 +174,7 @@ def test_more_than_twelve_leads_keep_the_block_and_add_rows() -> None:
     assert tuple(leads[:12]) == PRINT_ORDER[:12]
     assert leads[12:] == ["V3R", "V4R", "V7", "II"]
     assert len(row_baselines(page)) == 5
-    x0, y0, x1, y1 = page.frame
+    _x0, y0, _x1, y1 = page.frame
     assert all(y0 <= r.y0 < r.y1 <= y1 for r in page.regions)
 
 

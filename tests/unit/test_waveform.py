@@ -14,8 +14,8 @@ import pytest
 from conftest_render import REAL_ECGS, REAL_GEOMETRY, STANDARD, dcmtk, read_real, roundtrip
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 
 from ecg_dicom.errors import InputError, UnsupportedInputError
 from ecg_dicom.sop import AMBULATORY_ECG, GENERAL_ECG, HEMODYNAMIC_WAVEFORM
