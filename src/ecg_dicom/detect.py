@@ -195,6 +195,20 @@ def postprocess(
     return tuple(out)
 
 
+def blank_outside_frame(
+    image: np.ndarray, frame: tuple[float, float, float, float] | None
+) -> np.ndarray:
+    """A copy of ``image`` painted white outside ``frame`` (x0, y0, x1, y1); as is when None."""
+    if frame is None:
+        return image
+    height, width = image.shape[:2]
+    x0, y0 = max(int(frame[0]), 0), max(int(frame[1]), 0)
+    x1, y1 = min(int(np.ceil(frame[2])), width), min(int(np.ceil(frame[3])), height)
+    out = np.full_like(image, 255)
+    out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+    return out
+
+
 # --- runtimes ---------------------------------------------------------------------------------
 
 
@@ -332,9 +346,15 @@ class Detector:
         return postprocess(raw, scale, pad, image.shape[:2], self.settings.conf, self.names)
 
     def detect(self, page: Page) -> Classification:
-        """Classify one page with :func:`decide` at ``settings.abnormal_threshold``."""
+        """Classify one page with :func:`decide` at ``settings.abnormal_threshold``.
+
+        When the page's chart frame is known (rendered waveforms), everything
+        outside it is painted white first: the training pages were prepared that
+        way, so header text must not reach the model (it could not have learned
+        from it, and it is not what it was validated on).
+        """
         return decide(
-            self.detections(page.image),
+            self.detections(blank_outside_frame(page.image, page.frame)),
             model_name=self.name,
             model_version=self.version,
             threshold=self.settings.abnormal_threshold,

@@ -113,3 +113,17 @@ def test_setting_and_sidecar_must_both_match(tmp_path: Path) -> None:
 def test_no_checksum_at_all_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no checksum"):
         verify_weights(ModelSettings(weights=write_weights(tmp_path)))
+
+
+def test_blank_outside_frame() -> None:
+    import numpy as np
+
+    from ecg_dicom.detect import blank_outside_frame
+
+    image = np.zeros((10, 20, 3), np.uint8)
+    assert blank_outside_frame(image, None) is image
+    out = blank_outside_frame(image, (2.0, 3.0, 12.5, 8.0))
+    assert (out[3:8, 2:13] == 0).all()
+    assert out[:3].min() == 255 and out[8:].min() == 255
+    assert out[:, :2].min() == 255 and out[:, 13:].min() == 255
+    assert image.max() == 0  # the page itself is untouched
