@@ -17,6 +17,20 @@ DICOM_ECG_DIR = SHARED_DATA / "dicom-ecg"
 ECG_IMAGES_DIR = SHARED_DATA / "ecg-images"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--weights",
+        default=str(ROOT / "weights" / "ecg-yolov8m.pt"),
+        help="model weights the service tests run with (default: the shipped weights)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import serve_proc
+
+    serve_proc.WEIGHTS = Path(config.getoption("--weights"))
+
+
 def real_ecg_paths() -> list[Path]:
     """Every real DICOM ECG we test with: three carts plus pydicom's example."""
     paths = sorted(DICOM_ECG_DIR.glob("*/ecg.dcm"))

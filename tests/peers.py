@@ -80,15 +80,17 @@ def run_storescp(
     *extra_args: str,
     aetitle: str = "STORESCP",
     startup_timeout: float = 15.0,
+    port: int | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A dcmtk ``storescp`` writing what it receives into ``out_dir``.
 
     Yields ``(port, process)`` once the port accepts connections; stops the
-    process on exit.  ``extra_args`` go to storescp (e.g. ``"--refuse"``).
+    process on exit.  ``extra_args`` go to storescp (e.g. ``"--refuse"``);
+    ``port`` picks the port (default: a free one).
     """
     exe = require_tool("storescp")
     out_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     args: Sequence[str] = [
         exe, "--aetitle", aetitle, "--output-directory", str(out_dir),
         "--accept-all", "--disable-host-lookup", *extra_args, str(port),

@@ -23,6 +23,8 @@ import yaml
 from peers import dcmtk_env, free_port, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The weights the service runs with (pytest --weights; default: the shipped ones).
+WEIGHTS = ROOT / "weights" / "ecg-yolov8m.pt"
 
 
 @dataclass
@@ -60,7 +62,7 @@ class ServeProcess:
                 "min_free_mb": 0,
             },
             "model": {
-                "weights": str(ROOT / "weights" / "ecg-yolov8m.pt"),
+                "weights": str(WEIGHTS),
                 "export_cache_dir": str(self.workdir / "model-cache"),
             },
         }

@@ -162,7 +162,8 @@ class StorageSCP:
     def _on_requested(self, event: Any) -> None:
         try:
             requestor = event.assoc.requestor
-            ae_title = str(requestor.ae_title).strip()
+            # At EVT_REQUESTED only the A-ASSOCIATE-RQ primitive holds the calling AE.
+            ae_title = str(requestor.primitive.calling_ae_title).strip()
             address = str(requestor.address)
             if self.accepting and caller_allowed(
                 self.settings.dicom.allowed_callers, ae_title, address
@@ -183,6 +184,9 @@ class StorageSCP:
                 # rejected-transient, service-provider (presentation), temporary congestion
                 event.assoc.acse.send_reject(0x02, 0x03, 0x01)
             event.assoc.is_rejected = True
+            # As pynetdicom's own ACSE does after a rejection: wait until the DUL has
+            # sent the A-ASSOCIATE-RJ and the peer has closed, then end the association.
+            event.assoc.kill()
         except Exception:  # a handler must never raise into pynetdicom
             log.exception("error while checking an association request")
 

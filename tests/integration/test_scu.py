@@ -15,14 +15,14 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pydicom
 import pytest
 from pydicom import Dataset, examples
+from pydicom.uid import SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage
-from pydicom.uid import SecondaryCaptureImageStorage
 
 from ecg_dicom.build import build_outputs
 from ecg_dicom.config import Destination, Settings
@@ -92,17 +92,17 @@ def test_refused_connection_is_transient(outputs: Outputs) -> None:
 
 
 def test_storescp_refusing_the_association_is_permanent(outputs: Outputs, tmp_path: Path) -> None:
-    with run_storescp(tmp_path / "r", "--refuse") as (port, _proc):
-        with pytest.raises(DeliveryError) as info:
-            _send(outputs, port)
+    with run_storescp(tmp_path / "r", "--refuse") as (port, _proc), \
+            pytest.raises(DeliveryError) as info:
+        _send(outputs, port)
     assert info.value.transient is False
     assert "rejected" in str(info.value).lower()
 
 
 def test_storescp_aborting_is_transient(outputs: Outputs, tmp_path: Path) -> None:
-    with run_storescp(tmp_path / "r", "--abort-after") as (port, _proc):
-        with pytest.raises(DeliveryError) as info:
-            _send(outputs, port)
+    with run_storescp(tmp_path / "r", "--abort-after") as (port, _proc), \
+            pytest.raises(DeliveryError) as info:
+        _send(outputs, port)
     assert info.value.transient is True
 
 
@@ -268,10 +268,11 @@ def test_destinations_for_caller_then_fixed_without_duplicates() -> None:
 
 
 class _StowHandler(BaseHTTPRequestHandler):
-    reply: tuple[int, dict[str, Any] | None] = (200, None)
-    requests: list[tuple[str, str, bytes]] = []
+    # Set per test on a fresh subclass (see the stow_server fixture).
+    reply: ClassVar[tuple[int, dict[str, Any] | None]] = (200, None)
+    requests: ClassVar[list[tuple[str, str, bytes]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).requests.append((self.path, self.headers["Content-Type"], body))
         code, payload = type(self).reply

@@ -27,7 +27,7 @@ MI_RED = np.array([220, 0, 0], dtype=np.uint8)
 
 def _training_page() -> Page:
     """A real training page (RGB), as an image source would give it."""
-    path = sorted((IMAGES / "mi").glob("*.jpg"))[0]
+    path = min((IMAGES / "mi").glob("*.jpg"))
     bgr = cv2.imread(str(path))
     assert bgr is not None, path
     return Page(image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), source_kind="image")
@@ -82,7 +82,7 @@ def test_every_box_is_drawn_in_sc_pixels(page: Page) -> None:
              Detection("ECG HB", 0.41, (900.0, 500.0, 1400.0, 900.0))]
     out = draw_result(page, _result(*boxes))
     for det in boxes:
-        x0, y0, x1, y1 = (int(round(v)) for v in to_sc_pixels(det.box, page))
+        x0, y0, x1, y1 = (round(v) for v in to_sc_pixels(det.box, page))
         # The left and bottom edges (not covered by the tag) are drawn, end to end.
         left = out[y0 + 40 : y1 - 1, x0]
         bottom = out[y1 - 1, x0 + 5 : x1 - 5]
