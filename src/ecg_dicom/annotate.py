@@ -77,8 +77,8 @@ def layout_for(page: Page) -> Layout:
     three lines on top (banner, result) and one below (model)."""
     width = int(page.image.shape[1])
     scale = float(min(max(width / 1600.0, 0.45), 3.0))
-    thickness = max(1, int(round(2 * scale)))
-    line_height = int(round(40 * scale))
+    thickness = max(1, round(2 * scale))
+    line_height = round(40 * scale)
     return Layout(
         top=3 * line_height,
         bottom=line_height + line_height // 2,
@@ -182,7 +182,7 @@ def draw_result(page: Page, result: Classification) -> np.ndarray:
 
     # Boxes over the chart.
     for det in result.detections:
-        x0, y0, x1, y1 = (int(round(v)) for v in to_sc_pixels(det.box, page))
+        x0, y0, x1, y1 = (round(v) for v in to_sc_pixels(det.box, page))
         colour = _CLASS_COLOURS.get(det.class_name, _OTHER_COLOUR)
         cv2.rectangle(canvas, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), colour, layout.thickness)
         _label_box(

@@ -37,6 +37,7 @@ import warnings
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
+from pydicom.dataelem import DataElement
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -67,6 +68,15 @@ def algorithm_equipment(result: Classification, settings: Settings) -> Dataset:
     purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = PROCESSING_ALGORITHM
     item.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
     return item
+
+
+def add_contributing_equipment(ds: Dataset, item: Dataset) -> None:
+    """Append ``item`` to the Contributing Equipment Sequence (0018,A001) of ``ds``
+    (SOP Common module, PS3.3 C.12.1), keeping the items already there."""
+    items = list(ds.get("ContributingEquipmentSequence", []))
+    ds["ContributingEquipmentSequence"] = DataElement(
+        0x0018A001, "SQ", DicomSequence([*items, item])
+    )
 
 
 def _source_reference(source: Dataset) -> Dataset:
@@ -109,7 +119,7 @@ def build_sc(source: Dataset, page: Page, result: Classification, settings: Sett
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
         sc = _sc_image(source, pixels, uids.sc_series, uids.sc_sop, settings)
 
-    sc.PatientOrientation = None
+    sc.PatientOrientation = []
     sc.BodyPartExamined = "HEART"
     if "Laterality" in sc:
         del sc.Laterality
@@ -126,10 +136,7 @@ def build_sc(source: Dataset, page: Page, result: Classification, settings: Sett
         f"{result.model_name}"
     )[:1024]
     sc.SourceInstanceSequence = DicomSequence([_source_reference(source)])
-    equipment_items = list(sc.get("ContributingEquipmentSequence", []))
-    sc.ContributingEquipmentSequence = DicomSequence(
-        [*equipment_items, algorithm_equipment(result, settings)]
-    )
+    add_contributing_equipment(sc, algorithm_equipment(result, settings))
     if settings.output.institution_name:
         sc.InstitutionName = settings.output.institution_name[:64]
     return sc

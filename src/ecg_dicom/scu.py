@@ -33,8 +33,9 @@ from typing import Any
 import httpx
 from pydicom import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.status import code_to_category
 
 from ecg_dicom.config import Destination, Settings
@@ -85,16 +86,23 @@ def _where(destination: Destination) -> str:
     return f"{destination.ae_title}@{destination.host}:{destination.port}"
 
 
-def _association_failure(assoc: Association, destination: Destination) -> DeliveryError:
-    """Why an association was not established, as a DeliveryError."""
+def _association_failure(
+    assoc: Association, destination: Destination, rejections: Sequence[A_ASSOCIATE_RJ]
+) -> DeliveryError:
+    """Why an association was not established, as a DeliveryError.
+
+    ``rejections`` are the A-ASSOCIATE-RJ PDUs seen on the wire: a peer that closes
+    the connection right after rejecting (dcmtk does) can make pynetdicom report an
+    abort instead of the rejection, so the PDU itself is the evidence.
+    """
     where = _where(destination)
     answer: Any = assoc.acceptor.primitive
-    if assoc.is_rejected and answer is not None:
-        transient = answer.result == REJECTED_TRANSIENT
+    if rejections or (assoc.is_rejected and answer is not None):
+        rj: Any = rejections[0] if rejections else answer
         return DeliveryError(
-            f"association rejected by {where} ({answer.result_str}, source {answer.source_str}: "
-            f"{answer.reason_str})",
-            transient=transient,
+            f"association rejected by {where} ({rj.result_str}, source {rj.source_str}: "
+            f"{rj.reason_str})",
+            transient=rj.result == REJECTED_TRANSIENT,
         )
     if answer is not None and answer.result == 0x00:
         return DeliveryError(
@@ -158,16 +166,23 @@ def send_outputs(
         if ds.SOPClassUID not in seen:
             seen.add(ds.SOPClassUID)
             ae.add_requested_context(ds.SOPClassUID, _transfer_syntaxes(ds))
+    rejections: list[A_ASSOCIATE_RJ] = []
+
+    def on_pdu(event: evt.Event) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejections.append(event.pdu)
+
     try:
         assoc = ae.associate(
-            destination.host, destination.port, ae_title=destination.ae_title
+            destination.host, destination.port, ae_title=destination.ae_title,
+            evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)],
         )
     except OSError as exc:
         raise DeliveryError(
             f"could not associate with {_where(destination)}: {exc}", transient=True
         ) from exc
     if not assoc.is_established:
-        raise _association_failure(assoc, destination)
+        raise _association_failure(assoc, destination, rejections)
     try:
         for ds in ordered:
             _store_one(assoc, ds, destination)

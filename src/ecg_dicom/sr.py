@@ -49,14 +49,13 @@ import warnings
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
-from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ecg_dicom.annotate import to_sc_pixels
 from ecg_dicom.config import Settings
 from ecg_dicom.identity import device_observer_uid, result_uids, tracking_uid
-from ecg_dicom.sc import algorithm_equipment
+from ecg_dicom.sc import add_contributing_equipment, algorithm_equipment
 from ecg_dicom.stages import Classification, Detection, Page
 
 # --- Codes (dicom-outputs.md; pydicom 3 concept dictionary, PS3.16) ----------
@@ -234,8 +233,5 @@ def build_sr(
             is_verified=False,
         )
     sr.SeriesDescription = SR_SERIES_DESCRIPTION
-    equipment = list(sr.get("ContributingEquipmentSequence", []))
-    sr.ContributingEquipmentSequence = DicomSequence(
-        [*equipment, algorithm_equipment(result, settings)]
-    )
+    add_contributing_equipment(sr, algorithm_equipment(result, settings))
     return sr
