@@ -7,15 +7,16 @@ from the source ECG, then completed with what highdicom leaves to the caller:
   C.7.2.1), so the result lands in the ECG's study; the series is new (C.7.3.1).
 * Image Type ``DERIVED\\SECONDARY`` (C.7.6.1.1.2) and Conversion Type ``WSD``
   ("Workstation", C.8.6.1): the image is made by software, not digitised.
-* Burned In Annotation ``YES`` (C.7.6.1.1.3... C.8.6.? PS3.3 C.7.6.1): the result is
-  drawn into the pixels; a de-identifying system must know.
+* Burned In Annotation ``YES`` (General Image module, PS3.3 C.7.6.1): the result
+  is drawn into the pixels, and a de-identifying or display system must know.
 * Series Description and Image Comments say it is an AI result, not for
   diagnostic use (as the IHE AI Results profile and MONAI Deploy do).
-* Contributing Equipment (C.7.5.1, PS3.3 C.7.5.1.1.2) names the algorithm with
+* Contributing Equipment (SOP Common module, PS3.3 C.12.1) names the algorithm with
   Purpose of Reference (Newcode1, 99IHE, "Processing Algorithm") as the IHE AIR
   profile and MONAI Deploy do; highdicom refuses codes outside its DCM list, so
-  this item is written with pydicom.  The sender's acquisition equipment, when
-  highdicom can describe it, is kept before it.
+  this item is written with pydicom.  The items highdicom adds are kept before
+  it (highdicom itself as Processing Equipment; the sender's acquisition
+  equipment when highdicom can describe it, i.e. for image sources).
 * Patient Orientation (C.7.6.1, type 2C) is present and empty: a page of an
   ECG has no anatomical orientation (highdicom requires one for the PATIENT
   coordinate system, so a placeholder is given and then emptied).  Laterality
