@@ -1,0 +1,124 @@
+"""Bad input, a full disk, the HTTP side and the offline CLI, against the real service."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from serve_proc import ServeProcess, WEIGHTS, run_tool
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ecg_dicom", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=300, env={"ECG_DICOM_MODEL__WEIGHTS": str(WEIGHTS), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def broken_waveform(source: Path, folder: Path) -> Path:
+    """A 12-lead ECG whose waveform data is cut short: it matches its SOP class, but
+    cannot be rendered."""
+    ds = pydicom.dcmread(source)
+    group = ds.WaveformSequence[0]
+    group.WaveformData = group.WaveformData[:100]
+    ds.SOPInstanceUID = generate_uid()
+    path = folder / "broken.dcm"
+    ds.save_as(path)
+    return path
+
+
+def test_bad_waveform_fails_its_job_with_a_reason_and_the_next_ecg_is_processed(
+    tmp_path: Path, real_ecgs: list[Path]
+) -> None:
+    service = ServeProcess(tmp_path, {}).start()
+    try:
+        bad = broken_waveform(real_ecgs[1], tmp_path)
+        sent = run_tool("storescu", "-aec", "ECGDICOM", "127.0.0.1", str(service.dicom_port),
+                        str(bad), str(real_ecgs[0]))
+        assert sent.returncode == 0, sent.stderr  # both were acknowledged: both are stored
+        jobs = {j["sop_instance_uid"]: j for j in service.wait_jobs(2)}
+        failed = jobs[str(pydicom.dcmread(bad).SOPInstanceUID)]
+        assert failed["state"] == "failed"
+        assert failed["reason"].startswith("render:") and "Waveform" in failed["reason"]
+        good = jobs[str(pydicom.dcmread(real_ecgs[0]).SOPInstanceUID)]
+        assert good["state"] == "done"
+        metrics = service.get("/metrics")
+        assert 'ecgdicom_failed_total{stage="render"} 1.0' in metrics
+        assert 'ecgdicom_acknowledged_total{status="0x0000"} 2.0' in metrics
+    finally:
+        service.stop()
+
+
+def test_full_disk_answers_out_of_resources_and_stores_nothing(
+    tmp_path: Path, real_ecgs: list[Path]
+) -> None:
+    service = ServeProcess(tmp_path, {"storage": {"min_free_mb": 10**9}}).start()
+    try:
+        sent = run_tool("storescu", "-v", "-aec", "ECGDICOM", "127.0.0.1",
+                        str(service.dicom_port), str(real_ecgs[0]))
+        assert "Received Store Response (Refused: OutOfResources" in sent.stderr, sent.stderr
+        assert service.jobs() == []
+        assert list((service.spool_dir / "instances").iterdir()) == []
+    finally:
+        service.stop()
+
+
+def _post_file(port: int, path: Path) -> tuple[int, dict[str, object]]:
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+        f"filename=\"{path.name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/classify", data=body, method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=120) as rsp:
+            return rsp.status, json.loads(rsp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_upload_page_and_classify_api(tmp_path: Path, real_ecgs: list[Path]) -> None:
+    service = ServeProcess(tmp_path, {}).start()
+    try:
+        page = service.get("/")
+        assert "not for diagnostic use" in page and 'type="file"' in page
+        status, result = _post_file(service.http_port, real_ecgs[0])
+        assert status == 200, result
+        assert result["label"] in ("Normal", "Abnormal", "No finding")
+        assert result["notice"] == "AI result - not for diagnostic use"
+        assert str(result["annotated_png"]).startswith("iVBOR")  # a PNG
+        health = service.get("/healthz")
+        assert health["algorithm_version"] == result["model_version"]
+        junk = tmp_path / "junk.dcm"
+        junk.write_bytes(b"this is not DICOM")
+        status, error = _post_file(service.http_port, junk)
+        assert status == 422 and error["detail"]
+    finally:
+        service.stop()
+
+
+def test_classify_and_render_offline(tmp_path: Path, real_ecgs: list[Path]) -> None:
+    result = cli("classify", "--json", *map(str, real_ecgs), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    items = json.loads(result.stdout)
+    assert [i["file"] for i in items] == list(map(str, real_ecgs))
+    assert all(i["label"] in ("Normal", "Abnormal", "No finding") for i in items)
+    png = tmp_path / "page.png"
+    rendered = cli("render", str(real_ecgs[-1]), "-o", str(png), cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    broken = cli("classify", str(broken_waveform(real_ecgs[1], tmp_path)), cwd=tmp_path)
+    assert broken.returncode == 1 and "ERROR" in broken.stdout
