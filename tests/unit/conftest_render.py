@@ -18,9 +18,17 @@ import pytest
 from PIL import Image
 from pydicom import examples
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from ecg_dicom.sop import SECONDARY_CAPTURE
+from ecg_dicom.sop import (
+    AMBULATORY_ECG,
+    ENCAPSULATED_PDF,
+    GENERAL_ECG,
+    HEMODYNAMIC_WAVEFORM,
+    SECONDARY_CAPTURE,
+)
+from ecg_dicom.waveform import lead_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -137,3 +145,116 @@ def grey_capture(grey: np.ndarray, bits: int = 8, **attrs: object) -> Dataset:
     for key, value in attrs.items():
         setattr(ds, key, value)
     return ds
+
+
+# --- waveform objects built from the real files -----------------------------------
+
+
+def calibrated_reference(ds: Dataset, index: int = 0) -> np.ndarray:
+    """pydicom's calibrated values (channels x samples, µV for these files)."""
+    return ds.waveform_array(index).T
+
+
+def raw_reference(ds: Dataset, index: int = 0) -> np.ndarray:
+    group = ds.WaveformSequence[index]
+    return np.frombuffer(group.WaveformData, "<i2").reshape(-1, group.NumberOfWaveformChannels).T
+
+
+def recode(ds: Dataset, raw: np.ndarray, interpretation: str, bits: int, *,
+           sensitivity_scale: float = 1.0, baseline_uv: float = 0.0, index: int = 0) -> Dataset:
+    """Store ``raw`` (channels x samples) in group ``index`` with a new encoding."""
+    group = ds.WaveformSequence[index]
+    dtype = {"SB": "i1", "UB": "u1", "MB": "u1", "AB": "u1", "SS": "<i2", "US": "<u2",
+             "SL": "<i4", "UL": "<u4", "SV": "<i8", "UV": "<u8"}[interpretation]
+    group.WaveformBitsAllocated = bits
+    group.WaveformSampleInterpretation = interpretation
+    group.WaveformData = np.ascontiguousarray(raw.T.astype(dtype)).tobytes()
+    for channel in group.ChannelDefinitionSequence:
+        channel.ChannelSensitivity = f"{float(channel.ChannelSensitivity) * sensitivity_scale:.10g}"
+        channel.ChannelBaseline = f"{baseline_uv:.10g}"
+        channel.WaveformBitsStored = bits
+    return roundtrip(ds)
+
+
+def code_item(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def general_ecg(leads: tuple[str, ...] = ("I", "II", "III")) -> Dataset:
+    """A General ECG object: three limb leads of the real Mortara recording, labels only."""
+    ds = read_real("pydicom-waveform")
+    del ds.WaveformSequence[1]
+    group = ds.WaveformSequence[0]
+    keep = [STANDARD.index(name) for name in leads]
+    raw = raw_reference(ds)[keep]
+    group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in keep])
+    for channel in group.ChannelDefinitionSequence:
+        channel.ChannelLabel = lead_name(channel)
+        del channel.ChannelSourceSequence[0].CodeValue
+        channel.ChannelSourceSequence[0].CodeMeaning = "ECG lead"
+    group.NumberOfWaveformChannels = len(keep)
+    group.WaveformData = np.ascontiguousarray(raw.T).astype("<i2").tobytes()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = GENERAL_ECG
+    return roundtrip(ds)
+
+
+def ambulatory_ecg(seconds: int = 60) -> Dataset:
+    """An Ambulatory ECG: 2 channels (II, V5), 8-bit SB at 200 Hz, real beats repeated."""
+    ds = read_real("pydicom-waveform")
+    del ds.WaveformSequence[1]
+    group = ds.WaveformSequence[0]
+    raw = raw_reference(ds)[[1, 10], ::5]  # 1000 Hz -> 200 Hz
+    raw = np.tile(raw, (1, seconds // 10))
+    raw = np.clip(np.round(raw / 32.0), -128, 127)  # 40 µV steps
+    group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in (1, 10)])
+    group.NumberOfWaveformChannels, group.NumberOfWaveformSamples = 2, raw.shape[1]
+    group.SamplingFrequency = 200
+    group.MultiplexGroupLabel = "HOLTER"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = AMBULATORY_ECG
+    return recode(ds, raw, "SB", 8, sensitivity_scale=32)
+
+
+def hemodynamic(modality: str = "ECG") -> Dataset:
+    """A Hemodynamic object: the real leads II and V5 plus an arterial pressure channel."""
+    ds = read_real("ge-mac55")
+    del ds.WaveformSequence[1]
+    group = ds.WaveformSequence[0]
+    raw = raw_reference(ds)[[1, 10]]
+    pressure = np.round(100 + 20 * np.sin(np.arange(raw.shape[1]) / 80.0)).astype(np.int64)
+    ch_pressure = Dataset()
+    ch_pressure.update(group.ChannelDefinitionSequence[0])
+    ch_pressure.ChannelSourceSequence = Sequence([code_item("2:4106", "MDC", "Arterial pressure")])
+    ch_pressure.ChannelLabel = "ART"
+    ch_pressure.ChannelSensitivity = "1"
+    ch_pressure.ChannelSensitivityUnitsSequence = Sequence([code_item("mm[Hg]", "UCUM", "mmHg")])
+    group.ChannelDefinitionSequence = Sequence(
+        [group.ChannelDefinitionSequence[1], ch_pressure, group.ChannelDefinitionSequence[10]])
+    group.NumberOfWaveformChannels = 3
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = HEMODYNAMIC_WAVEFORM
+    ds.Modality = modality
+    return recode(ds, np.vstack([raw[0], pressure, raw[1]]), "SS", 16)
+
+
+
+# --- PDF ---------------------------------------------------------------------------
+
+
+def pdf_of(picture: np.ndarray) -> bytes:
+    buf = BytesIO()
+    Image.fromarray(picture).save(buf, "PDF", resolution=96.0)
+    return buf.getvalue()
+
+
+def encapsulated_pdf(document: bytes) -> Dataset:
+    ds = secondary_capture(np.zeros((1, 1, 3), np.uint8), SOPClassUID=ENCAPSULATED_PDF)
+    for keyword in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
+                    "PlanarConfiguration", "BitsAllocated", "BitsStored", "HighBit",
+                    "PixelRepresentation", "PixelData"):
+        delattr(ds, keyword)
+    ds.file_meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF
+    ds.Modality = "ECG"
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = document + (b"\x00" if len(document) % 2 else b"")
+    return roundtrip(ds)

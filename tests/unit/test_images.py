@@ -8,14 +8,20 @@ images.py and compared with the original pixels.
 
 from __future__ import annotations
 
-from io import BytesIO
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest_render import dcmtk, grey_capture, read_real, roundtrip, secondary_capture
-from PIL import Image
+from conftest_render import (
+    dcmtk,
+    encapsulated_pdf,
+    grey_capture,
+    pdf_of,
+    read_real,
+    roundtrip,
+    secondary_capture,
+)
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import convert_color_space, pack_bits
@@ -39,7 +45,6 @@ from ecg_dicom.images import (
 from ecg_dicom.render import render_page
 from ecg_dicom.sop import (
     COMPRESSED_TRANSFER_SYNTAXES,
-    ENCAPSULATED_PDF,
     MULTIFRAME_GRAYSCALE_WORD_SC,
     MULTIFRAME_SINGLE_BIT_SC,
     MULTIFRAME_TRUE_COLOR_SC,
@@ -238,25 +243,6 @@ def test_unlisted_transfer_syntax_is_unsupported(picture: np.ndarray) -> None:
 
 
 # --- PDF and plain image files ------------------------------------------------
-
-
-def pdf_of(picture: np.ndarray) -> bytes:
-    buf = BytesIO()
-    Image.fromarray(picture).save(buf, "PDF", resolution=96.0)
-    return buf.getvalue()
-
-
-def encapsulated_pdf(document: bytes) -> Dataset:
-    ds = secondary_capture(np.zeros((1, 1, 3), np.uint8), SOPClassUID=ENCAPSULATED_PDF)
-    for keyword in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
-                    "PlanarConfiguration", "BitsAllocated", "BitsStored", "HighBit",
-                    "PixelRepresentation", "PixelData"):
-        delattr(ds, keyword)
-    ds.file_meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF
-    ds.Modality = "ECG"
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.EncapsulatedDocument = document + (b"\x00" if len(document) % 2 else b"")
-    return roundtrip(ds)
 
 
 def test_encapsulated_pdf_renders_its_page(picture: np.ndarray) -> None:

@@ -12,10 +12,19 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-from conftest_render import REAL_ECGS, STANDARD, read_real, roundtrip, secondary_capture
+from conftest_render import (
+    REAL_ECGS,
+    STANDARD,
+    ambulatory_ecg,
+    encapsulated_pdf,
+    general_ecg,
+    hemodynamic,
+    pdf_of,
+    read_real,
+    roundtrip,
+    secondary_capture,
+)
 from pydicom.dataset import FileMetaDataset
-from test_images import encapsulated_pdf, pdf_of
-from test_waveform import ambulatory_ecg, general_ecg, hemodynamic
 
 from ecg_dicom.errors import InputError, UnsupportedInputError
 from ecg_dicom.pages import page_from_dataset, page_from_file

@@ -16,12 +16,13 @@ import pytest
 from conftest_render import (
     REAL_ECGS,
     STANDARD,
+    ambulatory_ecg,
+    general_ecg,
     grid_px_per_mm,
     pink_frame,
     read_real,
     training_page,
 )
-from test_waveform import ambulatory_ecg, general_ecg
 
 from ecg_dicom.render import PX_PER_MM, render_page, write_page_png
 from ecg_dicom.stages import Page, Signals

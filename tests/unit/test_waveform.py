@@ -11,43 +11,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_render import REAL_ECGS, REAL_GEOMETRY, STANDARD, dcmtk, read_real, roundtrip
+from conftest_render import (
+    REAL_ECGS,
+    REAL_GEOMETRY,
+    STANDARD,
+    ambulatory_ecg,
+    calibrated_reference,
+    code_item,
+    dcmtk,
+    general_ecg,
+    hemodynamic,
+    raw_reference,
+    read_real,
+    recode,
+    roundtrip,
+)
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
 from ecg_dicom.errors import InputError, UnsupportedInputError
-from ecg_dicom.sop import AMBULATORY_ECG, GENERAL_ECG, HEMODYNAMIC_WAVEFORM
 from ecg_dicom.waveform import decode_samples, lead_name, load_waveform
 
 MAC55 = "ge-mac55"
-
-
-def calibrated_reference(ds: Dataset, index: int = 0) -> np.ndarray:
-    """pydicom's calibrated values (channels x samples, µV for these files)."""
-    return ds.waveform_array(index).T
-
-
-def raw_reference(ds: Dataset, index: int = 0) -> np.ndarray:
-    group = ds.WaveformSequence[index]
-    return np.frombuffer(group.WaveformData, "<i2").reshape(-1, group.NumberOfWaveformChannels).T
-
-
-def recode(ds: Dataset, raw: np.ndarray, interpretation: str, bits: int, *,
-           sensitivity_scale: float = 1.0, baseline_uv: float = 0.0, index: int = 0) -> Dataset:
-    """Store ``raw`` (channels x samples) in group ``index`` with a new encoding."""
-    group = ds.WaveformSequence[index]
-    dtype = {"SB": "i1", "UB": "u1", "MB": "u1", "AB": "u1", "SS": "<i2", "US": "<u2",
-             "SL": "<i4", "UL": "<u4", "SV": "<i8", "UV": "<u8"}[interpretation]
-    group.WaveformBitsAllocated = bits
-    group.WaveformSampleInterpretation = interpretation
-    group.WaveformData = np.ascontiguousarray(raw.T.astype(dtype)).tobytes()
-    for channel in group.ChannelDefinitionSequence:
-        channel.ChannelSensitivity = f"{float(channel.ChannelSensitivity) * sensitivity_scale:.10g}"
-        channel.ChannelBaseline = f"{baseline_uv:.10g}"
-        channel.WaveformBitsStored = bits
-    return roundtrip(ds)
 
 
 def ulaw_encode(x: np.ndarray) -> np.ndarray:
@@ -143,12 +130,6 @@ def test_channels_in_any_order_are_named_by_their_codes() -> None:
     np.testing.assert_allclose(signals.data, reference[order], atol=1e-2)
 
 
-def _source(value: str, scheme: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
-    return item
-
-
 MDC = {"I": "2:1", "II": "2:2", "III": "2:61", "aVR": "2:62", "aVL": "2:63", "aVF": "2:64",
        "V1": "2:3", "V2": "2:4", "V3": "2:5", "V4": "2:6", "V5": "2:7", "V6": "2:8"}
 
@@ -158,18 +139,18 @@ def test_leads_named_by_mdc_code_then_meaning_then_label(how: str) -> None:
     ds = read_real("pydicom-waveform")
     for lead, channel in zip(STANDARD, ds.WaveformSequence[0].ChannelDefinitionSequence):
         if how == "mdc":  # meaning deliberately wrong: the code wins
-            channel.ChannelSourceSequence = Sequence([_source(MDC[lead], "MDC", "lead")])
+            channel.ChannelSourceSequence = Sequence([code_item(MDC[lead], "MDC", "lead")])
         elif how == "meaning":
-            channel.ChannelSourceSequence = Sequence([_source("X", "99LOCAL", f"Lead {lead}")])
+            channel.ChannelSourceSequence = Sequence([code_item("X", "99LOCAL", f"Lead {lead}")])
         else:
-            channel.ChannelSourceSequence = Sequence([_source("X", "99LOCAL", "Unknown")])
+            channel.ChannelSourceSequence = Sequence([code_item("X", "99LOCAL", "Unknown")])
             channel.ChannelLabel = lead
     assert load_waveform(roundtrip(ds)).leads == STANDARD
 
 
 def test_unknown_channel_keeps_its_label() -> None:
     channel = Dataset()
-    channel.ChannelSourceSequence = Sequence([_source("X", "99LOCAL", "Body surface")])
+    channel.ChannelSourceSequence = Sequence([code_item("X", "99LOCAL", "Body surface")])
     channel.ChannelLabel = "Nehb D"
     assert lead_name(channel) == "Nehb D"
     channel.ChannelLabel = "Lead V4R"
@@ -196,6 +177,7 @@ def test_wide_and_unsigned_samples_give_the_same_microvolts(
     np.testing.assert_allclose(load_waveform(ds).data, reference, atol=0.05)
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the ELI250 file's own UIDs
 @pytest.mark.parametrize(("interpretation", "offset"), [("SB", 0), ("UB", 128)])
 def test_eight_bit_samples(interpretation: str, offset: int) -> None:
     ds = read_real("ecgtoolkit-eli250")  # 2.5 µV per unit, peaks within +-8 mV
@@ -246,40 +228,6 @@ def test_transfer_syntaxes_written_by_dcmtk(option: str, syntax: str, tmp_path: 
 # --- General, Ambulatory and Hemodynamic objects ------------------------------
 
 
-def general_ecg(leads: tuple[str, ...] = ("I", "II", "III")) -> Dataset:
-    """A General ECG object: three limb leads of the real Mortara recording, labels only."""
-    ds = read_real("pydicom-waveform")
-    del ds.WaveformSequence[1]
-    group = ds.WaveformSequence[0]
-    keep = [STANDARD.index(name) for name in leads]
-    raw = raw_reference(ds)[keep]
-    group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in keep])
-    for channel in group.ChannelDefinitionSequence:
-        channel.ChannelLabel = lead_name(channel)
-        del channel.ChannelSourceSequence[0].CodeValue
-        channel.ChannelSourceSequence[0].CodeMeaning = "ECG lead"
-    group.NumberOfWaveformChannels = len(keep)
-    group.WaveformData = np.ascontiguousarray(raw.T).astype("<i2").tobytes()
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = GENERAL_ECG
-    return roundtrip(ds)
-
-
-def ambulatory_ecg(seconds: int = 60) -> Dataset:
-    """An Ambulatory ECG: 2 channels (II, V5), 8-bit SB at 200 Hz, real beats repeated."""
-    ds = read_real("pydicom-waveform")
-    del ds.WaveformSequence[1]
-    group = ds.WaveformSequence[0]
-    raw = raw_reference(ds)[[1, 10], ::5]  # 1000 Hz -> 200 Hz
-    raw = np.tile(raw, (1, seconds // 10))
-    raw = np.clip(np.round(raw / 32.0), -128, 127)  # 40 µV steps
-    group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in (1, 10)])
-    group.NumberOfWaveformChannels, group.NumberOfWaveformSamples = 2, raw.shape[1]
-    group.SamplingFrequency = 200
-    group.MultiplexGroupLabel = "HOLTER"
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = AMBULATORY_ECG
-    return recode(ds, raw, "SB", 8, sensitivity_scale=32)
-
-
 def test_general_ecg_with_labels_only() -> None:
     ds = general_ecg()
     signals = load_waveform(ds)
@@ -294,27 +242,6 @@ def test_ambulatory_ecg_two_channels_one_minute() -> None:
     assert signals.duration == pytest.approx(60.0) and signals.group_label == "HOLTER"
     reference = calibrated_reference(read_real("pydicom-waveform"))[1, ::5]
     assert np.max(np.abs(signals.data[0, :2000] - reference)) <= 20.0 + 1e-3
-
-
-def hemodynamic(modality: str = "ECG") -> Dataset:
-    """A Hemodynamic object: the real leads II and V5 plus an arterial pressure channel."""
-    ds = read_real(MAC55)
-    del ds.WaveformSequence[1]
-    group = ds.WaveformSequence[0]
-    raw = raw_reference(ds)[[1, 10]]
-    pressure = np.round(100 + 20 * np.sin(np.arange(raw.shape[1]) / 80.0)).astype(np.int64)
-    ch_pressure = Dataset()
-    ch_pressure.update(group.ChannelDefinitionSequence[0])
-    ch_pressure.ChannelSourceSequence = Sequence([_source("2:4106", "MDC", "Arterial pressure")])
-    ch_pressure.ChannelLabel = "ART"
-    ch_pressure.ChannelSensitivity = "1"
-    ch_pressure.ChannelSensitivityUnitsSequence = Sequence([_source("mm[Hg]", "UCUM", "mmHg")])
-    group.ChannelDefinitionSequence = Sequence(
-        [group.ChannelDefinitionSequence[1], ch_pressure, group.ChannelDefinitionSequence[10]])
-    group.NumberOfWaveformChannels = 3
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = HEMODYNAMIC_WAVEFORM
-    ds.Modality = modality
-    return recode(ds, np.vstack([raw[0], pressure, raw[1]]), "SS", 16)
 
 
 def test_hemodynamic_draws_only_its_ecg_channels() -> None:
@@ -396,9 +323,9 @@ def test_hemodynamic_without_ecg_channels() -> None:
     ds = hemodynamic()
     group = ds.WaveformSequence[0]
     for channel in group.ChannelDefinitionSequence:
-        channel.ChannelSourceSequence = Sequence([_source("2:4106", "MDC", "Arterial pressure")])
+        channel.ChannelSourceSequence = Sequence([code_item("2:4106", "MDC", "Arterial pressure")])
         channel.ChannelLabel = "ART"
-        channel.ChannelSensitivityUnitsSequence = Sequence([_source("mm[Hg]", "UCUM", "mmHg")])
+        channel.ChannelSensitivityUnitsSequence = Sequence([code_item("mm[Hg]", "UCUM", "mmHg")])
     with pytest.raises(InputError, match="names no lead"):
         load_waveform(ds)
 
