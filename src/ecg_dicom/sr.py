@@ -9,7 +9,8 @@ Report" (126000, DCM), built with highdicom's templates, never by hand:
 * One **summary** measurement group (TID 1501, image-level) first:
   Finding (121071, DCM) = Normal (SCT 164854000) or Abnormal ECG (SCT 102594003),
   both from CID 3677 "Summary Codes ECG"; Probability (122157, DCM) = the
-  confidence of that result; the qualitative evaluations
+  result's confidence, i.e. that of its most confident box (the same number the
+  SC shows; detect.decide explains the label); the qualitative evaluations
   "CAD Processing and Findings Summary" (111017, DCM) = "All algorithms succeeded;
   with findings" (111242) or "...; without findings" (111241) (CID 6047), and
   "Impression" (121073, DCM) = the detected class, coded as its Finding;
