@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,8 +24,18 @@ LOOPBACK = "127.0.0.1"
 
 
 def require_tool(name: str) -> str:
-    """The path of an external tool; fails the calling test when it is missing."""
-    path = shutil.which(name)
+    """The path of an external tool; fails the calling test when it is missing.
+
+    The virtual environment's own ``bin`` is not searched: pynetdicom installs
+    console scripts named like dcmtk's (``storescp``, ``echoscp``) that take
+    other arguments.
+    """
+    venv_bin = (Path(sys.prefix) / "bin").resolve()
+    search = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep)
+        if d and Path(d).resolve() != venv_bin
+    )
+    path = shutil.which(name, path=search)
     if path is None:
         pytest.fail(
             f"{name} is not installed: install Debian packages dcmtk and dicom3tools",
