@@ -1,0 +1,141 @@
+"""Benchmark: end-to-end seconds per ECG, C-STORE in -> SR + SC stored at the PACS.
+
+In one run on this machine:
+
+* the PACS is dcmtk ``storescp`` (TCP_NODELAY=1) and ``ecg-dicom serve`` sends
+  results to it; ECGs are copies of the four real ECGs (three carts and
+  pydicom's example) with new UIDs;
+* latency: each ECG is sent alone (pynetdicom SCU) and the clock stops when its
+  SC and SR are both written at the PACS; p50/p95 over N ECGs;
+* throughput: N ECGs sent in one storescu run, until all results are at the PACS;
+* the reference: the bare model inference (``Detector.detect`` on the same
+  rendered pages, in this process) measured in the same run.
+
+    .venv/bin/python bench/bench_e2e.py [--count 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pydicom.config
+from pydicom.uid import generate_uid
+from pynetdicom import AE
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import real_ecg_paths  # noqa: E402
+from peers import dcmtk_env, run_storescp  # noqa: E402
+import serve_proc  # noqa: E402
+from serve_proc import ServeProcess  # noqa: E402
+
+
+def make_copies(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = [pydicom.dcmread(p) for p in real_ecg_paths()]
+    paths = []
+    for i in range(count):
+        ds = sources[i % len(sources)]
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path = folder / f"ecg{i:04d}.dcm"
+        ds.save_as(path)
+        paths.append(path)
+    return paths
+
+
+def wait_files(folder: Path, count: int, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(1 for p in folder.iterdir() if p.suffix != ".tmp") < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} files expected in {folder}")
+        time.sleep(0.005)
+
+
+def bare_inference_ms(paths: list[Path]) -> list[float]:
+    from ecg_dicom.config import ModelSettings
+    from ecg_dicom.detect import Detector
+    from ecg_dicom.pages import page_from_dataset
+
+    detector = Detector(ModelSettings(weights=serve_proc.WEIGHTS))
+    pages = [page_from_dataset(pydicom.dcmread(p)) for p in paths]
+    detector.detect(pages[0])  # warm-up
+    times = []
+    for page in pages * 3:
+        started = time.perf_counter()
+        detector.detect(page)
+        times.append(1000 * (time.perf_counter() - started))
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--weights", type=Path, default=serve_proc.WEIGHTS)
+    args = parser.parse_args()
+    serve_proc.WEIGHTS = args.weights
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    try:
+        files = make_copies(work / "ecgs", 2 * args.count)
+        with run_storescp(work / "pacs") as (pacs_port, _):
+            service = ServeProcess(work / "svc", {"delivery": {"destinations": {
+                "BENCH": {"ae_title": "STORESCP", "host": "127.0.0.1", "port": pacs_port},
+                "STORESCU": {"ae_title": "STORESCP", "host": "127.0.0.1", "port": pacs_port}}}})
+            service.workdir.mkdir()
+            service.start()
+            ae = AE("BENCH")
+            ae.add_requested_context("1.2.840.10008.5.1.4.1.1.9.1.1",
+                                     ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+            latencies = []
+            for i, path in enumerate(files[: args.count]):
+                ds = pydicom.dcmread(path)
+                started = time.perf_counter()
+                assoc = ae.associate("127.0.0.1", service.dicom_port, ae_title="ECGDICOM")
+                assert assoc.send_c_store(ds).Status == 0
+                assoc.release()
+                wait_files(work / "pacs", 2 * (i + 1))
+                latencies.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            subprocess.run(["storescu", "-aec", "ECGDICOM", "127.0.0.1", str(service.dicom_port),
+                            *map(str, files[args.count:])], env=dcmtk_env(), check=True,
+                           capture_output=True)
+            wait_files(work / "pacs", 4 * args.count)
+            batch_s = time.perf_counter() - started
+            service.stop()
+        inference = bare_inference_ms(real_ecg_paths())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results = {
+        "count": args.count,
+        "e2e_s_p50": round(statistics.median(latencies), 3),
+        "e2e_s_p95": round(float(np.percentile(latencies, 95)), 3),
+        "batch_ecg_per_s": round(args.count / batch_s, 2),
+        "bare_inference_ms_p50": round(statistics.median(inference), 1),
+        "bare_inference_ms_p95": round(float(np.percentile(inference, 95)), 1),
+    }
+    print(f"End to end, C-STORE in -> SC + SR stored at storescp, {args.count} ECGs one by one")
+    print(f"  p50 {results['e2e_s_p50']:.3f} s   p95 {results['e2e_s_p95']:.3f} s")
+    print(f"  {args.count} ECGs in one storescu run: {results['batch_ecg_per_s']} ECG/s")
+    print("Reference, same run: bare model inference on the rendered pages (Detector.detect)")
+    print(f"  p50 {results['bare_inference_ms_p50']} ms   p95 {results['bare_inference_ms_p95']} ms")
+    print(f"  pipeline overhead at p50: "
+          f"{1000 * results['e2e_s_p50'] - results['bare_inference_ms_p50']:.0f} ms")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_e2e.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
