@@ -68,19 +68,18 @@ def matplotlib_page(signals: Signals) -> np.ndarray:
     ax.add_patch(matplotlib.patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
                                               edgecolor="#e1b0b3", linewidth=1.5))
     rows = plan_rows(signals.leads)
-    index = {name: i for i, name in enumerate(signals.leads)}
     fs = signals.sampling_frequency
     segments = []
     for row, base in zip(rows, _baselines(len(rows))):
         top = base - 1000 * px_per_microvolt()
         segments.append(np.array([(69, base), (75.5, base), (75.5, top), (88.5, top),
                                   (88.5, base), (94, base)]))
-        for lead, t0, t1, sx in row:
+        for channel, t0, t1, sx in row:
             i0, i1 = int(t0 * fs), min(int(t1 * fs) + 1, signals.data.shape[1])
-            y = base - signals.data[index[lead], i0:i1] * px_per_microvolt()
+            y = base - signals.data[channel, i0:i1] * px_per_microvolt()
             x = sx + np.arange(i1 - i0) * (px_per_second() / fs)
             segments.append(np.column_stack([x, y]))
-            ax.text(sx + 3, base - 4, lead, fontsize=11, family="serif")
+            ax.text(sx + 3, base - 4, signals.leads[channel], fontsize=11, family="serif")
     ax.add_collection(LineCollection(segments, colors="black", linewidths=1.0,
                                      antialiaseds=True))
     canvas.draw()

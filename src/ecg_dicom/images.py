@@ -85,9 +85,12 @@ def _window(values: np.ndarray, ds: Dataset) -> np.ndarray:
         else:
             out = (data - (c - 0.5)) / (w - 1.0) + 0.5
         return np.clip(out * 255.0, 0, 255)
-    if "VOILUTSequence" in ds:
+    if ds.get("VOILUTSequence"):
+        # the LUT's output range is 0 .. 2^n - 1, n = LUT Descriptor[2] (PS3.3 C.11.2.1.1)
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         data = apply_voi_lut(values, ds).astype(np.float64)
-    if int(ds.get("BitsStored", 8)) <= 8 and "VOILUTSequence" not in ds and data.min() >= 0:
+        return np.clip(data * (255.0 / ((1 << bits) - 1)), 0, 255)
+    if int(ds.get("BitsStored", 8)) <= 8 and data.min() >= 0:
         return np.clip(data, 0, 255)
     low, high = float(data.min()), float(data.max())
     if high <= low:

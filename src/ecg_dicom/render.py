@@ -72,8 +72,8 @@ STANDARD_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
 )
 
-# (lead, t0, t1, column x0) per segment of a row
-Row = tuple[tuple[str, float, float, float], ...]
+# (channel index, t0, t1, column x0) per segment of a row
+Row = tuple[tuple[int, float, float, float], ...]
 
 
 def px_per_second() -> float:
@@ -116,42 +116,42 @@ def _to_rgb(grey: np.ndarray) -> np.ndarray:
     return page
 
 
-def _ordered(leads: tuple[str, ...]) -> list[int]:
-    """Channel indices: standard leads in print order first, then the rest as given."""
-    index = {name: i for i, name in reversed(list(enumerate(leads)))}
-    first = [index[n] for n in STANDARD_LEADS if n in index]
-    return first + [i for i in range(len(leads)) if i not in first]
+def _first_index(leads: tuple[str, ...]) -> dict[str, int]:
+    """Lead name -> its first channel (a repeated name's later channels are extras)."""
+    return {name: i for i, name in reversed(list(enumerate(leads)))}
 
 
 def plan_rows(leads: tuple[str, ...]) -> list[Row]:
-    """The rows of the page for these leads (see the module docstring)."""
-    names = [leads[i] for i in _ordered(leads)]
+    """The rows of the page: (channel, t0, t1, x0) per segment (see the module docstring)."""
+    first = _first_index(leads)
+    standard = [first[n] for n in STANDARD_LEADS if n in first]
+    order = standard + [i for i in range(len(leads)) if i not in standard]
     col_w = COLUMN_SECONDS * px_per_second()
 
-    def grid(names_by_column: list[list[str]], rows: int) -> list[Row]:
-        out: list[Row] = []
-        for r in range(rows):
-            out.append(tuple(
+    def grid(by_column: list[list[int]], rows: int) -> list[Row]:
+        return [
+            tuple(
                 (col[r], c * COLUMN_SECONDS, (c + 1) * COLUMN_SECONDS, TRACE_X0 + c * col_w)
-                for c, col in enumerate(names_by_column) if r < len(col)
-            ))
-        return out
+                for c, col in enumerate(by_column) if r < len(col)
+            )
+            for r in range(rows)
+        ]
 
-    def strip(name: str) -> Row:
-        return ((name, 0.0, STRIP_SECONDS, TRACE_X0),)
+    def strip(channel: int) -> Row:
+        return ((channel, 0.0, STRIP_SECONDS, TRACE_X0),)
 
-    rhythm = "II" if "II" in names else names[0]
-    if all(n in names for n in STANDARD_LEADS):
-        rows = grid([list(STANDARD_LEADS[3 * c:3 * c + 3]) for c in range(4)], 3)
-        extra = names[12:]
+    rhythm = first.get("II", order[0])
+    if len(standard) == len(STANDARD_LEADS):
+        rows = grid([standard[3 * c:3 * c + 3] for c in range(4)], 3)
+        extra = order[12:]
         for k in range(0, len(extra), 4):
-            rows += grid([[n] for n in extra[k:k + 4]], 1)
-        return rows + [strip(rhythm)]
-    if len(names) <= 6:
-        return [strip(n) for n in names]
-    per_column = -(-len(names) // 4)
-    columns = [names[c * per_column:(c + 1) * per_column] for c in range(4)]
-    return grid([c for c in columns if c], per_column) + [strip(rhythm)]
+            rows += grid([[i] for i in extra[k:k + 4]], 1)
+        return [*rows, strip(rhythm)]
+    if len(order) <= 6:
+        return [strip(i) for i in order]
+    per_column = -(-len(order) // 4)
+    columns = [order[c * per_column:(c + 1) * per_column] for c in range(4)]
+    return [*grid([c for c in columns if c], per_column), strip(rhythm)]
 
 
 def _baselines(n_rows: int) -> np.ndarray:
@@ -229,29 +229,28 @@ def render_page(signals: Signals) -> Page:
     rows = plan_rows(signals.leads)
     baselines = _baselines(len(rows))
     pitch = float(baselines[1] - baselines[0]) if len(rows) > 1 else ROW_PITCH
-    index = {name: i for i, name in reversed(list(enumerate(signals.leads)))}
     fs = float(signals.sampling_frequency)
     n_samples = signals.data.shape[1]
     polylines: list[np.ndarray] = []
     regions: list[LeadRegion] = []
     for row, baseline in zip(rows, baselines):
         polylines.append(_pulse_points(baseline))
-        for lead, t0, t1, x0 in row:
+        for channel, t0, t1, x0 in row:
             i0 = round(t0 * fs)
             i1 = min(round(t1 * fs) + 1, n_samples)  # +1: join the next column
             if i1 - i0 < 2:
                 continue
-            polylines.append(_trace_points(signals.data[index[lead], i0:i1], fs, x0, baseline))
+            polylines.append(_trace_points(signals.data[channel, i0:i1], fs, x0, baseline))
             t_end = min(t1, i1 / fs)  # sample i covers [i/fs, (i+1)/fs)
             regions.append(LeadRegion(
-                lead=lead, x0=x0, y0=max(baseline - pitch / 2, FRAME[1]),
+                lead=signals.leads[channel], x0=x0, y0=max(baseline - pitch / 2, FRAME[1]),
                 x1=x0 + (t_end - t0) * px_per_second(),
                 y1=min(baseline + pitch / 2, FRAME[3]), t0=t0, t1=t_end,
             ))
     _draw_traces(page, polylines)
     for row, baseline in zip(rows, baselines):
-        for lead, _t0, _t1, x0 in row:
-            _label(page, lead, x0 if x0 > TRACE_X0 else TRACE_X0 + 10, baseline)
+        for channel, _t0, _t1, x0 in row:
+            _label(page, signals.leads[channel], x0 if x0 > TRACE_X0 else TRACE_X0 + 10, baseline)
     _separators(page, rows, baselines)
     _header(page, signals.header)
     return Page(
@@ -282,7 +281,7 @@ def _separators(page: np.ndarray, rows: list[Row], baselines: np.ndarray) -> Non
     reach = min(30.0, ROW_PITCH / 2)
     top = baselines[grid_rows[0]] - reach
     bottom = baselines[grid_rows[-1]] + reach
-    xs = {x0 for k in grid_rows for _lead, _t0, _t1, x0 in rows[k] if x0 > TRACE_X0}
+    xs = {x0 for k in grid_rows for _channel, _t0, _t1, x0 in rows[k] if x0 > TRACE_X0}
     for x in sorted(xs):
         cv2.line(page, (round(x), round(top)), (round(x), round(bottom)),
                  INK, 2, cv2.LINE_8)

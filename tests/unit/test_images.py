@@ -22,6 +22,7 @@ from conftest_render import (
     roundtrip,
     secondary_capture,
 )
+from pydicom import examples
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import convert_color_space, pack_bits
@@ -275,3 +276,23 @@ def test_png_and_jpeg_bytes(extension: str, picture: np.ndarray) -> None:
     assert (worst == 0) if extension == ".png" else (mean < 3.0)
     with pytest.raises(InputError, match="could not be decoded as PNG or JPEG"):
         page_from_image_bytes(data.tobytes()[:200])
+
+
+def test_palette_colour_goes_through_its_lut() -> None:
+    ds = examples.palette_color  # pydicom's own PALETTE COLOR image (16-bit LUT entries)
+    lut = np.stack([np.frombuffer(ds[f"{c}PaletteColorLookupTableData"].value, "<u2")
+                    for c in ("Red", "Green", "Blue")], axis=1)
+    expected = (lut[ds.pixel_array] >> 8).astype(np.uint8)
+    assert np.array_equal(page_from_image_dataset(ds).image, expected)
+
+
+def test_voi_lut_sequence(picture: np.ndarray) -> None:
+    grey = np.round(picture.mean(axis=2)).astype(np.uint16) * 16  # 0..4080, 12 bits
+    ds = grey_capture(grey, bits=16, BitsStored=12, HighBit=11)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 10]
+    item.LUTData = [1023 - v // 4 for v in range(4096)]  # an inverting LUT to 10 bits
+    item["LUTData"].VR = "US"
+    ds.VOILUTSequence = [item]
+    expected = np.round((1023 - grey // 4) * (255.0 / 1023))  # LUT output range 0..2^10-1
+    assert error(decode(ds)[..., 0], expected)[0] <= 1

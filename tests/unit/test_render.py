@@ -201,3 +201,12 @@ def test_write_page_png_round_trips(tmp_path: Path, real_pages: dict) -> None:  
     assert np.array_equal(back, page.image)
     with pytest.raises(OSError):
         write_page_png(page, tmp_path / "missing-dir" / "page.png")
+
+
+def test_repeated_labels_draw_each_channel() -> None:
+    signals = _signals(("?", "?", "?"))
+    signals = replace(signals, data=signals.data * np.array([[1.0], [-1.0], [0.5]], np.float32))
+    page = render_page(signals)
+    assert [r.lead for r in page.regions] == ["?", "?", "?"]
+    bands = [grey(page)[int(r.y0):int(r.y1), int(r.x0):int(r.x1)] < 128 for r in page.regions]
+    assert not np.array_equal(bands[0], bands[1]) and not np.array_equal(bands[1], bands[2])
