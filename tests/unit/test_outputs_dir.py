@@ -17,7 +17,10 @@ from ecg_dicom.outputs_dir import safe_uid, write_outputs
 from ecg_dicom.stages import Outputs
 
 #: The tests build datasets with deliberately ill-formed UIDs.
-pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Invalid value for VR UI"),
+    pytest.mark.filterwarnings("ignore:The value length .* exceeds the maximum length"),
+]
 
 SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
