@@ -339,3 +339,12 @@ def test_decode_samples_big_endian_matches_little_endian() -> None:
                          bits_allocated=16, channels=2, samples=3, little_endian=False)
     np.testing.assert_array_equal(little, values)
     np.testing.assert_array_equal(big, values)
+
+
+def test_unreadable_annotation_is_left_out_of_the_header() -> None:
+    ds = read_real(MAC55)
+    tag = Tag(0x0040, 0xA30A)  # Numeric Value of "QRS Duration 92 ms", as a PACS could send it
+    item = next(i for i in ds.WaveformAnnotationSequence if i.get("NumericValue") == 92)
+    item[tag] = RawDataElement(tag, "DS", 4, b"9?2 ", 0, False, True)
+    header = "\n".join(load_waveform(ds).header)
+    assert "QRS Duration" not in header and "QT Interval 378 ms" in header
