@@ -102,7 +102,11 @@ def page_from_file(path: Path) -> Page:
     The kind is sniffed from the first bytes, not the file name.
     """
     try:
-        head = path.read_bytes()[:132] if path.is_file() else None
+        if path.is_file():
+            with path.open("rb") as fp:
+                head: bytes | None = fp.read(132)
+        else:
+            head = None
     except OSError as exc:
         raise InputError(f"{path} could not be read: {exc}") from exc
     if head is None:
