@@ -95,7 +95,7 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
 
     spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)
     if args.jobs_command == "list":
-        jobs = spool.list(args.state, args.limit)
+        jobs = spool.list_jobs(args.state, args.limit)
         if args.json:
             print(json.dumps([j.to_dict() for j in jobs], indent=2))
         else:

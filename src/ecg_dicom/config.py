@@ -189,14 +189,14 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
     )
 
-    dicom: DicomSettings = Field(default_factory=DicomSettings)
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    storage: StorageSettings = Field(default_factory=StorageSettings)
-    queue: QueueSettings = Field(default_factory=QueueSettings)
-    model: ModelSettings = Field(default_factory=ModelSettings)
-    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    output: OutputSettings = Field(default_factory=OutputSettings)
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    dicom: DicomSettings = DicomSettings()
+    http: HttpSettings = HttpSettings()
+    storage: StorageSettings = StorageSettings()
+    queue: QueueSettings = QueueSettings()
+    model: ModelSettings = ModelSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    output: OutputSettings = OutputSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -132,17 +132,19 @@ class StorageSCP:
         # folder, on the same file system as the spool, so adoption is a rename.
         _config.STORE_RECV_CHUNKED_DATASET = True
         tempfile.tempdir = str(self.spool.tmp_dir)
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        self.server = self.ae.start_server(
+        server = self.ae.start_server(
             (self.settings.dicom.bind_address, self.settings.dicom.port),
             block=False,
             evt_handlers=handlers,
         )
-        port = int(self.server.server_address[1])
+        assert server is not None  # block=False always returns the server
+        self.server = server
+        port = int(server.server_address[1])
         log.info(
             "DICOM listener started",
             extra={"ae_title": self.settings.dicom.ae_title, "port": port},

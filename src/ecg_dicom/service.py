@@ -16,6 +16,9 @@ import threading
 import time
 from types import FrameType
 
+import uvicorn
+from huey.consumer import Consumer
+
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
 from ecg_dicom.queue import JobQueue
@@ -43,8 +46,8 @@ class Service:
         self.worker = Worker(settings, self.spool, self.queue, self.pipeline)
         self.queue.set_handler(self.worker.run_job)
         self.scp = StorageSCP(settings, self.spool, self.queue)
-        self.consumer = None
-        self.http = None
+        self.consumer: Consumer | None = None
+        self.http: uvicorn.Server | None = None
         self._stop = threading.Event()
         self._signals = 0
 
@@ -69,7 +72,7 @@ class Service:
             detector = self.pipeline.detector
             log.info(
                 "model loaded",
-                extra={"model": detector.name, "algorithm_version": detector.version},  # type: ignore[attr-defined]
+                extra={"model": detector.name, "algorithm_version": detector.version},
             )
         recovered = self.spool.recover()
         for job_id in recovered:
@@ -77,8 +80,9 @@ class Service:
         if recovered:
             log.info("queued %d unfinished jobs again after restart", len(recovered))
         if self.settings.queue.workers:
-            self.consumer = self.queue.consumer(self.settings.queue.workers)
-            self.consumer.start()
+            consumer = self.queue.consumer(self.settings.queue.workers)
+            consumer.start()
+            self.consumer = consumer
         self.scp.start()
         if self.settings.http.enabled:
             from ecg_dicom.web.app import start_http

@@ -256,7 +256,7 @@ class Spool:
             row = db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         return self._job(row) if row else None
 
-    def list(self, state: str | None = None, limit: int = 1000) -> list[Job]:
+    def list_jobs(self, state: str | None = None, limit: int = 1000) -> list[Job]:
         query = "SELECT * FROM jobs"
         args: tuple[Any, ...] = ()
         if state:

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
@@ -31,6 +32,9 @@ from ecg_dicom.logs import log_context
 from ecg_dicom.queue import JobQueue
 from ecg_dicom.spool import DELIVERING, DONE, FAILED, PROCESSING, RECEIVED, Job, Spool
 from ecg_dicom.stages import Classification, Outputs, Page
+
+if TYPE_CHECKING:
+    from ecg_dicom.detect import Detector
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +57,11 @@ class Pipeline:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._detector: object | None = None
+        self._detector: Detector | None = None
 
     @property
-    def detector(self):  # type: ignore[no-untyped-def]
+    def detector(self) -> Detector:
+        """The model, loaded and verified on first use (once per process)."""
         if self._detector is None:
             from ecg_dicom.detect import Detector
 
@@ -69,7 +74,7 @@ class Pipeline:
         return page_from_dataset(ds)
 
     def classify(self, page: Page) -> Classification:
-        return self.detector.detect(page)  # type: ignore[attr-defined,no-any-return]
+        return self.detector.detect(page)
 
     def build(self, ds: Dataset, page: Page, result: Classification) -> Outputs:
         from ecg_dicom.build import build_outputs
@@ -182,7 +187,7 @@ class Worker:
         folder = self.spool.results_path(job_id)
         files = sorted(folder.glob("*.dcm"))
         # SC before SR: the SR references the SC (IHE AIR orders them so too).
-        datasets = [dcmread(f) for f in files]
+        datasets: list[Dataset] = [dcmread(f) for f in files]
         datasets.sort(key=lambda d: 0 if d.Modality != "SR" else 1)
         return datasets
 
@@ -250,7 +255,7 @@ def retry_failed(spool: Spool, queue: JobQueue, job_ids: list[str] | None = None
     A job whose SR/SC were built goes straight back to delivery; the others are
     processed again from the received instance.
     """
-    targets = job_ids or [j.job_id for j in spool.list(FAILED, limit=100000)]
+    targets = job_ids or [j.job_id for j in spool.list_jobs(FAILED, limit=100000)]
     queued = []
     for job_id in targets:
         has_results = any(spool.results_path(job_id).glob("*.dcm"))

@@ -79,7 +79,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/jobs")
     def jobs(state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        return [j.to_dict() for j in service.spool.list(state, limit)]
+        return [j.to_dict() for j in service.spool.list_jobs(state, limit)]
 
     @app.get("/jobs/{job_id}")
     def job(job_id: str) -> dict[str, Any]:
