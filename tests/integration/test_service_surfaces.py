@@ -122,3 +122,29 @@ def test_classify_and_render_offline(tmp_path: Path, real_ecgs: list[Path]) -> N
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     broken = cli("classify", str(broken_waveform(real_ecgs[1], tmp_path)), cwd=tmp_path)
     assert broken.returncode == 1 and "ERROR" in broken.stdout
+
+
+def test_separate_worker_process_takes_the_jobs_of_a_listener_only_serve(
+    tmp_path: Path, real_ecgs: list[Path]
+) -> None:
+    """``serve`` with no worker threads only receives; ``ecg-dicom worker`` on the same
+    spool and queue processes (how more worker processes are added on one machine)."""
+    service = ServeProcess(tmp_path, {"queue": {"workers": 0}}).start()
+    worker = None
+    try:
+        sent = run_tool("storescu", "-aec", "ECGDICOM", "127.0.0.1", str(service.dicom_port),
+                        *map(str, real_ecgs[:2]))
+        assert sent.returncode == 0, sent.stderr
+        assert {j["state"] for j in service.jobs()} == {"received"}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "ecg_dicom", "worker"], cwd=tmp_path,
+            env={"ECG_DICOM_CONFIG": str(tmp_path / "site.yaml"), "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        jobs = service.wait_jobs(2)
+        assert {j["state"] for j in jobs} == {"done"}, jobs
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(60)
+        service.stop()
