@@ -233,10 +233,11 @@ class _TorchRuntime:
             if want_gpu
             else "cpu"
         )
-        model = YOLO(str(weights)).model
-        assert model is not None
+        model: Any = YOLO(str(weights)).model
+        if model is None or isinstance(model, str):
+            raise ModelError(f"{weights} holds no PyTorch model")
         self.names = tuple(model.names[i] for i in sorted(model.names))
-        self.model = model.float().fuse().eval().to(self.device)
+        self.model = model.float().fuse(verbose=False).eval().to(self.device)
 
     def __call__(self, tensor: np.ndarray) -> np.ndarray:
         import torch

@@ -99,8 +99,8 @@ def format_report(report: dict[str, Any]) -> str:
         return "n/a" if v is None else f"{100 * v:.1f} %"
 
     lines = [
-        f"weights {report['weights']} (sha256 {report['sha256'][:12]}), runtime "
-        f"{report['runtime']}, imgsz {report['imgsz']}, threshold {report['threshold']}",
+        (f"weights {report['weights']} (sha256 {report['sha256'][:12]}), runtime "
+        f"{report['runtime']}, imgsz {report['imgsz']}, threshold {report['threshold']}"),
         f"pages {report['pages']}: accuracy {pct(report['accuracy'])}, sensitivity "
         f"{pct(report['sensitivity'])}, specificity {pct(report['specificity'])}, AUROC "
         + ("n/a" if report["auroc"] is None else f"{report['auroc']:.3f}"),

@@ -24,7 +24,7 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +103,7 @@ def yolo_label(class_id: int, frame: tuple[int, int, int, int], width: int, heig
 
 
 def stratified_split(
-    items: dict[str, Sequence[Path]], val_fraction: float, seed: int
+    items: Mapping[str, Sequence[Path]], val_fraction: float, seed: int
 ) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
     """Split each class's files into (train, val) with the same seeded shuffle.
 
@@ -162,7 +162,7 @@ def _build_from_folders(
         )
     train, val = stratified_split(items, val_fraction, seed)
     counts: dict[str, dict[str, int]] = {}
-    record: dict[str, list[dict[str, str]]] = {}
+    record: dict[str, list[dict[str, object]]] = {}
     for split, members in (("train", train), ("val", val)):
         counts[split] = {name: 0 for name in CLASS_NAMES}
         record[split] = []
@@ -188,7 +188,12 @@ def _build_from_folders(
 
 def _remap_table(names: object) -> dict[int, int]:
     """Roboflow class index -> our class index, by name (case and spacing tolerant)."""
-    listed = list(names.values()) if isinstance(names, dict) else list(names or [])
+    if isinstance(names, dict):
+        listed = [names[k] for k in sorted(names)]
+    elif isinstance(names, list):
+        listed = names
+    else:
+        raise ValueError("the Roboflow data.yaml has no list of class names")
 
     def key(s: str) -> str:
         return "".join(ch for ch in s.lower() if ch.isalnum())

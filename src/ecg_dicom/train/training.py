@@ -62,8 +62,7 @@ def prepare_offline(threads: int = 0) -> None:
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import torch
-    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
-    from ultralytics.utils import torch_utils
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, torch_utils
 
     if SETTINGS.get("sync", True):
         SETTINGS.update({"sync": False})
