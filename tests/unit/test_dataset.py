@@ -161,3 +161,24 @@ def test_roboflow_export_with_unknown_class_is_refused(tmp_path: Path) -> None:
     (src / "data.yaml").write_text(yaml.safe_dump({"names": ["Normal-ECG", "Cat"]}))
     with pytest.raises(ValueError, match="Cat"):
         build_dataset(src, tmp_path / "out")
+
+
+def test_cli_dataset_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from ecg_dicom.train.commands import register
+
+    write_folders(tmp_path / "src", {"heart_block": 3, "normal": 3})
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        ["dataset", "build", str(tmp_path / "src"), str(tmp_path / "out"), "--seed", "2",
+         "--val-fraction", "0.34", "--copy"]
+    )
+    assert args.func(args, None) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["counts"]["val"]["ECG HB"] == 1 and printed["seed"] == 2
+    assert not any(p.is_symlink() for p in (tmp_path / "out" / "images").rglob("*.png"))
+    bad = parser.parse_args(["dataset", "build", str(tmp_path / "nowhere"), str(tmp_path / "o")])
+    assert bad.func(bad, None) == 1
