@@ -34,10 +34,10 @@ from pynetdicom import AE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import real_ecg_paths  # noqa: E402
-from peers import dcmtk_env, run_storescp  # noqa: E402
-import serve_proc  # noqa: E402
-from serve_proc import ServeProcess  # noqa: E402
+import serve_proc
+from conftest import real_ecg_paths
+from peers import dcmtk_env, run_storescp
+from serve_proc import ServeProcess
 
 
 def make_copies(folder: Path, count: int) -> list[Path]:

@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pydicom
@@ -41,8 +42,8 @@ from pynetdicom import AE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from peers import dcmtk_env, free_port  # noqa: E402
-from serve_proc import ServeProcess  # noqa: E402
+from peers import dcmtk_env, free_port
+from serve_proc import ServeProcess
 
 SOURCE = ROOT.parent / "shared" / "data" / "dicom-ecg" / "ge-mac55" / "ecg.dcm"
 BARE_SCP = r'''
@@ -122,7 +123,7 @@ class RssSampler:
             self.samples.append(rss_kib(self.pid))
             time.sleep(0.02)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -76,7 +76,7 @@ def run_orthanc(workdir: Path, modalities: dict[str, list[Any]],
     }
     cfg = workdir / "orthanc.json"
     cfg.write_text(json.dumps(config))
-    log = open(workdir / "orthanc.log", "wb")
+    log = open(workdir / "orthanc.log", "wb")  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen([exe, str(cfg)], stdout=log, stderr=subprocess.STDOUT, env=dcmtk_env())
     orthanc = Orthanc(aet, dicom_port, http_port, proc)
     try:

@@ -103,7 +103,7 @@ def _read_with_pydicom(path: Path, wanted: set[int]) -> Header:
         raise HeaderError(f"not readable by pydicom either: {exc}") from exc
     return Header(
         str(ds.file_meta.get("TransferSyntaxUID", "")),
-        frozenset(int(t) for t in ds.keys()),
+        frozenset(int(t) for t in ds.keys()),  # noqa: SIM118 (tags, not elements)
         {t: str(ds[t].value).strip() for t in wanted if t in ds},
     )
 

@@ -16,15 +16,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "ecg_dicom_log_context", default={}
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "ecg_dicom_log_context", default=None
 )
 
 
 @contextlib.contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Add fields (e.g. job_id, calling_ae, sop_instance_uid) to every line logged inside."""
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    current = _context.get() or {}
+    token = _context.set({**current, **{k: v for k, v in fields.items() if v is not None}})
     try:
         yield
     finally:
@@ -44,7 +45,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update(_context.get())
+        entry.update(_context.get() or {})
         for key, value in vars(record).items():
             if key not in self._standard and not key.startswith("_"):
                 entry[key] = value

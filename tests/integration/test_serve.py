@@ -193,7 +193,7 @@ def test_invalid_setting_stops_start_up_naming_it(tmp_path: Path) -> None:
     cfg.write_text("dicom:\n  port: 70000\n  ae_title: THIS-AE-TITLE-IS-TOO-LONG\n")
     result = subprocess.run(
         [sys.executable, "-m", "ecg_dicom", "--config", str(cfg), "serve"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 2
     assert "dicom.port" in result.stderr and "ECG_DICOM_DICOM__PORT" in result.stderr
