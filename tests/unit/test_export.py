@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ecg_dicom.config import ModelSettings
-from ecg_dicom.detect import Detector, letterbox, weights_checksum
+from ecg_dicom.detect import Detector, input_shape, letterbox, weights_checksum
 from ecg_dicom.train.dataset import build_dataset
 from ecg_dicom.train.export import agreement, cached_export
 from ecg_dicom.train.training import TrainConfig, train_model
@@ -53,7 +53,15 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def settings_for(weights: Path, cache: Path) -> ModelSettings:
-    return ModelSettings(weights=weights, imgsz=64, conf=0.0, threads=2, export_cache_dir=cache)
+    return ModelSettings(weights=weights, imgsz=128, conf=0.0, threads=2, export_cache_dir=cache)
+
+
+def test_input_shape_is_landscape_multiple_of_stride() -> None:
+    assert input_shape(640) == (480, 640)
+    assert input_shape(384) == (288, 384)
+    assert input_shape(512) == (384, 512)
+    assert input_shape(64) == (64, 64)
+    assert input_shape(32) == (32, 32)
 
 
 def test_letterbox_geometry() -> None:
@@ -68,7 +76,8 @@ def test_exports_agree_with_pytorch(tiny_weights: Path, tmp_path: Path) -> None:
     settings = settings_for(tiny_weights, tmp_path / "cache")
     images = [page(100 + k) for k in range(6)]
     reference = Detector(settings, runtime="pytorch")
-    tensor = letterbox(images[0], (64, 64))[0]
+    tensor = letterbox(images[0], input_shape(128))[0]
+    assert tensor.shape == (1, 3, 96, 128)
     raw_ref = reference._run(tensor)
     for runtime, precision in (("onnx", "auto"), ("openvino", "f32")):
         raw = Detector(settings, runtime=runtime, precision=precision)._run(tensor)
@@ -86,9 +95,9 @@ def test_exports_agree_with_pytorch(tiny_weights: Path, tmp_path: Path) -> None:
 
 def test_export_is_cached_by_checksum(tiny_weights: Path, tmp_path: Path) -> None:
     checksum = weights_checksum(tiny_weights)
-    first = cached_export(tiny_weights, checksum, "onnx", 64, tmp_path)
+    first = cached_export(tiny_weights, checksum, "onnx", (32, 64), tmp_path)
     assert first.parent.name == checksum and first.is_file()
     stamp = first.stat().st_mtime_ns
-    again = cached_export(tiny_weights, checksum, "onnx", 64, tmp_path)
+    again = cached_export(tiny_weights, checksum, "onnx", (32, 64), tmp_path)
     assert again == first and again.stat().st_mtime_ns == stamp
     assert not list(tiny_weights.parent.glob("*.onnx"))  # nothing written beside the .pt

@@ -119,7 +119,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 def cmd_export(args: argparse.Namespace, settings: Any) -> int:
     """Export the verified weights to ONNX and/or OpenVINO into the export cache."""
-    from ecg_dicom.detect import verify_weights
+    from ecg_dicom.detect import input_shape, verify_weights
     from ecg_dicom.train.export import FORMATS, cached_export
 
     model = _settings_model(settings)
@@ -133,7 +133,9 @@ def cmd_export(args: argparse.Namespace, settings: Any) -> int:
     formats = FORMATS if args.format == "all" else (args.format,)
     imgsz = args.imgsz or model.imgsz
     for fmt in formats:
-        path = cached_export(Path(model.weights), checksum, fmt, imgsz, model.export_cache_dir)
+        path = cached_export(
+            Path(model.weights), checksum, fmt, input_shape(imgsz), model.export_cache_dir
+        )
         print(f"{fmt}: {path}")
     return EXIT_OK
 

@@ -25,13 +25,14 @@ FORMATS = ("onnx", "openvino")
 _EXPORT_LOCK = threading.Lock()
 
 
-def _target(cache_dir: Path, checksum: str, fmt: str, imgsz: int) -> Path:
+def _target(cache_dir: Path, checksum: str, fmt: str, shape: tuple[int, int]) -> Path:
     base = Path(cache_dir) / checksum
-    return base / (f"model-{imgsz}.onnx" if fmt == "onnx" else f"model-{imgsz}_openvino_model")
+    size = f"{shape[0]}x{shape[1]}"
+    return base / (f"model-{size}.onnx" if fmt == "onnx" else f"model-{size}_openvino_model")
 
 
-def export_model(weights: Path, fmt: str, imgsz: int, out: Path) -> Path:
-    """Export ``weights`` to ``fmt`` ("onnx" or "openvino") at a square ``imgsz``, into ``out``.
+def export_model(weights: Path, fmt: str, shape: tuple[int, int], out: Path) -> Path:
+    """Export ``weights`` to ``fmt`` ("onnx" or "openvino") for input ``shape`` (h, w), into ``out``.
 
     Static shape, batch 1, f32 (the runtime chooses its own precision at load).
     ultralytics writes exports beside the weights, so the export runs on a copy in
@@ -48,7 +49,9 @@ def export_model(weights: Path, fmt: str, imgsz: int, out: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         copy = Path(tmp) / "model.pt"
         shutil.copyfile(weights, copy)
-        kwargs: dict[str, Any] = {"format": fmt, "imgsz": imgsz, "batch": 1, "half": False}
+        kwargs: dict[str, Any] = {
+            "format": fmt, "imgsz": list(shape), "batch": 1, "half": False
+        }
         if fmt == "onnx":
             kwargs.update(simplify=True, dynamic=False)
         produced = Path(YOLO(str(copy)).export(**kwargs))
@@ -59,17 +62,17 @@ def export_model(weights: Path, fmt: str, imgsz: int, out: Path) -> Path:
 
 
 def cached_export(
-    weights: Path, checksum: str, fmt: str, imgsz: int, cache_dir: Path
+    weights: Path, checksum: str, fmt: str, shape: tuple[int, int], cache_dir: Path
 ) -> Path:
-    """The export of ``weights`` for ``fmt`` and ``imgsz``, made on first use and cached.
+    """The export of ``weights`` for ``fmt`` and input ``shape`` (h, w), made once and cached.
 
     The cache key is the weights' checksum (verified by the caller), the format and
-    the input size.
+    the input shape.
     """
-    target = _target(cache_dir, checksum, fmt, imgsz)
+    target = _target(cache_dir, checksum, fmt, shape)
     with _EXPORT_LOCK:
         if not target.exists():
-            export_model(Path(weights), fmt, imgsz, target)
+            export_model(Path(weights), fmt, shape, target)
     return target
 
 
