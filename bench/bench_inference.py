@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -143,7 +142,10 @@ def main() -> int:
 
     base = rows.get("ultralytics-default")
     ref = rows.get("pytorch")
-    print(f"\n{len(files)} pages, imgsz {args.imgsz}, {os.cpu_count()} CPUs, {platform.processor()}")
+    from ecg_dicom.train.training import hardware_description
+
+    hardware = hardware_description()
+    print(f"\n{len(files)} pages, imgsz {args.imgsz}, {hardware['cpu_count']} CPUs, {hardware['cpu']}")
     print(f"{'runtime':<20} {'ms/page':>8} {'mean':>8} {'speed-up':>9} {'agree N/A':>10} {'max dconf':>10}")
     for name, row in rows.items():
         if base:
@@ -165,7 +167,7 @@ def main() -> int:
     path = results / f"inference-{stamp}.json"
     path.write_text(json.dumps({
         "weights": str(args.weights), "imgsz": args.imgsz, "conf": args.conf,
-        "pages": [str(f) for f in files], "cpu_count": os.cpu_count(), "results": rows,
+        "pages": [str(f) for f in files], "hardware": hardware, "results": rows,
     }, indent=1))
     print(f"\nwritten {path}")
     return 0

@@ -225,6 +225,20 @@ def blank_outside_frame(
 # --- runtimes ---------------------------------------------------------------------------------
 
 
+def torch_device(device: str, cuda_available: bool) -> str:
+    """``model.device`` -> a torch device string: "auto" is the first GPU when there is
+    one, else the CPU; "0" / "cuda:1" name a GPU; "cpu" is the CPU.  A GPU asked for on a
+    machine without one is refused (a silent fall-back would hide a misconfiguration)."""
+    if device in ("auto", ""):
+        return "cuda:0" if cuda_available else "cpu"
+    if device == "cpu":
+        return "cpu"
+    name = device if device.startswith("cuda") else f"cuda:{device}"
+    if not cuda_available:
+        raise ModelError(f"model.device is {device!r} but no CUDA GPU is available: use auto or cpu")
+    return name
+
+
 def _threads(settings: ModelSettings) -> int:
     return settings.threads or os.cpu_count() or 1
 
@@ -240,12 +254,7 @@ class _TorchRuntime:
         prepare_offline(_threads(settings))
         from ultralytics import YOLO
 
-        want_gpu = settings.device not in ("cpu",) and torch.cuda.is_available()
-        self.device = torch.device(
-            ("cuda:0" if settings.device == "auto" else f"cuda:{settings.device}")
-            if want_gpu
-            else "cpu"
-        )
+        self.device = torch.device(torch_device(settings.device, torch.cuda.is_available()))
         model: Any = YOLO(str(weights)).model
         if model is None or isinstance(model, str):
             raise ModelError(f"{weights} holds no PyTorch model")

@@ -127,3 +127,15 @@ def test_blank_outside_frame() -> None:
     assert out[:3].min() == 255 and out[8:].min() == 255
     assert out[:, :2].min() == 255 and out[:, 13:].min() == 255
     assert image.max() == 0  # the page itself is untouched
+
+
+def test_torch_device_choice() -> None:
+    from ecg_dicom.detect import torch_device
+
+    assert torch_device("auto", False) == "cpu"
+    assert torch_device("auto", True) == "cuda:0"
+    assert torch_device("cpu", True) == "cpu"
+    assert torch_device("1", True) == "cuda:1"
+    assert torch_device("cuda:0", True) == "cuda:0"
+    with pytest.raises(ModelError, match="no CUDA GPU"):
+        torch_device("0", False)

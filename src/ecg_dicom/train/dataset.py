@@ -193,7 +193,8 @@ def _remap_table(names: object) -> dict[int, int]:
     elif isinstance(names, list):
         listed = names
     else:
-        raise ValueError("the Roboflow data.yaml has no list of class names")
+        # A bad data file, not a programming error: ValueError, which the CLI reports.
+        raise ValueError("the Roboflow data.yaml has no list of class names")  # noqa: TRY004
 
     def key(s: str) -> str:
         return "".join(ch for ch in s.lower() if ch.isalnum())
