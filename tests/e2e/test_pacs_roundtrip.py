@@ -150,3 +150,24 @@ def test_pacs_refusing_fails_once_without_retry_storm_then_retry_delivers(
         assert len(list((tmp_path / "pacs").iterdir())) == 2
     finally:
         service.stop()
+
+
+def test_results_by_dicomweb_stow_rs_into_orthanc(tmp_path: Path, real_ecgs: list[Path]) -> None:
+    """Delivery by STOW-RS only (Orthanc's DICOMweb plugin), no DIMSE destination."""
+    with run_orthanc(tmp_path / "orthanc", {}, dicomweb=True) as orthanc:
+        config = {"delivery": {"stow_url": f"http://127.0.0.1:{orthanc.http_port}/dicom-web"}}
+        service = ServeProcess(tmp_path / "svc", config)
+        service.workdir.mkdir()
+        service.start()
+        try:
+            sent = run_tool("storescu", "-aec", "ECGDICOM", "127.0.0.1",
+                            str(service.dicom_port), str(real_ecgs[0]))
+            assert sent.returncode == 0, sent.stderr
+            [job] = service.wait_jobs(1)
+        finally:
+            service.stop()
+        assert job["state"] == "done" and "STOW-RS" in job["reason"], job
+        study = pydicom.dcmread(real_ecgs[0], stop_before_pixels=True).StudyInstanceUID
+        classes = sorted(i["SOPClassUID"] for i in orthanc.instances_of_study(str(study)))
+        assert len(classes) == 2 and SC_STORAGE in classes
+        assert set(classes) - {SC_STORAGE} <= SR_STORAGE
