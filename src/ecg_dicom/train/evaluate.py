@@ -130,7 +130,7 @@ def plot_confusion(report: dict[str, Any], path: Path, title: str = "") -> Path:
                     color="white" if value > peak / 2 else "black")
     acc = report.get("accuracy")
     auroc = report.get("auroc")
-    summary = f"N/A acc {acc:.3f}" if acc is not None else ""
+    summary = f"Normal/Abnormal accuracy {acc:.3f}" if acc is not None else ""
     if auroc is not None:
         summary += f", AUROC {auroc:.3f}"
     ax.set_title(f"{title}\n{summary}".strip())
