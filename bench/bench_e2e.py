@@ -29,29 +29,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pydicom.config
-from pydicom.uid import generate_uid
 from pynetdicom import AE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import serve_proc
-from conftest import real_ecg_paths
+from conftest import copies_with_new_uids, real_ecg_paths
 from peers import dcmtk_env, run_storescp
 from serve_proc import ServeProcess
-
-
-def make_copies(folder: Path, count: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    sources = [pydicom.dcmread(p) for p in real_ecg_paths()]
-    paths = []
-    for i in range(count):
-        ds = sources[i % len(sources)]
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        path = folder / f"ecg{i:04d}.dcm"
-        ds.save_as(path)
-        paths.append(path)
-    return paths
 
 
 def wait_files(folder: Path, count: int, timeout: float = 600.0) -> None:
@@ -87,7 +72,7 @@ def main() -> int:
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     try:
-        files = make_copies(work / "ecgs", 2 * args.count)
+        files = copies_with_new_uids(real_ecg_paths(), work / "ecgs", 2 * args.count)
         with run_storescp(work / "pacs") as (pacs_port, _):
             service = ServeProcess(work / "svc", {"delivery": {"destinations": {
                 "BENCH": {"ae_title": "STORESCP", "host": "127.0.0.1", "port": pacs_port},

@@ -42,6 +42,7 @@ from pynetdicom import AE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from conftest import copies_with_new_uids
 from peers import dcmtk_env, free_port
 from serve_proc import ServeProcess
 
@@ -67,19 +68,6 @@ for sop in ACCEPTED_SOP_CLASSES:
     ae.add_supported_context(sop, list(transfer_syntaxes_for(sop)))
 ae.start_server(("127.0.0.1", port), evt_handlers=[(evt.EVT_C_STORE, on_store)])
 '''
-
-
-def make_copies(folder: Path, count: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    ds = pydicom.dcmread(SOURCE)
-    paths = []
-    for i in range(count):
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        path = folder / f"ecg{i:05d}.dcm"
-        ds.save_as(path)
-        paths.append(path)
-    return paths
 
 
 def make_large_sc(path: Path, megabytes: int = 320) -> int:
@@ -176,7 +164,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-scp-"))
     results: dict[str, object] = {"count": args.count, "cpu": os.cpu_count()}
     try:
-        files = make_copies(work / "ecgs", max(args.count, args.queue_depth) + 100)
+        files = copies_with_new_uids([SOURCE], work / "ecgs", max(args.count, args.queue_depth) + 100)
         stream = files[: args.count]
 
         # (a) bare SCP

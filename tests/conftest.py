@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pydicom
 import pytest
 from pydicom import examples
+from pydicom.uid import generate_uid
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -42,3 +44,19 @@ def real_ecg_paths() -> list[Path]:
 @pytest.fixture(scope="session")
 def real_ecgs() -> list[Path]:
     return real_ecg_paths()
+
+
+def copies_with_new_uids(sources: list[Path], folder: Path, count: int) -> list[Path]:
+    """``count`` distinct instances made from real ECGs (cycled), each with a new SOP
+    Instance UID: for tests and benchmarks that need many different objects."""
+    folder.mkdir(parents=True, exist_ok=True)
+    datasets = [pydicom.dcmread(p) for p in sources]
+    paths = []
+    for i in range(count):
+        ds = datasets[i % len(datasets)]
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path = folder / f"ecg{i:05d}.dcm"
+        ds.save_as(path)
+        paths.append(path)
+    return paths

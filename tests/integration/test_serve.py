@@ -15,6 +15,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from conftest import copies_with_new_uids
 from ecg_dicom.config import OutputSettings
 from ecg_dicom.identity import result_uids
 from peers import run_storescp
@@ -130,25 +131,11 @@ def test_dataset_not_matching_its_sop_class_gets_a900(
     assert list((service.spool_dir / "instances").iterdir()) == []
 
 
-def copies_with_new_uids(source: Path, folder: Path, count: int) -> list[Path]:
-    """Distinct instances made from one real ECG (new SOP Instance UIDs)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ds = pydicom.dcmread(source)
-    paths = []
-    for i in range(count):
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        path = folder / f"copy{i:03d}.dcm"
-        ds.save_as(path)
-        paths.append(path)
-    return paths
-
-
 def test_sigkill_after_acknowledgement_then_restart_processes_each_exactly_once(
     tmp_path: Path, real_ecgs: list[Path]
 ) -> None:
     """The invariant of the spool: acknowledged means never lost, never doubled."""
-    files = copies_with_new_uids(real_ecgs[2], tmp_path / "send", 6)
+    files = copies_with_new_uids([real_ecgs[2]], tmp_path / "send", 6)
     pacs_dir = tmp_path / "pacs"
     pacs_dir.mkdir()
     with run_storescp(pacs_dir) as (pacs_port, _):
