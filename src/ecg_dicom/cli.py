@@ -18,6 +18,7 @@ from ecg_dicom import __version__
 from ecg_dicom.config import Settings, default_yaml, load_settings
 from ecg_dicom.errors import EcgDicomError
 from ecg_dicom.logs import configure_logging
+from ecg_dicom.train.commands import register as register_training_commands
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--defaults", action="store_true", help="print the embedded defaults as YAML")
     p.set_defaults(func=_config)
 
-    try:
-        from ecg_dicom.train.commands import register
-    except ImportError as exc:  # the training extras failed to import: say so
-        log.debug("training commands unavailable: %s", exc)
-    else:
-        register(sub)
+    register_training_commands(sub)
     return parser
 
 

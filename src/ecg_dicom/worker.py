@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
@@ -115,14 +115,15 @@ class Worker:
             if claimed is None:
                 log.info("job already taken or finished", extra={"state": job.state})
                 return
-            if self.process(claimed):
+            outputs = self.process(claimed)
+            if outputs is not None:
                 refreshed = self.spool.get(job_id)
                 if refreshed is not None:
-                    self.deliver(refreshed)
+                    self.deliver(refreshed, outputs)
 
     # -- processing -------------------------------------------------------------
-    def process(self, job: Job) -> bool:
-        """Build and keep the SR and SC of a job.  True when ready to deliver."""
+    def process(self, job: Job) -> Outputs | None:
+        """Build and keep the SR and SC of a job; None when the job did not get that far."""
         attempt = job.attempts + 1
         stage = "load"
         try:
@@ -144,10 +145,10 @@ class Worker:
             metrics.STAGE_SECONDS.labels(stage="build").observe(time.perf_counter() - started)
         except InputError as exc:
             self._fail(job, stage, f"{stage}: {exc}", attempts=attempt)
-            return False
+            return None
         except ModelError as exc:
             self._fail(job, stage, f"{stage}: model unavailable: {exc}", attempts=attempt)
-            return False
+            return None
         except Exception as exc:
             reason = f"{stage}: {type(exc).__name__}: {exc}"
             if attempt < self.settings.queue.max_attempts:
@@ -157,7 +158,7 @@ class Worker:
             else:
                 log.exception("job failed after %d attempts", attempt, extra={"stage": stage})
                 self._fail(job, stage, reason, attempts=attempt)
-            return False
+            return None
         log.info(
             "classified",
             extra={"label": result.label, "class_name": result.class_name,
@@ -166,7 +167,7 @@ class Worker:
         self.spool.update(
             job.job_id, state=DELIVERING, attempts=attempt, reason="", result=result.to_dict()
         )
-        return True
+        return outputs
 
     def _keep_results(self, job_id: str, outputs: Outputs) -> None:
         from ecg_dicom.outputs_dir import write_outputs
@@ -191,22 +192,27 @@ class Worker:
         datasets.sort(key=lambda d: 0 if d.Modality != "SR" else 1)
         return datasets
 
-    def deliver(self, job: Job) -> None:
-        """Send the kept SC and SR to the caller's destination(s)."""
+    def deliver(self, job: Job, outputs: Outputs | None = None) -> None:
+        """Send the SC and SR to the caller's destination(s).
+
+        ``outputs`` are the objects just built; a retry reads the copies kept in the spool.
+        """
         from ecg_dicom.outputs_dir import write_outputs
         from ecg_dicom.scu import destinations_for, send_outputs, stow_outputs
 
         delivery = self.settings.delivery
-        datasets = self._load_results(job.job_id)
-        if len(datasets) != 2:
-            self._fail(job, "send", f"send: expected SC and SR in the spool, found {len(datasets)}")
-            return
-        outputs = Outputs(sc=datasets[0], sr=datasets[1])
+        if outputs is None:
+            kept = self._load_results(job.job_id)
+            if len(kept) != 2:
+                self._fail(job, "send", f"send: expected SC and SR in the spool, found {len(kept)}")
+                return
+            outputs = Outputs(sc=kept[0], sr=kept[1])
+        datasets: list[Dataset] = [cast(Dataset, outputs.sc), cast(Dataset, outputs.sr)]
         destinations = destinations_for(job.calling_ae, self.settings)
         notes: list[str] = []
         if delivery.keep_outputs or (not destinations and not delivery.stow_url):
-            kept = write_outputs(outputs, self.settings.storage.output_dir)
-            notes.append(f"kept in {kept[0].parent}")
+            written = write_outputs(outputs, self.settings.storage.output_dir)
+            notes.append(f"kept in {written[0].parent}")
         if not destinations and not delivery.stow_url:
             reason = (
                 f"not sent: no destination configured for calling AE {job.calling_ae!r} "
