@@ -158,7 +158,8 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     """Resize keeping the aspect ratio and pad with grey (114) to ``size`` (h, w).
 
     Returns the NCHW float32 RGB tensor in [0, 1], the scale and the (x, y) padding,
-    which map boxes back to page pixels.  Same geometry as ultralytics' LetterBox.
+    which map boxes back to page pixels.  Same geometry as ultralytics' LetterBox
+    (which samples bilinearly; here a page is shrunk with area averaging).
     """
     import cv2
 
@@ -167,7 +168,12 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     new_w, new_h = round(w * scale), round(h * scale)
     pad_x, pad_y = (size[1] - new_w) / 2, (size[0] - new_h) / 2
     if (new_w, new_h) != (w, h):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        # Area averaging when shrinking: a 1-2 px trace survives a 2.5x reduction
+        # (bilinear sampling skips pixels); the training pages were shrunk the same way.
+        shrink = new_w < w
+        image = cv2.resize(
+            image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
     top, bottom = round(pad_y - 0.1), round(pad_y + 0.1)
     left, right = round(pad_x - 0.1), round(pad_x + 0.1)
     padded = cv2.copyMakeBorder(

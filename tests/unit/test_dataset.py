@@ -20,6 +20,7 @@ from ecg_dicom.train.dataset import (
     build_dataset,
     find_chart_frame,
     oversampled_train_list,
+    resize_to_width,
     stratified_split,
     yolo_label,
 )
@@ -115,6 +116,41 @@ def test_build_from_class_folders(tmp_path: Path) -> None:
     build_dataset(tmp_path / "src", tmp_path / "out", val_fraction=0.25, seed=1)
     n_images = sum(1 for _ in (tmp_path / "out" / "images").rglob("*.png"))
     assert n_images == 17
+
+
+def test_build_at_a_width_shrinks_pages_and_keeps_labels_and_split(tmp_path: Path) -> None:
+    write_folders(tmp_path / "src", {"heart_block": 4, "history_mi": 3, "mi": 2, "normal": 3})
+    full = build_dataset(tmp_path / "src", tmp_path / "full", val_fraction=0.25, seed=3)
+    small = build_dataset(
+        tmp_path / "src", tmp_path / "small", val_fraction=0.25, seed=3, width=200
+    )
+    assert small.counts == full.counts
+    for split in ("train", "val"):
+        names = sorted(p.name for p in (tmp_path / "full" / "images" / split).iterdir())
+        assert names == sorted(p.name for p in (tmp_path / "small" / "images" / split).iterdir())
+        for name in names:
+            image = tmp_path / "small" / "images" / split / name
+            assert not image.is_symlink()
+            with Image.open(image) as im:
+                assert im.size == (200, 150)
+                shrunk = np.asarray(im.convert("RGB"))
+            stem = Path(name).stem
+            assert (tmp_path / "small" / "labels" / split / f"{stem}.txt").read_text() == (
+                tmp_path / "full" / "labels" / split / f"{stem}.txt"
+            ).read_text()
+            # Area averaging keeps the 2-px black trace as a dark line (bilinear
+            # sampling at 2x can miss it); the frame edge stays where the label says.
+            assert shrunk[:, 20:180].min() < 160
+
+
+def test_resize_to_width_uses_area_averaging() -> None:
+    page = np.full((300, 400, 3), 255, np.uint8)
+    page[:, 201] = 0  # a 1-px line on an odd column
+    shrunk = resize_to_width(page, 100)
+    assert shrunk.shape == (75, 100, 3)
+    # Averaged over 4 x 4 source pixels the line leaves a quarter-dark column.
+    assert shrunk[:, 50].mean() == pytest.approx(255 * 3 / 4, abs=2)
+    assert resize_to_width(page, 400) is page
 
 
 def test_oversampled_list_balances_classes(tmp_path: Path) -> None:

@@ -33,9 +33,9 @@ def cmd_dataset_build(args: argparse.Namespace, settings: Any) -> int:
     try:
         summary = build_dataset(
             Path(args.src), Path(args.out), val_fraction=args.val_fraction, seed=args.seed,
-            copy=args.copy,
+            copy=args.copy, width=args.width,
         )
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, OSError) as exc:
         print(f"dataset build failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(json.dumps(summary.to_dict(), indent=1))
@@ -156,6 +156,11 @@ def register(subparsers: Any) -> None:
     build.add_argument("--val-fraction", type=float, default=0.2)
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--copy", action="store_true", help="copy images instead of symlinking")
+    build.add_argument(
+        "--width", type=int, default=None,
+        help="write every page scaled to this width (area averaging, as the service "
+             "shrinks pages); use the training imgsz. Default: link the originals",
+    )
     build.set_defaults(func=cmd_dataset_build)
 
     train = subparsers.add_parser("train", help="train the detector (offline, resumable)")
