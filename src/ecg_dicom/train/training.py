@@ -49,7 +49,22 @@ ECG_AUGMENTATION: dict[str, Any] = {
     "erasing": 0.0,
 }
 
-FALLBACK_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+#: Fonts ultralytics can use in place of the Arial.ttf it would download: Debian's
+#: fonts-dejavu-core, else the DejaVu Sans that matplotlib bundles (on GPU images).
+FALLBACK_FONTS = (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),)
+
+
+def _fallback_font() -> Path | None:
+    for candidate in FALLBACK_FONTS:
+        if candidate.exists():
+            return candidate
+    try:
+        import matplotlib
+
+        bundled = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    except ImportError:
+        return None
+    return bundled if bundled.exists() else None
 
 
 def prepare_offline(threads: int = 0) -> None:
@@ -67,9 +82,10 @@ def prepare_offline(threads: int = 0) -> None:
     if SETTINGS.get("sync", True):
         SETTINGS.update({"sync": False})
     font = Path(USER_CONFIG_DIR) / "Arial.ttf"
-    if not font.exists() and FALLBACK_FONT.exists():
+    fallback = _fallback_font()
+    if not font.exists() and fallback is not None:
         font.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(FALLBACK_FONT, font)
+        shutil.copyfile(fallback, font)
     if threads > 0:
         torch.set_num_threads(threads)
         torch_utils.NUM_THREADS = threads  # select_device() resets torch threads to this
