@@ -116,7 +116,7 @@ class ModelSettings(_Section):
     device: str = "auto"
     #: Network input width in pixels: the size the shipped weights were trained at
     #: (see weights/MODEL_CARD.md); the height follows the page (3:4 landscape).
-    imgsz: int = Field(384, ge=32, le=4096)
+    imgsz: int = Field(832, ge=32, le=4096)
     #: Boxes below this confidence are discarded.
     conf: float = Field(0.05, ge=0.0, le=1.0)
     #: Abnormal when the abnormal score is at least this (see detect.decide).
