@@ -8,7 +8,9 @@ into another) on the same real validation pages, in the same invocation:
 * ``pytorch``: :class:`ecg_dicom.detect.Detector`, PyTorch f32, all cores;
 * ``onnx``: ONNX Runtime (CPU);
 * ``openvino-auto``: OpenVINO, precision chosen by OpenVINO (bf16 on AVX-512 bf16 CPUs);
-* ``openvino-f32``: OpenVINO forced to f32.
+* ``openvino-f32``: OpenVINO forced to f32;
+* ``openvino-int8``: the int8 IR NNCF makes from the f32 one, calibrated on synthetic
+  pages the service renders (:mod:`ecg_dicom.calibration`), never on these pages.
 
 For each: median and mean ms/page (after two warm-up pages), speed-up over the
 default path, and Normal/Abnormal agreement with PyTorch f32 (plus the largest
@@ -31,7 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-RUNTIMES = ("ultralytics-default", "pytorch", "onnx", "openvino-auto", "openvino-f32")
+RUNTIMES = (
+    "ultralytics-default",
+    "pytorch",
+    "onnx",
+    "openvino-auto",
+    "openvino-f32",
+    "openvino-int8",
+)
 HERE = Path(__file__).resolve().parent
 
 
@@ -80,7 +89,10 @@ def run_worker(runtime: str, weights: Path, files: list[Path], imgsz: int, conf:
         from ecg_dicom.config import ModelSettings
         from ecg_dicom.detect import Detector
 
-        name, _, precision = runtime.partition("-")
+        if runtime == "openvino-int8":  # a runtime of its own (the int8 IR), not a precision
+            name, precision = runtime, "auto"
+        else:
+            name, _, precision = runtime.partition("-")
         settings = ModelSettings(weights=weights, sha256=checksum, imgsz=imgsz, conf=conf,
                                  runtime=name)  # type: ignore[arg-type]
         detector = Detector(settings, precision=precision or "auto")

@@ -16,7 +16,7 @@ from PIL import Image
 from ecg_dicom.config import ModelSettings
 from ecg_dicom.detect import Detector, input_shape, letterbox, weights_checksum
 from ecg_dicom.train.dataset import build_dataset
-from ecg_dicom.train.export import agreement, cached_export
+from ecg_dicom.train.export import CALIBRATION_VERSION, agreement, cached_export
 from ecg_dicom.train.training import TrainConfig, train_model
 
 FOLDERS = ("heart_block", "history_mi", "mi", "normal")
@@ -101,3 +101,27 @@ def test_export_is_cached_by_checksum(tiny_weights: Path, tmp_path: Path) -> Non
     again = cached_export(tiny_weights, checksum, "onnx", (32, 64), tmp_path)
     assert again == first and again.stat().st_mtime_ns == stamp
     assert not list(tiny_weights.parent.glob("*.onnx"))  # nothing written beside the .pt
+
+
+def test_int8_export_is_quantised_and_close_to_f32(tiny_weights: Path, tmp_path: Path) -> None:
+    """openvino-int8: NNCF inserts int8 quantisers, calibrated on the service's own
+    synthetic pages, and the network still computes nearly the f32 outputs."""
+    import openvino as ov
+
+    settings = settings_for(tiny_weights, tmp_path / "cache")
+    int8_dir = cached_export(
+        tiny_weights, weights_checksum(tiny_weights), "openvino-int8", input_shape(128),
+        tmp_path / "cache",
+    )
+    assert int8_dir.name.endswith(f"-int8-c{CALIBRATION_VERSION}_openvino_model")
+    model = ov.Core().read_model(str(next(int8_dir.glob("*.xml"))))
+    kinds = [op.get_type_name() for op in model.get_ordered_ops()]
+    assert kinds.count("FakeQuantize") >= 10
+    # The head's box and score arithmetic stays in f32: the last Sigmoid is not quantised.
+    tensor = letterbox(page(7), input_shape(128))[0]
+    raw_f32 = Detector(settings, runtime="openvino", precision="f32")._run(tensor)
+    raw_int8 = Detector(settings, runtime="openvino-int8")._run(tensor)
+    assert raw_int8.shape == raw_f32.shape and np.isfinite(raw_int8).all()
+    boxes, scores = slice(0, 4), slice(4, None)
+    assert np.abs(raw_int8[:, boxes] - raw_f32[:, boxes]).mean() < 0.05 * 128
+    assert np.abs(raw_int8[:, scores] - raw_f32[:, scores]).max() < 0.1

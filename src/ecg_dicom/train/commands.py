@@ -18,6 +18,8 @@ from ecg_dicom.errors import EcgDicomError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+#: Export formats (as ecg_dicom.train.export.FORMATS, kept here so --help imports nothing heavy).
+FORMAT_CHOICES = ("onnx", "openvino", "openvino-int8")
 EXIT_USAGE = 2
 
 
@@ -186,7 +188,7 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--data", required=True,
                     help="folder of class folders, or a built dataset (uses its split)")
     ev.add_argument("--weights", help="default: model.weights from the configuration")
-    ev.add_argument("--runtime", choices=("pytorch", "onnx", "openvino"))
+    ev.add_argument("--runtime", choices=("pytorch", *FORMAT_CHOICES))
     ev.add_argument("--imgsz", type=int)
     ev.add_argument("--threshold", type=float)
     ev.add_argument("--split", default="val", help="split of a built dataset")
@@ -196,6 +198,6 @@ def register(subparsers: Any) -> None:
 
     ex = subparsers.add_parser("export", help="derive ONNX / OpenVINO models into the cache")
     ex.add_argument("--weights", help="default: model.weights from the configuration")
-    ex.add_argument("--format", default="all", choices=("onnx", "openvino", "all"))
+    ex.add_argument("--format", default="all", choices=(*FORMAT_CHOICES, "all"))
     ex.add_argument("--imgsz", type=int)
     ex.set_defaults(func=cmd_export)

@@ -10,10 +10,12 @@ confidences move.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +23,77 @@ import numpy as np
 
 from ecg_dicom.config import ModelSettings
 
-FORMATS = ("onnx", "openvino")
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "openvino", "openvino-int8")
+#: Synthetic pages (see :mod:`ecg_dicom.calibration`) used to calibrate int8.
+CALIBRATION_PAGES = 48
+#: Bumped whenever the calibration pages or the quantisation recipe change, so a
+#: cached int8 model made the old way is never served.
+CALIBRATION_VERSION = 1
 _EXPORT_LOCK = threading.Lock()
 
 
 def _target(cache_dir: Path, checksum: str, fmt: str, shape: tuple[int, int]) -> Path:
     base = Path(cache_dir) / checksum
     size = f"{shape[0]}x{shape[1]}"
-    return base / (f"model-{size}.onnx" if fmt == "onnx" else f"model-{size}_openvino_model")
+    if fmt == "onnx":
+        return base / f"model-{size}.onnx"
+    if fmt == "openvino-int8":
+        return base / f"model-{size}-int8-c{CALIBRATION_VERSION}_openvino_model"
+    return base / f"model-{size}_openvino_model"
+
+
+def quantize_openvino(f32_dir: Path, shape: tuple[int, int], out: Path) -> Path:
+    """An int8 OpenVINO IR of the f32 IR in ``f32_dir``, calibrated with NNCF.
+
+    Calibration inputs are :data:`CALIBRATION_PAGES` synthetic pages rendered by the
+    service (:func:`ecg_dicom.calibration.calibration_pages`), letterboxed exactly
+    as the detector does.  The detection head's box decoding (DFL, the anchor
+    arithmetic and the class sigmoids) stays in f32, as ultralytics' own int8
+    export does: quantising coordinates and scores there costs accuracy for no
+    speed.  Preset MIXED: symmetric weights, asymmetric activations.
+    """
+    import nncf
+    import openvino as ov
+
+    from ecg_dicom.calibration import calibration_pages
+    from ecg_dicom.detect import letterbox
+
+    core = ov.Core()
+    xml = next(Path(f32_dir).glob("*.xml"))
+    model = core.read_model(str(xml))
+    inputs = [letterbox(page, shape)[0] for page in calibration_pages(CALIBRATION_PAGES)]
+    # The head is the scope of the last Sigmoid (the class scores), as in ultralytics.
+    ops = model.get_ordered_ops()
+    sigmoids = [op.get_friendly_name() for op in ops if op.get_type_name() == "Sigmoid"]
+    head = sigmoids[-1].split("/", 1)[0] if sigmoids else "\0"
+    ignored = nncf.IgnoredScope(
+        names=[
+            op.get_friendly_name()
+            for op in ops
+            if op.get_type_name() == "Sigmoid"
+            or op.get_friendly_name().startswith((f"{head}/", f"{head}.dfl"))
+        ]
+    )
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(inputs),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(inputs),
+        ignored_scope=ignored,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        staged = Path(tmp) / out.name
+        staged.mkdir()
+        ov.save_model(quantized, str(staged / "model.xml"))
+        for extra in Path(f32_dir).glob("*.yaml"):
+            shutil.copyfile(extra, staged / extra.name)
+        if out.exists():
+            shutil.rmtree(out)
+        staged.rename(out)
+    return out
 
 
 def export_model(weights: Path, fmt: str, shape: tuple[int, int], out: Path) -> Path:
@@ -38,8 +103,8 @@ def export_model(weights: Path, fmt: str, shape: tuple[int, int], out: Path) -> 
     ultralytics writes exports beside the weights, so the export runs on a copy in
     a temporary folder and the result is moved to ``out`` (atomic rename).
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}: use one of {FORMATS}")
+    if fmt not in ("onnx", "openvino"):
+        raise ValueError(f"unknown export format {fmt!r}: use onnx or openvino")
     from ecg_dicom.train.training import prepare_offline
 
     prepare_offline()
@@ -61,6 +126,21 @@ def export_model(weights: Path, fmt: str, shape: tuple[int, int], out: Path) -> 
     return out
 
 
+@contextmanager
+def _process_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (a listener and an ``ecg-dicom
+    worker`` starting together must not both derive the same export)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def cached_export(
     weights: Path, checksum: str, fmt: str, shape: tuple[int, int], cache_dir: Path
 ) -> Path:
@@ -70,9 +150,19 @@ def cached_export(
     the input shape.
     """
     target = _target(cache_dir, checksum, fmt, shape)
-    with _EXPORT_LOCK:
+    with _EXPORT_LOCK, _process_lock(Path(cache_dir) / checksum / ".export.lock"):
         if not target.exists():
-            export_model(Path(weights), fmt, shape, target)
+            log.info(
+                "deriving the model for this runtime once (a minute or two on a small CPU)",
+                extra={"format": fmt, "cache": str(target)},
+            )
+            if fmt == "openvino-int8":
+                f32 = _target(cache_dir, checksum, "openvino", shape)
+                if not f32.exists():
+                    export_model(Path(weights), "openvino", shape, f32)
+                quantize_openvino(f32, shape, target)
+            else:
+                export_model(Path(weights), fmt, shape, target)
     return target
 
 
