@@ -30,11 +30,12 @@ from ecg_dicom.stages import CLASS_NAMES, NORMAL_CLASS, Classification, Detectio
 
 log = logging.getLogger(__name__)
 
-#: Height / width of the network input.  ECG prints are landscape (the training pages
-#: are 1600 x 1137, rendered pages about 1.3 : 1), so a 3 : 4 input holds the whole page
-#: at the full ``imgsz`` width with ~25 % less arithmetic than a square one; the
-#: network is fully convolutional, and ultralytics' own predict letterboxes the same way.
-INPUT_ASPECT = 0.75
+#: Height / width of the network input.  ECG prints are landscape: the training pages
+#: and the service's own renderings are 1600 x 1137 (1.41 : 1), which at 832 px wide is
+#: 832 x 591 and fits 832 x 608 (the next multiple of the stride) -- the same input
+#: ultralytics' own predict builds for such a page.  A square input would spend 27 %
+#: of the arithmetic on padding; the network is fully convolutional.
+INPUT_ASPECT = 0.73
 #: Network stride: input sides are multiples of it.
 STRIDE = 32
 #: Non-maximum suppression IoU (ultralytics' default) and most boxes kept per page.
@@ -149,7 +150,7 @@ def decide(
 
 
 def input_shape(imgsz: int) -> tuple[int, int]:
-    """Network input (h, w) for ``model.imgsz``: ``imgsz`` wide, 3 : 4, rounded up to the stride."""
+    """Network input (h, w) for ``model.imgsz``: ``imgsz`` wide, ``INPUT_ASPECT`` high, rounded up to the stride."""
     height = -(-round(imgsz * INPUT_ASPECT) // STRIDE) * STRIDE
     return max(height, STRIDE), imgsz
 
@@ -179,7 +180,11 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     padded = cv2.copyMakeBorder(
         image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114)
     )
-    tensor = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+    # HWC uint8 -> NCHW float32 in [0, 1], one pass per channel (3x faster than a
+    # transpose-copy followed by a division on a 832 x 608 page).
+    tensor = np.empty((1, 3, *padded.shape[:2]), np.float32)
+    for channel in range(3):
+        np.multiply(padded[..., channel], np.float32(1 / 255), out=tensor[0, channel], casting="unsafe")
     return tensor, scale, (float(left), float(top))
 
 
@@ -347,7 +352,7 @@ class Detector:
             torch_runtime = _TorchRuntime(weights, settings)
             self.names = torch_runtime.names
             self._run = torch_runtime
-        elif self.runtime in ("onnx", "openvino"):
+        elif self.runtime in ("onnx", "openvino", "openvino-int8"):
             from ecg_dicom.train.export import cached_export
 
             exported = cached_export(
@@ -355,10 +360,13 @@ class Detector:
             )
             if self.runtime == "onnx":
                 self._run = _OnnxRuntime(exported, settings)
-            else:
+            else:  # f32 IR, or the int8 IR (its int8 layers run int8 at any precision hint)
                 self._run = _OpenVinoRuntime(exported, settings, precision)
         else:
-            raise ModelError(f"unknown model runtime {self.runtime!r}: use pytorch, onnx or openvino")
+            raise ModelError(
+                f"unknown model runtime {self.runtime!r}: "
+                "use pytorch, onnx, openvino or openvino-int8"
+            )
         if set(self.names) != set(CLASS_NAMES):
             raise ModelError(f"model classes {self.names} are not the expected {CLASS_NAMES}")
         log.info(
