@@ -22,10 +22,13 @@ ENV YOLO_OFFLINE=1 \
     ECG_DICOM_HTTP__HOST=0.0.0.0 \
     ECG_DICOM_STORAGE__SPOOL_DIR=/var/lib/ecg-dicom/spool \
     ECG_DICOM_STORAGE__OUTPUT_DIR=/var/lib/ecg-dicom/outputs \
-    ECG_DICOM_MODEL__EXPORT_CACHE_DIR=/var/lib/ecg-dicom/model-cache \
+    ECG_DICOM_MODEL__EXPORT_CACHE_DIR=/opt/ecg-dicom/model-cache \
     ECG_DICOM_MODEL__WEIGHTS=/opt/ecg-dicom/weights/ecg-yolov8m.pt
 RUN mkdir -p /etc/ecg-dicom /var/lib/ecg-dicom \
     && printf 'dicom:\n  ae_title: ECGDICOM\n' > /etc/ecg-dicom/site.yaml
+# The default runtime's ONNX model is derived from the weights at build time, so a
+# container starts ready (it is keyed by the weights' checksum, never stale).
+RUN ecg-dicom export --format onnx
 VOLUME ["/var/lib/ecg-dicom"]
 EXPOSE 11112 8080
 STOPSIGNAL SIGTERM

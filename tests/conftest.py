@@ -33,6 +33,32 @@ def pytest_configure(config: pytest.Config) -> None:
     serve_proc.WEIGHTS = Path(config.getoption("--weights"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_runtime_export() -> None:
+    """Derive the default runtime's model (the ONNX export) once, before any test.
+
+    Every service and CLI the tests start then finds it in the shared cache
+    (``serve_proc.MODEL_CACHE``) instead of deriving it while a test waits for
+    readiness.  Cached per checkout, keyed by checksum.
+    """
+    import serve_proc
+    from ecg_dicom.config import ModelSettings
+    from ecg_dicom.detect import input_shape, weights_checksum
+    from ecg_dicom.train.export import cached_export
+
+    runtime = ModelSettings().runtime
+    if runtime == "pytorch":
+        return
+    weights = serve_proc.WEIGHTS
+    cached_export(
+        weights,
+        weights_checksum(weights),
+        runtime,
+        input_shape(ModelSettings().imgsz),
+        serve_proc.MODEL_CACHE,
+    )
+
+
 def real_ecg_paths() -> list[Path]:
     """Every real DICOM ECG we test with: three carts plus pydicom's example."""
     paths = sorted(DICOM_ECG_DIR.glob("*/ecg.dcm"))

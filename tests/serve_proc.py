@@ -25,6 +25,10 @@ from peers import dcmtk_env, free_port, require_tool
 ROOT = Path(__file__).resolve().parents[1]
 #: The weights the service runs with (pytest --weights; default: the shipped ones).
 WEIGHTS = ROOT / "weights" / "ecg-yolov8m.pt"
+#: One export cache for every service a test starts (the default ``var/model-cache``
+#: of a checkout): exports are keyed by the weights' checksum, so sharing is safe,
+#: and the int8 model is derived once per checkout instead of once per test.
+MODEL_CACHE = ROOT / "var" / "model-cache"
 
 
 @dataclass
@@ -63,7 +67,7 @@ class ServeProcess:
             },
             "model": {
                 "weights": str(WEIGHTS),
-                "export_cache_dir": str(self.workdir / "model-cache"),
+                "export_cache_dir": str(MODEL_CACHE),
             },
         }
         for section, values in self.config.items():

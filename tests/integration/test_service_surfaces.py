@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from serve_proc import WEIGHTS, ServeProcess, run_tool
+from serve_proc import MODEL_CACHE, WEIGHTS, ServeProcess, run_tool
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,12 @@ pytestmark = pytest.mark.integration
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ecg_dicom", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=300, check=False, env={"ECG_DICOM_MODEL__WEIGHTS": str(WEIGHTS), "PATH": "/usr/bin:/bin"},
+        timeout=300, check=False,
+        env={
+            "ECG_DICOM_MODEL__WEIGHTS": str(WEIGHTS),
+            "ECG_DICOM_MODEL__EXPORT_CACHE_DIR": str(MODEL_CACHE),
+            "PATH": "/usr/bin:/bin",
+        },
     )
 
 

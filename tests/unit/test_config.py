@@ -41,9 +41,9 @@ def test_site_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert settings.dicom.max_associations == 10  # untouched default
 
     monkeypatch.setenv("ECG_DICOM_DICOM__PORT", "2104")
-    monkeypatch.setenv("ECG_DICOM_MODEL__RUNTIME", "onnx")
+    monkeypatch.setenv("ECG_DICOM_MODEL__RUNTIME", "openvino-int8")
     settings = load_settings(site)
-    assert settings.dicom.port == 2104 and settings.model.runtime == "onnx"
+    assert settings.dicom.port == 2104 and settings.model.runtime == "openvino-int8"
     assert settings.dicom.ae_title == "ECGAI"
 
     monkeypatch.setenv("ECG_DICOM_CONFIG", str(site))
