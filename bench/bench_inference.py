@@ -18,7 +18,7 @@ difference of the top-box confidence).  Prints a table and writes JSON to
 ``bench/results/``.
 
     .venv/bin/python bench/bench_inference.py --weights weights/ecg-yolov8m.pt \
-        --pages runs/ds --n 30 --imgsz 640
+        --pages runs/ds --n 74 --imgsz 832
 """
 
 from __future__ import annotations
@@ -127,12 +127,17 @@ def main() -> int:
     parser.add_argument("--pages", type=Path, default=Path("runs/ds"),
                         help="a built dataset (its val split) or class folders")
     parser.add_argument("--n", type=int, default=30)
-    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--imgsz", type=int, default=None,
+                        help="default: model.imgsz of the configuration (the trained size)")
     parser.add_argument("--conf", type=float, default=0.05)
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.imgsz is None:
+        from ecg_dicom.config import ModelSettings
+
+        args.imgsz = ModelSettings().imgsz
 
     if args.worker:
         files = [Path(p) for p in json.loads(args.files)]
