@@ -358,6 +358,10 @@ class Detector:
             exported = cached_export(
                 weights, self.version, self.runtime, self.input_shape, settings.export_cache_dir
             )
+            if self.runtime == "openvino-int8":
+                from ecg_dicom.train.export import calibration_record
+
+                log.info("int8 model calibration", extra={"calibration": calibration_record(exported)})
             if self.runtime == "onnx":
                 self._run = _OnnxRuntime(exported, settings)
             else:  # f32 IR, or the int8 IR (its int8 layers run int8 at any precision hint)

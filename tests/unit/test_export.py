@@ -125,3 +125,30 @@ def test_int8_export_is_quantised_and_close_to_f32(tiny_weights: Path, tmp_path:
     boxes, scores = slice(0, 4), slice(4, None)
     assert np.abs(raw_int8[:, boxes] - raw_f32[:, boxes]).mean() < 0.05 * 128
     assert np.abs(raw_int8[:, scores] - raw_f32[:, scores]).max() < 0.1
+
+
+def test_int8_can_be_calibrated_on_a_sites_own_pages(tiny_weights: Path, tmp_path: Path) -> None:
+    """``ecg-dicom export --format openvino-int8 --calibration DIR``: the cached int8 model
+    is re-derived from the site's pages, says so, and is what the runtime then serves."""
+    from ecg_dicom.train.export import calibrate_int8, calibration_record
+
+    checksum = weights_checksum(tiny_weights)
+    cache = tmp_path / "cache"
+    synthetic = cached_export(tiny_weights, checksum, "openvino-int8", input_shape(128), cache)
+    assert calibration_record(synthetic) == {
+        "source": "synthetic", "pages": 48, "version": CALIBRATION_VERSION
+    }
+    site = tmp_path / "site" / "cart"
+    site.mkdir(parents=True)
+    for k in range(5):
+        Image.fromarray(page(200 + k)).save(site / f"page{k}.png")
+    (site / "notes.txt").write_text("not a page")  # skipped, not fatal
+    path = calibrate_int8(tiny_weights, checksum, input_shape(128), cache, tmp_path / "site")
+    assert path == synthetic
+    record = calibration_record(path)
+    assert record["pages"] == 5 and record["source"] == str((tmp_path / "site").resolve())
+    settings = settings_for(tiny_weights, cache)
+    raw = Detector(settings, runtime="openvino-int8")._run(letterbox(page(3), input_shape(128))[0])
+    assert np.isfinite(raw).all()
+    with pytest.raises(ValueError, match="no page"):
+        calibrate_int8(tiny_weights, checksum, input_shape(128), cache, tmp_path / "site" / "none")

@@ -134,6 +134,23 @@ def cmd_export(args: argparse.Namespace, settings: Any) -> int:
         return EXIT_FAILED
     formats = FORMATS if args.format == "all" else (args.format,)
     imgsz = args.imgsz or model.imgsz
+    if args.calibration:
+        from ecg_dicom.train.export import calibrate_int8, calibration_record
+
+        if args.format != "openvino-int8":
+            print("export failed: --calibration applies to --format openvino-int8", file=sys.stderr)
+            return EXIT_FAILED
+        try:
+            path = calibrate_int8(
+                Path(model.weights), checksum, input_shape(imgsz), model.export_cache_dir,
+                Path(args.calibration), max_pages=args.max_pages,
+            )
+        except (ValueError, OSError) as exc:
+            print(f"export failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        record = calibration_record(path)
+        print(f"openvino-int8: {path} (calibrated on {record['pages']} pages of {record['source']})")
+        return EXIT_OK
     for fmt in formats:
         path = cached_export(
             Path(model.weights), checksum, fmt, input_shape(imgsz), model.export_cache_dir
@@ -200,4 +217,10 @@ def register(subparsers: Any) -> None:
     ex.add_argument("--weights", help="default: model.weights from the configuration")
     ex.add_argument("--format", default="all", choices=(*FORMAT_CHOICES, "all"))
     ex.add_argument("--imgsz", type=int)
+    ex.add_argument(
+        "--calibration", metavar="DIR",
+        help="openvino-int8 only: calibrate on this site's own ECG pages (DICOM, images, PDF) "
+             "instead of the built-in synthetic ones; replaces the cached int8 model",
+    )
+    ex.add_argument("--max-pages", type=int, default=200, help="most calibration pages read")
     ex.set_defaults(func=cmd_export)

@@ -10,6 +10,7 @@ confidences move.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -44,12 +45,20 @@ def _target(cache_dir: Path, checksum: str, fmt: str, shape: tuple[int, int]) ->
     return base / f"model-{size}_openvino_model"
 
 
-def quantize_openvino(f32_dir: Path, shape: tuple[int, int], out: Path) -> Path:
+def quantize_openvino(
+    f32_dir: Path,
+    shape: tuple[int, int],
+    out: Path,
+    pages: Sequence[np.ndarray] | None = None,
+    source: str = "synthetic",
+) -> Path:
     """An int8 OpenVINO IR of the f32 IR in ``f32_dir``, calibrated with NNCF.
 
-    Calibration inputs are :data:`CALIBRATION_PAGES` synthetic pages rendered by the
-    service (:func:`ecg_dicom.calibration.calibration_pages`), letterboxed exactly
-    as the detector does.  The detection head's box decoding (DFL, the anchor
+    Calibration inputs are ``pages`` (RGB, as the detector receives them) or, by
+    default, :data:`CALIBRATION_PAGES` synthetic pages rendered by the service
+    (:func:`ecg_dicom.calibration.calibration_pages`), letterboxed exactly as the
+    detector does.  ``calibration.json`` beside the IR records ``source``, the page
+    count and :data:`CALIBRATION_VERSION`.  The detection head's box decoding (DFL, the anchor
     arithmetic and the class sigmoids) stays in f32, as ultralytics' own int8
     export does: quantising coordinates and scores there costs accuracy for no
     speed.  Preset MIXED: symmetric weights, asymmetric activations.
@@ -63,7 +72,11 @@ def quantize_openvino(f32_dir: Path, shape: tuple[int, int], out: Path) -> Path:
     core = ov.Core()
     xml = next(Path(f32_dir).glob("*.xml"))
     model = core.read_model(str(xml))
-    inputs = [letterbox(page, shape)[0] for page in calibration_pages(CALIBRATION_PAGES)]
+    if pages is None:
+        pages = list(calibration_pages(CALIBRATION_PAGES))
+    if not pages:
+        raise ValueError("no calibration pages")
+    inputs = [letterbox(page, shape)[0] for page in pages]
     # The head is the scope of the last Sigmoid (the class scores), as in ultralytics.
     ops = model.get_ordered_ops()
     sigmoids = [op.get_friendly_name() for op in ops if op.get_type_name() == "Sigmoid"]
@@ -88,6 +101,8 @@ def quantize_openvino(f32_dir: Path, shape: tuple[int, int], out: Path) -> Path:
         staged = Path(tmp) / out.name
         staged.mkdir()
         ov.save_model(quantized, str(staged / "model.xml"))
+        record = {"source": source, "pages": len(inputs), "version": CALIBRATION_VERSION}
+        (staged / "calibration.json").write_text(json.dumps(record), encoding="utf-8")
         for extra in Path(f32_dir).glob("*.yaml"):
             shutil.copyfile(extra, staged / extra.name)
         if out.exists():
@@ -164,6 +179,59 @@ def cached_export(
             else:
                 export_model(Path(weights), fmt, shape, target)
     return target
+
+
+def calibrate_int8(
+    weights: Path,
+    checksum: str,
+    shape: tuple[int, int],
+    cache_dir: Path,
+    folder: Path,
+    max_pages: int = 200,
+) -> Path:
+    """Re-derive the cached ``openvino-int8`` model, calibrated on a site's own pages.
+
+    ``folder`` holds ECG pages in any form the service reads (DICOM waveforms or
+    images, PNG/JPEG, PDF; searched recursively, at most ``max_pages``, in name
+    order, evenly spaced when there are more).  They are turned into pages exactly as the service does (a waveform is
+    rendered and blanked outside its frame).  The result replaces the synthetic
+    calibration in the cache, so ``model.runtime: openvino-int8`` serves it; its
+    ``calibration.json`` names the folder.  Check the result with ``ecg-dicom
+    evaluate --runtime openvino-int8`` on pages that were *not* used here.
+    """
+    from ecg_dicom.detect import blank_outside_frame
+    from ecg_dicom.errors import EcgDicomError
+    from ecg_dicom.pages import page_from_file
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    if len(files) > max_pages:  # evenly over the sorted names: every class folder is sampled
+        files = [files[int(i * len(files) / max_pages)] for i in range(max_pages)]
+    pages: list[np.ndarray] = []
+    for path in files:
+        if len(pages) >= max_pages:
+            break
+        try:
+            page = page_from_file(path)
+        except (EcgDicomError, OSError, ValueError):
+            continue  # not an ECG page the service can read: not calibration material
+        pages.append(blank_outside_frame(page.image, page.frame))
+    if not pages:
+        raise ValueError(f"{folder} holds no page the service can read")
+    target = _target(cache_dir, checksum, "openvino-int8", shape)
+    with _EXPORT_LOCK, _process_lock(Path(cache_dir) / checksum / ".export.lock"):
+        f32 = _target(cache_dir, checksum, "openvino", shape)
+        if not f32.exists():
+            export_model(Path(weights), "openvino", shape, f32)
+        quantize_openvino(f32, shape, target, pages, source=str(Path(folder).resolve()))
+    return target
+
+
+def calibration_record(model_dir: Path) -> dict[str, Any]:
+    """What an int8 model in the cache was calibrated on (empty for older caches)."""
+    path = Path(model_dir) / "calibration.json"
+    if not path.exists():
+        return {}
+    return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def agreement(
