@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ecg_dicom.errors import EcgDicomError
+from ecg_dicom.train.export import FORMATS
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-#: Export formats (as ecg_dicom.train.export.FORMATS, kept here so --help imports nothing heavy).
-FORMAT_CHOICES = ("onnx", "openvino", "openvino-int8")
 EXIT_USAGE = 2
 
 
@@ -122,7 +121,7 @@ def format_report(report: dict[str, Any]) -> str:
 def cmd_export(args: argparse.Namespace, settings: Any) -> int:
     """Export the verified weights to ONNX and/or OpenVINO into the export cache."""
     from ecg_dicom.detect import input_shape, verify_weights
-    from ecg_dicom.train.export import FORMATS, cached_export
+    from ecg_dicom.train.export import cached_export
 
     model = _settings_model(settings)
     if args.weights:
@@ -205,7 +204,7 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--data", required=True,
                     help="folder of class folders, or a built dataset (uses its split)")
     ev.add_argument("--weights", help="default: model.weights from the configuration")
-    ev.add_argument("--runtime", choices=("pytorch", *FORMAT_CHOICES))
+    ev.add_argument("--runtime", choices=("pytorch", *FORMATS))
     ev.add_argument("--imgsz", type=int)
     ev.add_argument("--threshold", type=float)
     ev.add_argument("--split", default="val", help="split of a built dataset")
@@ -215,7 +214,7 @@ def register(subparsers: Any) -> None:
 
     ex = subparsers.add_parser("export", help="derive ONNX / OpenVINO models into the cache")
     ex.add_argument("--weights", help="default: model.weights from the configuration")
-    ex.add_argument("--format", default="all", choices=(*FORMAT_CHOICES, "all"))
+    ex.add_argument("--format", default="all", choices=(*FORMATS, "all"))
     ex.add_argument("--imgsz", type=int)
     ex.add_argument(
         "--calibration", metavar="DIR",

@@ -58,9 +58,9 @@ def quantize_openvino(
     default, :data:`CALIBRATION_PAGES` synthetic pages rendered by the service
     (:func:`ecg_dicom.calibration.calibration_pages`), letterboxed exactly as the
     detector does.  ``calibration.json`` beside the IR records ``source``, the page
-    count and :data:`CALIBRATION_VERSION`.  The detection head's box decoding (DFL, the anchor
-    arithmetic and the class sigmoids) stays in f32, as ultralytics' own int8
-    export does: quantising coordinates and scores there costs accuracy for no
+    count and :data:`CALIBRATION_VERSION`.  The detection head's box decoding (DFL,
+    the anchor arithmetic and the class sigmoids) stays in f32, as ultralytics' own
+    int8 export does: quantising coordinates and scores there costs accuracy for no
     speed.  Preset MIXED: symmetric weights, asymmetric activations.
     """
     import nncf
@@ -142,18 +142,36 @@ def export_model(weights: Path, fmt: str, shape: tuple[int, int], out: Path) -> 
 
 
 @contextmanager
-def _process_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` across processes (a listener and an ``ecg-dicom
-    worker`` starting together must not both derive the same export)."""
+def _cache_lock(cache_dir: Path, checksum: str) -> Iterator[None]:
+    """Exclusive use of one checksum's cache folder, across threads and processes (a
+    listener and an ``ecg-dicom worker`` starting together must not both derive the
+    same export)."""
     import fcntl
 
+    path = Path(cache_dir) / checksum / ".export.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    with _EXPORT_LOCK, path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _derive_int8(
+    weights: Path,
+    checksum: str,
+    shape: tuple[int, int],
+    cache_dir: Path,
+    pages: Sequence[np.ndarray] | None = None,
+    source: str = "synthetic",
+) -> Path:
+    """Quantise the (cached, made if missing) f32 IR into the int8 target; caller holds the lock."""
+    f32 = _target(cache_dir, checksum, "openvino", shape)
+    if not f32.exists():
+        export_model(Path(weights), "openvino", shape, f32)
+    target = _target(cache_dir, checksum, "openvino-int8", shape)
+    return quantize_openvino(f32, shape, target, pages, source)
 
 
 def cached_export(
@@ -165,17 +183,14 @@ def cached_export(
     the input shape.
     """
     target = _target(cache_dir, checksum, fmt, shape)
-    with _EXPORT_LOCK, _process_lock(Path(cache_dir) / checksum / ".export.lock"):
+    with _cache_lock(cache_dir, checksum):
         if not target.exists():
             log.info(
                 "deriving the model for this runtime once (a minute or two on a small CPU)",
                 extra={"format": fmt, "cache": str(target)},
             )
             if fmt == "openvino-int8":
-                f32 = _target(cache_dir, checksum, "openvino", shape)
-                if not f32.exists():
-                    export_model(Path(weights), "openvino", shape, f32)
-                quantize_openvino(f32, shape, target)
+                _derive_int8(weights, checksum, shape, cache_dir)
             else:
                 export_model(Path(weights), fmt, shape, target)
     return target
@@ -192,9 +207,9 @@ def calibrate_int8(
     """Re-derive the cached ``openvino-int8`` model, calibrated on a site's own pages.
 
     ``folder`` holds ECG pages in any form the service reads (DICOM waveforms or
-    images, PNG/JPEG, PDF; searched recursively, at most ``max_pages``, in name
-    order, evenly spaced when there are more).  They are turned into pages exactly as the service does (a waveform is
-    rendered and blanked outside its frame).  The result replaces the synthetic
+    images, PNG/JPEG, PDF; searched recursively, at most ``max_pages``, evenly
+    over the sorted names).  They are turned into pages exactly as the service does
+    (a waveform is rendered and blanked outside its frame).  The result replaces the synthetic
     calibration in the cache, so ``model.runtime: openvino-int8`` serves it; its
     ``calibration.json`` names the folder.  Check the result with ``ecg-dicom
     evaluate --runtime openvino-int8`` on pages that were *not* used here.
@@ -208,8 +223,6 @@ def calibrate_int8(
         files = [files[int(i * len(files) / max_pages)] for i in range(max_pages)]
     pages: list[np.ndarray] = []
     for path in files:
-        if len(pages) >= max_pages:
-            break
         try:
             page = page_from_file(path)
         except (EcgDicomError, OSError, ValueError):
@@ -217,13 +230,10 @@ def calibrate_int8(
         pages.append(blank_outside_frame(page.image, page.frame))
     if not pages:
         raise ValueError(f"{folder} holds no page the service can read")
-    target = _target(cache_dir, checksum, "openvino-int8", shape)
-    with _EXPORT_LOCK, _process_lock(Path(cache_dir) / checksum / ".export.lock"):
-        f32 = _target(cache_dir, checksum, "openvino", shape)
-        if not f32.exists():
-            export_model(Path(weights), "openvino", shape, f32)
-        quantize_openvino(f32, shape, target, pages, source=str(Path(folder).resolve()))
-    return target
+    with _cache_lock(cache_dir, checksum):
+        return _derive_int8(
+            weights, checksum, shape, cache_dir, pages, source=str(Path(folder).resolve())
+        )
 
 
 def calibration_record(model_dir: Path) -> dict[str, Any]:
