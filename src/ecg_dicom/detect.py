@@ -20,13 +20,15 @@ import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecg_dicom.config import ModelSettings
 from ecg_dicom.errors import ModelError
 from ecg_dicom.stages import CLASS_NAMES, NORMAL_CLASS, Classification, Detection, Page
+
+if TYPE_CHECKING:  # annotations only: pre-processing and decide() need no configuration
+    from ecg_dicom.config import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,18 @@ def input_shape(imgsz: int) -> tuple[int, int]:
     return max(height, STRIDE), imgsz
 
 
+def resize_page(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` at ``width`` x ``height``: area averaging when shrinking (a 1-2 px trace
+    survives a 2.5x reduction, where bilinear sampling skips pixels), bilinear when
+    enlarging.  The training pages are shrunk with this too (``dataset build --width``)."""
+    import cv2
+
+    shrink = width < image.shape[1]
+    return cv2.resize(
+        image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
 def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[float, float]]:
     """Resize keeping the aspect ratio and pad with grey (114) to ``size`` (h, w).
 
@@ -169,12 +183,7 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     new_w, new_h = round(w * scale), round(h * scale)
     pad_x, pad_y = (size[1] - new_w) / 2, (size[0] - new_h) / 2
     if (new_w, new_h) != (w, h):
-        # Area averaging when shrinking: a 1-2 px trace survives a 2.5x reduction
-        # (bilinear sampling skips pixels); the training pages were shrunk the same way.
-        shrink = new_w < w
-        image = cv2.resize(
-            image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        )
+        image = resize_page(image, new_w, new_h)
     top, bottom = round(pad_y - 0.1), round(pad_y + 0.1)
     left, right = round(pad_x - 0.1), round(pad_x + 0.1)
     padded = cv2.copyMakeBorder(

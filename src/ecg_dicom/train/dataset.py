@@ -133,29 +133,33 @@ RESIZED_JPEG_QUALITY = 90
 def resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
     """``image`` scaled to ``width`` pixels wide, aspect kept, with area averaging.
 
-    Area averaging (``cv2.INTER_AREA``) is what :func:`ecg_dicom.detect.letterbox`
-    uses when it shrinks a page for the network, so a dataset written at the
-    network's width shows the model exactly the pixels the service will: thin
-    traces are averaged, not skipped as bilinear sampling at 2-3x reduction does.
+    The same :func:`ecg_dicom.detect.resize_page` the service shrinks a page with, so
+    a dataset written at the network's width shows the model exactly the pixels the
+    service will.
     """
-    import cv2
+    from ecg_dicom.detect import resize_page
 
     height, old_width = image.shape[:2]
     if width == old_width:
         return image
-    new_height = max(round(height * width / old_width), 1)
-    interpolation = cv2.INTER_AREA if width < old_width else cv2.INTER_LINEAR
-    return cv2.resize(image, (width, new_height), interpolation=interpolation)
+    return resize_page(image, width, max(round(height * width / old_width), 1))
 
 
-def _place(src: Path, dst: Path, copy: bool, width: int | None = None) -> None:
+def _place(
+    src: Path, dst: Path, copy: bool, width: int | None = None, rgb: np.ndarray | None = None
+) -> None:
+    """Link, copy or (``width``) write ``src`` scaled; ``rgb``: its pixels, when already read."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists() or dst.is_symlink():
         dst.unlink()
     if width:
         import cv2
 
-        image = cv2.imread(str(src), cv2.IMREAD_COLOR)
+        image = (
+            cv2.imread(str(src), cv2.IMREAD_COLOR)
+            if rgb is None
+            else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        )
         if image is None:
             raise ValueError(f"{src} is not an image OpenCV can read")
         params = (
@@ -206,7 +210,7 @@ def _build_from_folders(
                 rgb = np.asarray(im.convert("RGB"))
             frame = find_chart_frame(rgb)
             height, width = rgb.shape[:2]
-            _place(path, out / "images" / split / path.name, copy, page_width)
+            _place(path, out / "images" / split / path.name, copy, page_width, rgb)
             label = yolo_label(CLASS_NAMES.index(name), frame, width, height)
             label_path = out / "labels" / split / (path.stem + ".txt")
             label_path.parent.mkdir(parents=True, exist_ok=True)
