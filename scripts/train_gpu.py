@@ -71,7 +71,6 @@ def _patch_ultralytics_offline() -> None:
 def _shrink_dataset(src: Path, dst: Path, width: int) -> Path:
     """A copy of the dataset at ``src`` with every page scaled to ``width``."""
     import cv2
-    import yaml
 
     from ecg_dicom.train.dataset import resize_to_width
 
@@ -85,10 +84,13 @@ def _shrink_dataset(src: Path, dst: Path, width: int) -> Path:
                 resize_to_width(page, width),
                 [cv2.IMWRITE_JPEG_QUALITY, 95],
             )
-    return _write_yaml(src, dst, yaml)
+    return _write_yaml(src, dst)
 
 
-def _write_yaml(src: Path, dst: Path, yaml) -> Path:  # type: ignore[no-untyped-def]
+def _write_yaml(src: Path, dst: Path) -> Path:
+    """``src``'s data.yaml, with its path pointing at ``dst``, written into ``dst``."""
+    import yaml
+
     meta = yaml.safe_load((src / "data.yaml").read_text(encoding="utf-8"))
     meta["path"] = str(dst.resolve())
     out = dst / "data.yaml"
@@ -136,32 +138,39 @@ def _train_one(args: argparse.Namespace) -> int:
 
 
 def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, object]:
-    """Normal/Abnormal accuracy and AUROC on the validation pages (the service's rule)."""
+    """Normal/Abnormal accuracy and AUROC on the validation pages, with the service's
+    own rule (:func:`ecg_dicom.detect.decide`) applied to ultralytics' boxes.
+
+    This only ranks checkpoints; the shipped one is judged afterwards with
+    ``ecg-dicom evaluate`` on the full-size pages.
+    """
     import yaml
     from sklearn.metrics import roc_auc_score
     from ultralytics import YOLO
 
-    meta = yaml.safe_load((data / "data.yaml").read_text(encoding="utf-8"))
-    names = meta["names"]
-    normal_id = next(k for k, v in names.items() if v == "Normal-ECG")
+    from ecg_dicom.detect import decide
+    from ecg_dicom.stages import NORMAL_CLASS, Detection
+
+    names = yaml.safe_load((data / "data.yaml").read_text(encoding="utf-8"))["names"]
     model = YOLO(str(weights))
     truths, scores, top_right = [], [], 0
-    images = sorted((data / "images" / "val").iterdir())
-    for image in images:
+    for image in sorted((data / "images" / "val").iterdir()):
         label = (data / "labels" / "val" / (image.stem + ".txt")).read_text().split()
-        true_id = int(label[0])
-        result = model.predict(
+        true_class = names[int(label[0])]
+        boxes = model.predict(
             str(image), imgsz=imgsz, conf=0.05, iou=0.7, max_det=20, verbose=False, device=device
-        )[0]
-        cls = result.boxes.cls.tolist()
-        conf = result.boxes.conf.tolist()
-        normal = max((c for k, c in zip(cls, conf) if int(k) == normal_id), default=0.0)
-        abnormal = max((c for k, c in zip(cls, conf) if int(k) != normal_id), default=0.0)
-        score = abnormal / (abnormal + normal) if normal + abnormal > 0 else 0.0
-        truths.append(int(true_id != normal_id))
-        scores.append(score)
-        if conf and int(cls[conf.index(max(conf))]) == true_id:
-            top_right += 1
+        )[0].boxes
+        result = decide(
+            [
+                Detection(names[int(k)], float(c), tuple(xyxy))
+                for k, c, xyxy in zip(boxes.cls.tolist(), boxes.conf.tolist(), boxes.xyxy.tolist())
+            ],
+            model_name="candidate",
+            model_version=str(weights),
+        )
+        truths.append(int(true_class != NORMAL_CLASS))
+        scores.append(result.abnormal_score)
+        top_right += int(result.class_name == true_class)
     predicted = [int(s >= 0.5) for s in scores]
     accuracy = sum(int(p == t) for p, t in zip(predicted, truths)) / len(truths)
     return {
@@ -175,8 +184,6 @@ def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, obje
 
 
 def _coordinate(args: argparse.Namespace) -> int:
-    import yaml
-
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +194,7 @@ def _coordinate(args: argparse.Namespace) -> int:
     datasets: dict[int, Path] = {}
     for width in widths:
         if width == source_width:
-            _write_yaml(source, source, yaml)
+            _write_yaml(source, source)
             datasets[width] = source
         else:
             datasets[width] = _shrink_dataset(source, work / f"ds{width}", width).parent
