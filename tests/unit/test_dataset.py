@@ -138,8 +138,8 @@ def test_build_at_a_width_shrinks_pages_and_keeps_labels_and_split(tmp_path: Pat
             assert (tmp_path / "small" / "labels" / split / f"{stem}.txt").read_text() == (
                 tmp_path / "full" / "labels" / split / f"{stem}.txt"
             ).read_text()
-            # Area averaging keeps the 2-px black trace as a dark line (bilinear
-            # sampling at 2x can miss it); the frame edge stays where the label says.
+            # The 2-px black trace is still a dark line at half size (the averaging
+            # itself is measured in test_resize_to_width_uses_area_averaging).
             assert shrunk[:, 20:180].min() < 160
 
 
