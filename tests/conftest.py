@@ -35,18 +35,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def default_runtime_export() -> None:
-    """Derive the default runtime's model (the ONNX export) once, before any test.
+    """Derive the model the default runtime uses on this machine once, before any test.
 
-    Every service and CLI the tests start then finds it in the shared cache
+    ``model.runtime: auto`` resolves per machine (OpenVINO where the CPU has native
+    bf16, else ONNX Runtime; see ``detect.resolve_runtime``).  Every service and CLI
+    the tests start then finds that export in the shared cache
     (``serve_proc.MODEL_CACHE``) instead of deriving it while a test waits for
     readiness.  Cached per checkout, keyed by checksum.
     """
     import serve_proc
     from ecg_dicom.config import ModelSettings
-    from ecg_dicom.detect import input_shape, weights_checksum
+    from ecg_dicom.detect import input_shape, resolve_runtime, weights_checksum
     from ecg_dicom.train.export import cached_export
 
-    runtime = ModelSettings().runtime
+    runtime = resolve_runtime(ModelSettings()).runtime
     if runtime == "pytorch":
         return
     weights = serve_proc.WEIGHTS

@@ -112,11 +112,17 @@ class ModelSettings(_Section):
     weights: Path = Path("weights/ecg-yolov8m.pt")
     #: Expected SHA-256 of the weights; empty: use the ``.sha256`` file beside them.
     sha256: str = ""
-    #: onnx (default): f32 ONNX export through ONNX Runtime, derived on first use and
-    #: cached (2.2x ultralytics' predict on a 2-core CPU, same label as PyTorch f32 on
-    #: all 74 validation pages); pytorch: the .pt itself, f32; openvino: f32 export;
-    #: openvino-int8: int8 quantised (3.9x, but 1 of 74 validation labels differs).
-    runtime: Literal["pytorch", "onnx", "openvino", "openvino-int8"] = "onnx"
+    #: auto (default): the fastest runtime shown to give PyTorch f32's label on every
+    #: validation page, for this machine (see detect.resolve_runtime): PyTorch on a CUDA
+    #: GPU; else openvino-int8 on CPUs OpenVINO runs int8 on (7x ultralytics' predict on
+    #: a 2-core AVX-512 VNNI EPYC); else onnx.  pytorch: the .pt itself, f32; onnx: ONNX
+    #: Runtime on the f32 export (2x); openvino: OpenVINO on the f32 export (bf16 where
+    #: the CPU has it natively: 3.9x); openvino-int8: NNCF int8, derived on first use.
+    runtime: Literal["auto", "pytorch", "onnx", "openvino", "openvino-int8"] = "auto"
+    #: OpenVINO arithmetic of the layers that are not int8: auto lets OpenVINO choose
+    #: (bf16 where the CPU has it natively, else f32); f32 forces full precision
+    #: everywhere (runtime auto then picks onnx).
+    precision: Literal["auto", "f32"] = "auto"
     device: str = "auto"
     #: Network input width in pixels: the size the shipped weights were trained at
     #: (see weights/MODEL_CARD.md); the height is 0.73 of it (608 at 832: a landscape page).

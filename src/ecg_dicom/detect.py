@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -259,6 +260,64 @@ def torch_device(device: str, cuda_available: bool) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """Which runtime serves the model here, and why (logged, and shown by ``/healthz``)."""
+
+    runtime: str
+    precision: str
+    reason: str
+
+
+def openvino_cpu_capabilities() -> tuple[str, ...]:
+    """What OpenVINO's CPU plugin reports it can compute natively (e.g. "BF16", "INT8")."""
+    import openvino as ov
+
+    return tuple(str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def resolve_runtime(
+    settings: ModelSettings,
+    *,
+    cuda_available: bool | None = None,
+    cpu_capabilities: Iterable[str] | None = None,
+) -> RuntimeChoice:
+    """``model.runtime`` -> the runtime and precision that will run, with the reason.
+
+    An explicit runtime is taken as set.  ``auto`` takes the fastest runtime shown
+    to give the same Normal / Abnormal label as PyTorch f32 on every one of the 74
+    validation pages (``bench/bench_inference.py``; weights/MODEL_CARD.md):
+
+    1. a CUDA GPU (unless ``model.device`` is ``cpu``): ``pytorch`` on it, f32;
+    2. a CPU whose OpenVINO plugin computes INT8 (every x86-64 CPU it supports;
+       AVX-512 VNNI / AMX make it fastest), unless ``model.precision`` is ``f32``:
+       ``openvino-int8``, the NNCF int8 model derived once on this machine;
+    3. otherwise ``onnx`` (ONNX Runtime f32).
+
+    ``cuda_available`` / ``cpu_capabilities`` default to what this machine reports.
+    """
+    if settings.runtime != "auto":
+        precision = "f32"
+        if settings.runtime == "openvino" and settings.precision == "auto":
+            precision = "auto"
+        elif settings.runtime == "openvino-int8":
+            precision = "int8"
+        return RuntimeChoice(settings.runtime, precision, "model.runtime")
+    if cuda_available is None:
+        import torch
+
+        cuda_available = bool(torch.cuda.is_available())
+    if cuda_available and settings.device != "cpu":
+        return RuntimeChoice("pytorch", "f32", "auto: a CUDA GPU is present")
+    if settings.precision == "f32":
+        return RuntimeChoice("onnx", "f32", "auto: model.precision is f32")
+    if cpu_capabilities is None:
+        cpu_capabilities = openvino_cpu_capabilities()
+    if "INT8" in set(cpu_capabilities):
+        return RuntimeChoice("openvino-int8", "int8", "auto: the CPU computes int8")
+    return RuntimeChoice("onnx", "f32", "auto: the CPU has no int8 support in OpenVINO")
+
+
 def _threads(settings: ModelSettings) -> int:
     return settings.threads or os.cpu_count() or 1
 
@@ -328,6 +387,8 @@ class _OpenVinoRuntime:
             config["INFERENCE_PRECISION_HINT"] = ov.Type.f32
         self.compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
         self.request = self.compiled.create_infer_request()
+        #: The precision OpenVINO computes the non-int8 layers in ("bf16" or "f32").
+        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
 
     def __call__(self, tensor: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: tensor})
@@ -338,8 +399,11 @@ class Detector:
     """The loaded model: verified once, then ``detect(page)`` per page.
 
     ``name`` is ``settings.name``; ``version`` is the weights' SHA-256.  The
-    runtime is ``settings.runtime`` (``runtime`` overrides it, e.g. for benchmarks);
-    ``precision`` applies to OpenVINO only ("auto" or "f32").
+    runtime is ``settings.runtime`` (``runtime`` overrides it, e.g. for benchmarks),
+    resolved by :func:`resolve_runtime` when it is "auto"; ``precision`` overrides
+    ``settings.precision`` for OpenVINO ("auto" or "f32").  After loading,
+    ``runtime`` is the runtime that runs, ``precision`` the arithmetic it runs in
+    ("f32", "bf16", "int8") and ``choice`` why it was chosen.
     """
 
     def __init__(
@@ -347,12 +411,20 @@ class Detector:
         settings: ModelSettings,
         *,
         runtime: str | None = None,
-        precision: str = "auto",
+        precision: str | None = None,
     ) -> None:
         self.settings = settings
         self.version = verify_weights(settings)
         self.name = settings.name
-        self.runtime = runtime or settings.runtime
+        overrides: dict[str, Any] = {}
+        if runtime is not None:
+            overrides["runtime"] = runtime
+        if precision is not None:
+            overrides["precision"] = precision
+        self.choice = resolve_runtime(settings.model_copy(update=overrides) if overrides else settings)
+        self.runtime = self.choice.runtime
+        self.precision = self.choice.precision
+        openvino_precision = overrides.get("precision", settings.precision)
         self.input_shape = input_shape(settings.imgsz)
         self.names: tuple[str, ...] = CLASS_NAMES
         weights = Path(settings.weights)
@@ -374,17 +446,25 @@ class Detector:
             if self.runtime == "onnx":
                 self._run = _OnnxRuntime(exported, settings)
             else:  # f32 IR, or the int8 IR (its int8 layers run int8 at any precision hint)
-                self._run = _OpenVinoRuntime(exported, settings, precision)
+                openvino = _OpenVinoRuntime(exported, settings, openvino_precision)
+                self.precision = "int8" if self.runtime == "openvino-int8" else openvino.precision
+                self._run = openvino
         else:
             raise ModelError(
                 f"unknown model runtime {self.runtime!r}: "
-                "use pytorch, onnx, openvino or openvino-int8"
+                "use auto, pytorch, onnx, openvino or openvino-int8"
             )
         if set(self.names) != set(CLASS_NAMES):
             raise ModelError(f"model classes {self.names} are not the expected {CLASS_NAMES}")
         log.info(
             "model loaded",
-            extra={"model": self.name, "version": self.version, "runtime": self.runtime},
+            extra={
+                "model": self.name,
+                "version": self.version,
+                "runtime": self.runtime,
+                "precision": self.precision,
+                "runtime_reason": self.choice.reason,
+            },
         )
 
     def detections(self, image: np.ndarray) -> tuple[Detection, ...]:
@@ -425,6 +505,7 @@ def get_detector(settings: ModelSettings) -> Detector:
         str(Path(settings.weights).resolve()),
         settings.sha256,
         settings.runtime,
+        settings.precision,
         settings.device,
         settings.imgsz,
         settings.threads,

@@ -107,6 +107,12 @@ def test_upload_page_and_classify_api(tmp_path: Path, real_ecgs: list[Path]) -> 
         assert str(result["annotated_png"]).startswith("iVBOR")  # a PNG
         health = service.get("/healthz")
         assert health["algorithm_version"] == result["model_version"]
+        # model.runtime auto, resolved for this machine, is what /healthz reports.
+        from ecg_dicom.config import ModelSettings
+        from ecg_dicom.detect import resolve_runtime
+
+        expected = resolve_runtime(ModelSettings())
+        assert (health["runtime"], health["precision"]) == (expected.runtime, expected.precision)
         junk = tmp_path / "junk.dcm"
         junk.write_bytes(b"this is not DICOM")
         status, error = _post_file(service.http_port, junk)

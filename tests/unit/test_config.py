@@ -56,6 +56,7 @@ def test_site_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("dicom:\n  port: 0\n", "dicom.port"),
         ("dicom:\n  ae_title: A\\\\B\n", "dicom.ae_title"),
         ("model:\n  runtime: tensorrt\n", "model.runtime"),
+        ("model:\n  precision: fp8\n", "model.precision"),
         ("output:\n  uid_root: 1.2.abc.\n", "output.uid_root"),
         ("dicom:\n  prot: 104\n", "dicom.prot"),
         ("delivery:\n  backoff_initial: 10\n  backoff_max: 1\n", "backoff_max"),

@@ -14,7 +14,14 @@ import pytest
 from PIL import Image
 
 from ecg_dicom.config import ModelSettings
-from ecg_dicom.detect import Detector, input_shape, letterbox, weights_checksum
+from ecg_dicom.detect import (
+    Detector,
+    input_shape,
+    letterbox,
+    openvino_cpu_capabilities,
+    resolve_runtime,
+    weights_checksum,
+)
 from ecg_dicom.train.dataset import build_dataset
 from ecg_dicom.train.export import CALIBRATION_VERSION, agreement, cached_export
 from ecg_dicom.train.training import TrainConfig, train_model
@@ -158,3 +165,61 @@ def test_int8_can_be_calibrated_on_a_sites_own_pages(tiny_weights: Path, tmp_pat
     assert np.isfinite(raw).all()
     with pytest.raises(ValueError, match="no page"):
         calibrate_int8(tiny_weights, checksum, input_shape(128), cache, tmp_path / "site" / "none")
+
+
+@pytest.mark.parametrize(
+    ("settings", "cuda", "caps", "expected"),
+    [
+        ({}, False, ("BF16", "FP32", "INT8"), ("openvino-int8", "int8")),
+        ({}, False, ("FP32", "INT8"), ("openvino-int8", "int8")),
+        ({}, False, ("FP32",), ("onnx", "f32")),
+        ({}, True, ("BF16", "FP32", "INT8"), ("pytorch", "f32")),
+        ({"device": "cpu"}, True, ("FP32", "INT8"), ("openvino-int8", "int8")),
+        ({"precision": "f32"}, False, ("BF16", "FP32", "INT8"), ("onnx", "f32")),
+        ({"runtime": "onnx"}, True, ("BF16",), ("onnx", "f32")),
+        ({"runtime": "openvino"}, False, ("BF16",), ("openvino", "auto")),
+        ({"runtime": "openvino", "precision": "f32"}, False, ("BF16",), ("openvino", "f32")),
+        ({"runtime": "openvino-int8"}, False, ("BF16", "INT8"), ("openvino-int8", "int8")),
+    ],
+)
+def test_resolve_runtime(
+    settings: dict[str, str], cuda: bool, caps: tuple[str, ...], expected: tuple[str, str]
+) -> None:
+    """auto: GPU -> PyTorch f32; a CPU OpenVINO runs int8 on -> openvino-int8; else ONNX
+    f32 (also when model.precision is f32).  An explicit runtime is taken as set."""
+    choice = resolve_runtime(ModelSettings(**settings), cuda_available=cuda, cpu_capabilities=caps)
+    assert (choice.runtime, choice.precision) == expected
+    assert choice.reason
+
+
+def test_auto_runtime_on_this_machine(tiny_weights: Path, tmp_path: Path) -> None:
+    """The default runtime, as this machine resolves it from what torch and OpenVINO
+    report, loads and computes nearly PyTorch f32's outputs."""
+    import torch
+
+    settings = settings_for(tiny_weights, tmp_path / "cache")
+    assert settings.runtime == "auto"
+    detector = Detector(settings)
+    if torch.cuda.is_available():
+        assert (detector.runtime, detector.precision) == ("pytorch", "f32")
+    elif "INT8" in openvino_cpu_capabilities():
+        assert (detector.runtime, detector.precision) == ("openvino-int8", "int8")
+    else:
+        assert (detector.runtime, detector.precision) == ("onnx", "f32")
+    assert detector.choice.reason.startswith("auto: ")
+    tensor = letterbox(page(11), input_shape(128))[0]
+    raw = detector._run(tensor)
+    raw_ref = Detector(settings, runtime="pytorch")._run(tensor)
+    assert raw.shape == raw_ref.shape and np.isfinite(raw).all()
+    boxes, scores = slice(0, 4), slice(4, None)
+    assert np.abs(raw[:, boxes] - raw_ref[:, boxes]).mean() < 0.05 * 128
+    assert np.abs(raw[:, scores] - raw_ref[:, scores]).max() < 0.1
+
+
+def test_openvino_precision_is_what_the_cpu_computes(tiny_weights: Path, tmp_path: Path) -> None:
+    """runtime openvino reports the arithmetic OpenVINO compiled it for: bf16 on a CPU
+    with native bf16 (unless model.precision is f32), f32 elsewhere."""
+    settings = settings_for(tiny_weights, tmp_path / "cache")
+    native_bf16 = "BF16" in openvino_cpu_capabilities()
+    assert Detector(settings, runtime="openvino").precision == ("bf16" if native_bf16 else "f32")
+    assert Detector(settings, runtime="openvino", precision="f32").precision == "f32"

@@ -78,6 +78,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Any) -> int:
     try:
         report = evaluate(
             Path(args.data), weights, runtime=args.runtime or model.runtime,
+            precision=args.precision or model.precision,
             imgsz=args.imgsz or model.imgsz, conf=model.conf,
             threshold=model.abnormal_threshold if args.threshold is None else args.threshold,
             threads=model.threads, plot=Path(args.plot) if args.plot else None,
@@ -101,7 +102,8 @@ def format_report(report: dict[str, Any]) -> str:
 
     lines = [
         (f"weights {report['weights']} (sha256 {report['sha256'][:12]}), runtime "
-        f"{report['runtime']}, imgsz {report['imgsz']}, threshold {report['threshold']}"),
+         f"{report['runtime']} ({report.get('precision', 'f32')}), imgsz {report['imgsz']}, "
+         f"threshold {report['threshold']}"),
         f"pages {report['pages']}: accuracy {pct(report['accuracy'])}, sensitivity "
         f"{pct(report['sensitivity'])}, specificity {pct(report['specificity'])}, AUROC "
         + ("n/a" if report["auroc"] is None else f"{report['auroc']:.3f}"),
@@ -204,7 +206,9 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--data", required=True,
                     help="folder of class folders, or a built dataset (uses its split)")
     ev.add_argument("--weights", help="default: model.weights from the configuration")
-    ev.add_argument("--runtime", choices=("pytorch", *FORMATS))
+    ev.add_argument("--runtime", choices=("auto", "pytorch", *FORMATS))
+    ev.add_argument("--precision", choices=("auto", "f32"),
+                    help="OpenVINO arithmetic (default: model.precision)")
     ev.add_argument("--imgsz", type=int)
     ev.add_argument("--threshold", type=float)
     ev.add_argument("--split", default="val", help="split of a built dataset")

@@ -146,6 +146,7 @@ def evaluate(
     weights: Path,
     *,
     runtime: str = "pytorch",
+    precision: str = "auto",
     imgsz: int = 640,
     conf: float = 0.05,
     threshold: float = 0.5,
@@ -168,6 +169,7 @@ def evaluate(
     checksum = weights_checksum(Path(weights))
     settings = ModelSettings(
         weights=Path(weights), sha256=checksum, runtime=runtime,  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
         imgsz=imgsz, conf=conf, abnormal_threshold=threshold, threads=threads,
         export_cache_dir=cache_dir,
     )
@@ -183,7 +185,8 @@ def evaluate(
     elapsed = time.perf_counter() - started
     report = score_predictions([c for c, _ in pages], predictions)
     report.update(
-        weights=str(weights), sha256=checksum, runtime=runtime, imgsz=imgsz, conf=conf,
+        weights=str(weights), sha256=checksum, runtime=detector.runtime,
+        precision=detector.precision, imgsz=imgsz, conf=conf,
         threshold=threshold, data=str(data_dir), split=split,
         ms_per_page=round(1000 * elapsed / max(len(pages), 1), 1),
         predictions=[

@@ -70,6 +70,9 @@ def create_app(service: Service) -> FastAPI:
             "status": "ok",
             "ae_title": service.settings.dicom.ae_title,
             "algorithm_version": getattr(detector, "version", None),
+            # What computes the result here: model.runtime "auto" depends on the machine.
+            "runtime": getattr(detector, "runtime", None),
+            "precision": getattr(detector, "precision", None),
             "jobs": service.spool.counts(),
         }
 
