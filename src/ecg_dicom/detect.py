@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -483,12 +483,13 @@ class Detector:
         way, so header text must not reach the model (it could not have learned
         from it, and it is not what it was validated on).
         """
-        return decide(
+        result = decide(
             self.detections(blank_outside_frame(page.image, page.frame)),
             model_name=self.name,
             model_version=self.version,
             threshold=self.settings.abnormal_threshold,
         )
+        return replace(result, runtime=f"{self.runtime} {self.precision}")
 
 
 _CACHE: dict[tuple[object, ...], Detector] = {}

@@ -18,8 +18,8 @@ Report" (126000, DCM), built with highdicom's templates, never by hand:
 * One **planar ROI** measurement group (TID 1410) per detection: Tracking
   Identifier and Tracking UID (112039/112040), Finding (121071) coded per class
   (:data:`FINDING_CODES`), Algorithm Name/Version (111001/111003; the version is
-  the weights' checksum), Probability (122157) with unit "1" (UCUM, no units),
-  and the box as an Image Region (111030) — a closed POLYLINE (SR has no
+  the weights' checksum) and Parameters (111002: the runtime), Probability
+  (122157) with unit "1" (UCUM, no units), and the box as an Image Region (111030) — a closed POLYLINE (SR has no
   rectangle, PS3.3 C.18.6.1.2) in pixel coordinates of the **annotated SC**
   (the page offset of :func:`ecg_dicom.annotate.to_sc_pixels`).
 * "No finding": no detection groups; the summary group carries no Finding and
@@ -132,7 +132,12 @@ def detection_label(index: int, det: Detection, page: Page) -> str:
 
 
 def _algorithm(result: Classification) -> hd.sr.AlgorithmIdentification:
-    return hd.sr.AlgorithmIdentification(name=result.model_name, version=result.model_version)
+    # Algorithm Parameters (111002, DCM): the runtime and precision that computed the
+    # network (model.runtime "auto" depends on the machine), e.g. "runtime openvino-int8 int8".
+    parameters = [f"runtime {result.runtime}"] if result.runtime else None
+    return hd.sr.AlgorithmIdentification(
+        name=result.model_name, version=result.model_version, parameters=parameters
+    )
 
 
 def _probability(value: float) -> hd.sr.Measurement:

@@ -114,6 +114,9 @@ class Classification:
     detections: tuple[Detection, ...]
     model_name: str
     model_version: str
+    #: How the network was computed, e.g. "openvino-int8 int8" (runtime and precision);
+    #: recorded as an Algorithm Parameter in the SR.  Empty when not known.
+    runtime: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -131,6 +134,7 @@ class Classification:
             ],
             "model_name": self.model_name,
             "model_version": self.model_version,
+            "runtime": self.runtime,
             "notice": "AI result - not for diagnostic use",
         }
 

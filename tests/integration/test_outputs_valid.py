@@ -109,7 +109,7 @@ def _abnormal(page: Page) -> Classification:
     )
     return Classification(label="Abnormal", class_name="MI-ECG", confidence=0.91,
                           abnormal_score=0.93, detections=dets, model_name=MODEL,
-                          model_version=VERSION)
+                          model_version=VERSION, runtime="openvino-int8 int8")
 
 
 def _normal(page: Page) -> Classification:
@@ -117,7 +117,7 @@ def _normal(page: Page) -> Classification:
     det = Detection("Normal-ECG", 0.8, (w * 0.05, h * 0.15, w * 0.95, h * 0.9))
     return Classification(label="Normal", class_name="Normal-ECG", confidence=0.8,
                           abnormal_score=0.1, detections=(det,), model_name=MODEL,
-                          model_version=VERSION)
+                          model_version=VERSION, runtime="onnx f32")
 
 
 def _no_finding() -> Classification:
@@ -341,7 +341,7 @@ def test_sr_content(cases: list[Case]) -> None:
         assert len(tracking) == len(groups)
 
 
-def test_algorithm_name_and_version_in_every_group(cases: list[Case]) -> None:
+def test_algorithm_name_version_and_runtime_in_every_group(cases: list[Case]) -> None:
     for case in cases:
         sr = hd.sr.Comprehensive3DSR.from_dataset(_roundtrip(case.outputs.sr))
         groups = [*sr.content.get_image_measurement_groups(),
@@ -353,3 +353,6 @@ def test_algorithm_name_and_version_in_every_group(cases: list[Case]) -> None:
             }
             assert items.get("111001") == MODEL
             assert items.get("111003") == VERSION
+            # Algorithm Parameters: the runtime that computed it, when known.
+            expected = f"runtime {case.result.runtime}" if case.result.runtime else None
+            assert items.get("111002") == expected
