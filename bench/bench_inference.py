@@ -83,6 +83,7 @@ def run_worker(runtime: str, weights: Path, files: list[Path], imgsz: int, conf:
         from ultralytics import YOLO
 
         model = YOLO(str(weights))
+        resolved = "pytorch f32 (ultralytics, 1 thread)"
 
         def infer(image: Any) -> Any:
             result = model.predict(image[..., ::-1], imgsz=imgsz, conf=conf, verbose=False)[0]
@@ -124,7 +125,7 @@ def run_worker(runtime: str, weights: Path, files: list[Path], imgsz: int, conf:
 
     return {
         "runtime": runtime,
-        "resolved": resolved if runtime != "ultralytics-default" else "pytorch f32 (1 thread)",
+        "resolved": resolved,
         "torch_threads": torch.get_num_threads(),
         "ms_median": statistics.median(times),
         "ms_mean": statistics.fmean(times),
