@@ -19,8 +19,9 @@ Report" (126000, DCM), built with highdicom's templates, never by hand:
   Identifier and Tracking UID (112039/112040), Finding (121071) coded per class
   (:data:`FINDING_CODES`), Algorithm Name/Version (111001/111003; the version is
   the weights' checksum) and Parameters (111002: the runtime), Probability
-  (122157) with unit "1" (UCUM, no units), and the box as an Image Region (111030) — a closed POLYLINE (SR has no
-  rectangle, PS3.3 C.18.6.1.2) in pixel coordinates of the **annotated SC**
+  (122157) with unit "1" (UCUM, no units), and the box as an Image Region
+  (111030) — a closed POLYLINE (SR has no rectangle, PS3.3 C.18.6.1.2) in
+  pixel coordinates of the **annotated SC**
   (the page offset of :func:`ecg_dicom.annotate.to_sc_pixels`).
 * "No finding": no detection groups; the summary group carries no Finding and
   says "All algorithms succeeded; without findings".

@@ -65,8 +65,10 @@ def quantize_openvino(
     correction (``fast_bias_correction=False``): NNCF re-fits every quantised layer's
     bias on the calibration pages against the f32 outputs, layer by layer, instead of
     the one-step estimate -- twice the derivation time (about 80 s for the shipped
-    model on 2 cores), and the recipe that keeps every validation label (the fast
-    estimate flipped one borderline page; see docs/model.md).
+    model on 2 cores).  It was chosen on pages no other choice uses (synthetic ECGs
+    of another seed, the real DICOM ECGs; ``scripts/int8_recipes.py``): it moves the
+    abnormal score six times less than the fast estimate, and keeps every
+    validation label where the fast estimate flipped one (see weights/MODEL_CARD.md).
     """
     import openvino as ov
 
