@@ -100,7 +100,8 @@ def run_worker(runtime: str, weights: Path, files: list[Path], imgsz: int, conf:
         from ecg_dicom.detect import Detector
 
         if runtime == "default":  # the embedded defaults: model.runtime auto
-            name, precision = ModelSettings().runtime, ModelSettings().precision
+            defaults = ModelSettings()
+            name, precision = defaults.runtime, defaults.precision
         elif runtime == "openvino-int8":  # a runtime of its own (the int8 IR), not a precision
             name, precision = runtime, "auto"
         else:

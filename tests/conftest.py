@@ -37,8 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def default_runtime_export() -> None:
     """Derive the model the default runtime uses on this machine once, before any test.
 
-    ``model.runtime: auto`` resolves per machine (OpenVINO where the CPU has native
-    bf16, else ONNX Runtime; see ``detect.resolve_runtime``).  Every service and CLI
+    ``model.runtime: auto`` resolves per machine (on a CPU: the int8 OpenVINO model;
+    see ``detect.resolve_runtime``).  Every service and CLI
     the tests start then finds that export in the shared cache
     (``serve_proc.MODEL_CACHE``) instead of deriving it while a test waits for
     readiness.  Cached per checkout, keyed by checksum.

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +108,7 @@ def decide(
     model_name: str,
     model_version: str,
     threshold: float = 0.5,
+    runtime: str = "",
 ) -> Classification:
     """Reduce the boxes found on one page to Normal / Abnormal.
 
@@ -118,6 +119,7 @@ def decide(
     * Label "Abnormal" iff ``abnormal_score >= threshold``, else "Normal"; with no
       box at all the label is "No finding" (class None, confidence 0, score 0).
     * ``class_name`` / ``confidence`` are those of the single most confident box.
+    * ``runtime`` (what computed the boxes) is carried into the result as given.
 
     Why a ratio and not the top box alone: the detector often puts boxes of two
     classes on the same chart frame; the ratio uses both, and the threshold then
@@ -133,6 +135,7 @@ def decide(
             detections=(),
             model_name=model_name,
             model_version=model_version,
+            runtime=runtime,
         )
     normal = max((d.confidence for d in boxes if d.class_name == NORMAL_CLASS), default=0.0)
     abnormal = max((d.confidence for d in boxes if d.class_name != NORMAL_CLASS), default=0.0)
@@ -146,6 +149,7 @@ def decide(
         detections=boxes,
         model_name=model_name,
         model_version=model_version,
+        runtime=runtime,
     )
 
 
@@ -416,15 +420,13 @@ class Detector:
         self.settings = settings
         self.version = verify_weights(settings)
         self.name = settings.name
-        overrides: dict[str, Any] = {}
-        if runtime is not None:
-            overrides["runtime"] = runtime
-        if precision is not None:
-            overrides["precision"] = precision
-        self.choice = resolve_runtime(settings.model_copy(update=overrides) if overrides else settings)
+        overrides = {
+            k: v for k, v in (("runtime", runtime), ("precision", precision)) if v is not None
+        }
+        effective = settings.model_copy(update=overrides)
+        self.choice = resolve_runtime(effective)
         self.runtime = self.choice.runtime
         self.precision = self.choice.precision
-        openvino_precision = overrides.get("precision", settings.precision)
         self.input_shape = input_shape(settings.imgsz)
         self.names: tuple[str, ...] = CLASS_NAMES
         weights = Path(settings.weights)
@@ -446,7 +448,7 @@ class Detector:
             if self.runtime == "onnx":
                 self._run = _OnnxRuntime(exported, settings)
             else:  # f32 IR, or the int8 IR (its int8 layers run int8 at any precision hint)
-                openvino = _OpenVinoRuntime(exported, settings, openvino_precision)
+                openvino = _OpenVinoRuntime(exported, settings, effective.precision)
                 self.precision = "int8" if self.runtime == "openvino-int8" else openvino.precision
                 self._run = openvino
         else:
@@ -456,6 +458,8 @@ class Detector:
             )
         if set(self.names) != set(CLASS_NAMES):
             raise ModelError(f"model classes {self.names} are not the expected {CLASS_NAMES}")
+        #: What every result records as having computed it (SR Algorithm Parameters).
+        self.runtime_label = f"{self.runtime} {self.precision}"
         log.info(
             "model loaded",
             extra={
@@ -483,13 +487,13 @@ class Detector:
         way, so header text must not reach the model (it could not have learned
         from it, and it is not what it was validated on).
         """
-        result = decide(
+        return decide(
             self.detections(blank_outside_frame(page.image, page.frame)),
             model_name=self.name,
             model_version=self.version,
             threshold=self.settings.abnormal_threshold,
+            runtime=self.runtime_label,
         )
-        return replace(result, runtime=f"{self.runtime} {self.precision}")
 
 
 _CACHE: dict[tuple[object, ...], Detector] = {}

@@ -72,13 +72,7 @@ class Service:
             detector = self.pipeline.detector
             log.info(
                 "model loaded",
-                extra={
-                    "model": detector.name,
-                    "algorithm_version": detector.version,
-                    "runtime": detector.runtime,
-                    "precision": detector.precision,
-                    "runtime_reason": detector.choice.reason,
-                },
+                extra={"model": detector.name, "algorithm_version": detector.version},
             )
         recovered = self.spool.recover()
         for job_id in recovered:
