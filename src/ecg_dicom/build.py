@@ -3,7 +3,18 @@
 The SC is built first because the SR points into it: its image regions are in
 the SC's pixel space and reference the SC's SOP Instance UID, and the SC is
 evidence of the SR (PS3.3 C.17.2.2).  Both are pure functions of the source,
-the page, the result and the settings (see identity.py for the UIDs).
+the page, the result and the settings; their UIDs follow that content
+(:func:`ecg_dicom.identity.content_key`), so the same ECG with the same model and
+settings always gives the same objects, and anything else gives new ones.
+
+Two facts come from the ledger, not from the ECG, and are passed in by the worker:
+
+* ``slot``: the ECG's place among the ECGs of its study that got results, which
+  chooses the Series Numbers (:func:`ecg_dicom.identity.series_numbers`), so
+  several ECGs of one study never share a result series number;
+* ``predecessor``: the SR sent earlier for the same ECG when its content has
+  changed since (new weights, runtime, decision settings, renderer...): the new
+  SR names it in its Predecessor Documents Sequence (PS3.3 C.17.2.3).
 """
 
 from __future__ import annotations
@@ -11,28 +22,29 @@ from __future__ import annotations
 from pydicom import Dataset
 
 from ecg_dicom.config import Settings
+from ecg_dicom.identity import content_key, result_uids, series_numbers
 from ecg_dicom.sc import build_sc
 from ecg_dicom.sr import build_sr
-from ecg_dicom.stages import Classification, Outputs, Page
+from ecg_dicom.stages import Classification, DocumentReference, Outputs, Page
 
 
 def build_outputs(
-    source: Dataset, page: Page, result: Classification, settings: Settings
+    source: Dataset,
+    page: Page,
+    result: Classification,
+    settings: Settings,
+    *,
+    slot: int = 0,
+    predecessor: DocumentReference | None = None,
 ) -> Outputs:
-    """The annotated SC and the TID 1500 SR for ``source``, in that order.
-
-    ``notes`` records facts about the build a person reading the job should know
-    (what was found, and where the SR's coordinates live).
-    """
-    sc = build_sc(source, page, result, settings)
-    sr = build_sr(source, sc, page, result, settings)
-    found = (
-        "no finding"
-        if result.label == "No finding" or not result.detections
-        else f"{result.label} ({result.class_name}, {len(result.detections)} box(es))"
+    """The annotated SC and the TID 1500 SR for ``source``, in that order."""
+    out = settings.output
+    key = content_key(source, page, result, settings)
+    uids = result_uids(source.SOPInstanceUID, key, out.uid_root)
+    sc_number, sr_number = series_numbers(out.series_number_sc, out.series_number_sr, slot)
+    sc = build_sc(source, page, result, settings, uids=uids, series_number=sc_number)
+    sr = build_sr(
+        source, sc, page, result, settings,
+        uids=uids, series_number=sr_number, predecessor=predecessor,
     )
-    notes = (
-        f"SR {sr.SOPInstanceUID}: {found}",
-        f"SC {sc.SOPInstanceUID}: image regions of the SR are in its pixel space",
-    )
-    return Outputs(sc=sc, sr=sr, notes=notes)
+    return Outputs(sc=sc, sr=sr)

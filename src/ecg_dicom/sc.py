@@ -44,7 +44,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from ecg_dicom.annotate import draw_result, short_version
 from ecg_dicom.config import Settings
-from ecg_dicom.identity import result_uids
+from ecg_dicom.identity import ResultUIDs, content_key, result_uids
 from ecg_dicom.stages import Classification, Page
 
 #: Series Description of every annotated SC (LO: at most 64 characters).
@@ -88,7 +88,8 @@ def _source_reference(source: Dataset) -> Dataset:
 
 
 def _sc_image(
-    source: Dataset, pixels: np.ndarray, series_uid: str, sop_uid: str, settings: Settings
+    source: Dataset, pixels: np.ndarray, series_uid: str, sop_uid: str, settings: Settings,
+    series_number: int,
 ) -> hd.sc.SCImage:
     return hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source,
@@ -97,7 +98,7 @@ def _sc_image(
         bits_allocated=8,
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
         series_instance_uid=series_uid,
-        series_number=settings.output.series_number_sc,
+        series_number=series_number,
         sop_instance_uid=sop_uid,
         instance_number=1,
         manufacturer=settings.output.manufacturer,
@@ -106,19 +107,33 @@ def _sc_image(
     )
 
 
-def build_sc(source: Dataset, page: Page, result: Classification, settings: Settings) -> Dataset:
+def build_sc(
+    source: Dataset,
+    page: Page,
+    result: Classification,
+    settings: Settings,
+    *,
+    uids: ResultUIDs | None = None,
+    series_number: int | None = None,
+) -> Dataset:
     """The annotated Secondary Capture for one page of one source instance.
 
     Pure: the same inputs give the same object, UIDs included (see identity.py);
     only Content Date/Time, set by highdicom, differ between calls.
     """
-    uids = result_uids(source.SOPInstanceUID, result.model_version, settings.output.uid_root)
+    if uids is None:  # built alone (tests): the UIDs build.build_outputs would give
+        key = content_key(source, page, result, settings)
+        uids = result_uids(source.SOPInstanceUID, key, settings.output.uid_root)
+    if series_number is None:
+        series_number = settings.output.series_number_sc
     pixels = np.ascontiguousarray(draw_result(page, result))
     with warnings.catch_warnings():
         # Single-component patient names are legal, if old-fashioned (PS3.5 6.2.1.2);
         # they come from the sender and are copied unchanged.
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
-        sc = _sc_image(source, pixels, uids.sc_series, uids.sc_sop, settings)
+        sc = _sc_image(
+            source, pixels, uids.sc_series, uids.sc_sop, settings, series_number
+        )
 
     sc.PatientOrientation = []
     sc.BodyPartExamined = "HEART"

@@ -20,19 +20,45 @@ STOW-RS: other HTTP 4xx, failed instances (PS3.18 10.5.3)   by reason
 C-STORE warnings (0xB000, 0xB006, 0xB007: PS3.4 B.2.3) are successes: the peer
 stored the object.  Objects are sent SC first, then SR, on one association
 (the SR references the SC; IHE AIR orders them so).
+
+What is proposed, and what is sent (PS3.7 D.3.3.4: the SCP picks among proposed
+presentation contexts):
+
+* the SR as **Comprehensive 3D SR**, else **Comprehensive SR**, else **Enhanced SR**
+  (each proposed in its own context), the first the peer accepts and the content
+  fits (:func:`sr_fits_class`: no SCOORD3D outside 3D SR, no by-reference
+  relationship in Enhanced SR).  In another class the SR is another instance, with
+  its own derived SOP Instance UID (:func:`ecg_dicom.identity.sr_uid_for_class`);
+* the SC in its own (compressed, lossless) transfer syntax, else Deflated Explicit
+  VR Little Endian, else uncompressed: decompressed for a peer that takes nothing
+  else, never re-compressed lossily.
+
+:func:`send_outputs` returns what was sent (:class:`SentObject`), so the job
+records a fallback.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
 import httpx
 from pydicom import Dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import (
+    UID,
+    Comprehensive3DSRStorage,
+    ComprehensiveSRStorage,
+    DeflatedExplicitVRLittleEndian,
+    EnhancedSRStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.pdu import A_ASSOCIATE_RJ
@@ -40,6 +66,7 @@ from pynetdicom.status import code_to_category
 
 from ecg_dicom.config import Destination, Settings
 from ecg_dicom.errors import DeliveryError, is_transient_status
+from ecg_dicom.identity import sr_uid_for_class
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +78,89 @@ _FAILED_SOP_SEQUENCE = "00081198"
 _FAILURE_REASON = "00081197"
 #: HTTP statuses after which a later STOW-RS attempt can succeed.
 _TRANSIENT_HTTP = frozenset({408, 425, 429})
+#: SR storage classes in order of preference (PS3.4 B.5): the SR is built as the first.
+SR_CLASSES: tuple[UID, ...] = (Comprehensive3DSRStorage, ComprehensiveSRStorage, EnhancedSRStorage)
+_UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
+
+@dataclass(frozen=True)
+class SentObject:
+    """One object as it went out: its class, instance and transfer syntax, and
+    ``fallback`` saying why it differs from what was built ("" when it does not)."""
+
+    modality: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    fallback: str = ""
+
+    def describe(self) -> str:
+        what = f"{self.modality} as {UID(self.sop_class_uid).name}"
+        if self.modality != "SR":
+            what += f" in {UID(self.transfer_syntax_uid).name}"
+        return what + (f" ({self.fallback})" if self.fallback else "")
+
+
+def _items(ds: Dataset) -> Iterator[Dataset]:
+    for item in ds.get("ContentSequence", []):
+        yield item
+        yield from _items(item)
+
+
+def sr_fits_class(ds: Dataset, sop_class_uid: str) -> bool:
+    """Whether the SR's content is valid in another SR storage class (PS3.3 A.35):
+    Comprehensive SR has no SCOORD3D; Enhanced SR has no SCOORD3D and no
+    by-reference relationships (Referenced Content Item Identifier)."""
+    if sop_class_uid == Comprehensive3DSRStorage:
+        return True
+    for item in _items(ds):
+        if item.get("ValueType") == "SCOORD3D":
+            return False
+        if sop_class_uid == EnhancedSRStorage and "ReferencedContentItemIdentifier" in item:
+            return False
+    return sop_class_uid in SR_CLASSES
+
+
+def sr_as_class(ds: Dataset, sop_class_uid: str, uid_root: str) -> Dataset:
+    """A copy of the SR as an instance of another SR storage class, with its own UID."""
+    if ds.SOPClassUID == sop_class_uid:
+        return ds
+    out = copy.deepcopy(ds)
+    out.SOPClassUID = UID(sop_class_uid)
+    out.SOPInstanceUID = sr_uid_for_class(ds.SOPInstanceUID, sop_class_uid, uid_root)
+    if getattr(out, "file_meta", None) is not None:
+        out.file_meta.MediaStorageSOPClassUID = out.SOPClassUID
+        out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+    return out
+
+
+def in_transfer_syntax(ds: Dataset, transfer_syntax: UID) -> Dataset:
+    """A copy of an image in another lossless transfer syntax: decompressed (to Explicit
+    VR Little Endian, then re-labelled when Implicit or Deflated is asked for)."""
+    own = _syntax_of(ds)
+    if own == transfer_syntax:
+        return ds
+    out = copy.deepcopy(ds)
+    if own.is_compressed:
+        out.decompress()  # pydicom 3: native pixels, Explicit VR Little Endian
+    if getattr(out, "file_meta", None) is None:
+        out.file_meta = FileMetaDataset()
+    out.file_meta.TransferSyntaxUID = transfer_syntax
+    return out
+
+
+def _syntax_of(ds: Dataset) -> UID:
+    """The transfer syntax a built or read object is encoded in (Explicit VR Little
+    Endian when it has no File Meta Information yet)."""
+    meta = getattr(ds, "file_meta", None)
+    return UID(meta.get("TransferSyntaxUID", ExplicitVRLittleEndian)) if meta else ExplicitVRLittleEndian
+
+
+def _image_syntaxes(ds: Dataset) -> list[UID]:
+    own = _syntax_of(ds)
+    order = [own, DeflatedExplicitVRLittleEndian, *_UNCOMPRESSED]
+    return list(dict.fromkeys(order))
 
 
 def destinations_for(calling_ae: str, settings: Settings) -> list[Destination]:
@@ -145,27 +255,89 @@ def _store_one(assoc: Association, ds: Dataset, destination: Destination) -> Non
     )
 
 
+def _propose(ae: AE, datasets: Sequence[Dataset]) -> None:
+    """One presentation context per (SOP class, transfer syntax choice): the SR in
+    each SR class, an image in its own syntax, Deflated and uncompressed."""
+    proposed: set[tuple[str, tuple[UID, ...]]] = set()
+
+    def add(sop_class: str, syntaxes: list[UID]) -> None:
+        key = (str(sop_class), tuple(syntaxes))
+        if key not in proposed:
+            proposed.add(key)
+            ae.add_requested_context(sop_class, syntaxes)
+
+    for ds in datasets:
+        if ds.get("Modality") == "SR" and ds.SOPClassUID in SR_CLASSES:
+            for sr_class in SR_CLASSES:
+                add(sr_class, list(_UNCOMPRESSED))
+        elif ds.get("Modality") == "SR":
+            add(ds.SOPClassUID, _transfer_syntaxes(ds))
+        else:
+            own = _syntax_of(ds)
+            if own not in _UNCOMPRESSED:
+                add(ds.SOPClassUID, [own])
+            if own != DeflatedExplicitVRLittleEndian:
+                add(ds.SOPClassUID, [DeflatedExplicitVRLittleEndian])
+            add(ds.SOPClassUID, list(_UNCOMPRESSED))
+
+
+def _as_accepted(
+    ds: Dataset, accepted: set[tuple[str, str]], uid_root: str
+) -> tuple[Dataset, SentObject]:
+    """``ds`` as the peer accepted it, or DeliveryError (permanent) when it accepted no form."""
+    modality = str(ds.get("Modality", ""))
+    if modality == "SR" and ds.SOPClassUID in SR_CLASSES:
+        for sr_class in SR_CLASSES:
+            taken = any((sr_class, ts) in accepted for ts in _UNCOMPRESSED)
+            if taken and sr_fits_class(ds, sr_class):
+                out = sr_as_class(ds, sr_class, uid_root)
+                fallback = (
+                    "" if sr_class == ds.SOPClassUID
+                    else f"the peer does not accept {UID(ds.SOPClassUID).name}"
+                )
+                return out, SentObject(modality, out.SOPClassUID, out.SOPInstanceUID,
+                                       out.SeriesInstanceUID, _syntax_of(out), fallback)
+        names = ", ".join(UID(c).name for c in SR_CLASSES)
+        raise DeliveryError(f"the peer accepts none of {names} for the SR", transient=False)
+    if modality == "SR":
+        return ds, SentObject(modality, ds.SOPClassUID, ds.SOPInstanceUID,
+                              ds.SeriesInstanceUID, _syntax_of(ds))
+    own = _syntax_of(ds)
+    for syntax in _image_syntaxes(ds):
+        if (ds.SOPClassUID, syntax) in accepted:
+            out = in_transfer_syntax(ds, syntax)
+            fallback = "" if syntax == own else f"the peer does not accept {own.name}"
+            return out, SentObject(modality, out.SOPClassUID, out.SOPInstanceUID,
+                                   out.SeriesInstanceUID, syntax, fallback)
+    raise DeliveryError(
+        f"the peer accepts {UID(ds.SOPClassUID).name} in no transfer syntax we can send",
+        transient=False,
+    )
+
+
 def send_outputs(
-    datasets: Sequence[Dataset], destination: Destination, *, calling_ae: str, timeout: float
-) -> None:
+    datasets: Sequence[Dataset],
+    destination: Destination,
+    *,
+    calling_ae: str,
+    timeout: float,
+    uid_root: str = "1.2.826.0.1.3680043.8.498.",
+) -> list[SentObject]:
     """C-STORE ``datasets`` (SC first, then SR) to ``destination`` on one association.
 
     ``timeout`` bounds the TCP connection, each ACSE and DIMSE exchange, and
-    network silence (seconds).  Raises DeliveryError on the first failure.
+    network silence (seconds); ``uid_root`` roots the UID of an SR sent in a
+    fallback class.  Returns what was sent; raises DeliveryError on the first failure.
     """
     if not datasets:
-        return
+        return []
     ae = AE(ae_title=calling_ae)
     ae.connection_timeout = timeout
     ae.acse_timeout = timeout
     ae.dimse_timeout = timeout
     ae.network_timeout = timeout
     ordered = _ordered(datasets)
-    seen: set[str] = set()
-    for ds in ordered:
-        if ds.SOPClassUID not in seen:
-            seen.add(ds.SOPClassUID)
-            ae.add_requested_context(ds.SOPClassUID, _transfer_syntaxes(ds))
+    _propose(ae, ordered)
     rejections: list[A_ASSOCIATE_RJ] = []
 
     def on_pdu(event: evt.Event) -> None:
@@ -183,14 +355,24 @@ def send_outputs(
         ) from exc
     if not assoc.is_established:
         raise _association_failure(assoc, destination, rejections)
+    accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+                for cx in assoc.accepted_contexts}
+    sent: list[SentObject] = []
     try:
         for ds in ordered:
-            _store_one(assoc, ds, destination)
+            try:
+                out, what = _as_accepted(ds, accepted, uid_root)
+            except DeliveryError as exc:
+                raise DeliveryError(f"{_where(destination)}: {exc}", transient=False) from exc
+            _store_one(assoc, out, destination)
+            sent.append(what)
     except BaseException:
         assoc.abort()
         raise
     assoc.release()
-    log.info("sent %d object(s) to %s", len(ordered), _where(destination))
+    log.info("sent %d object(s) to %s", len(ordered), _where(destination),
+             extra={"sent": [s.describe() for s in sent]})
+    return sent
 
 
 # --- DICOMweb STOW-RS (PS3.18 10.5) --------------------------------------------

@@ -63,6 +63,24 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_sop ON jobs(sop_instance_uid);
 """
 
+#: The results each source ECG got, one row per (study, source instance): ``slot`` is its
+#: place among the ECGs of the study (it chooses the results' Series Numbers), ``sr_*``
+#: the SR last delivered for it (the predecessor of the next, different one).
+_OUTPUTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outputs (
+    study_instance_uid TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    sr_series_instance_uid TEXT NOT NULL DEFAULT '',
+    sr_sop_class_uid TEXT NOT NULL DEFAULT '',
+    sr_sop_instance_uid TEXT NOT NULL DEFAULT '',
+    job_id TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (study_instance_uid, sop_instance_uid),
+    UNIQUE (study_instance_uid, slot)
+);
+"""
+
 
 @dataclass(frozen=True)
 class Job:
@@ -111,6 +129,7 @@ class Spool:
         self._local = threading.local()
         with self._db() as db:
             db.executescript(_SCHEMA)
+            db.executescript(_OUTPUTS_SCHEMA)
 
     # -- ledger ------------------------------------------------------------
     @contextmanager
@@ -295,3 +314,56 @@ class Spool:
         if not job_id.isalnum():
             raise ValueError(f"invalid job id {job_id!r}")
         return self.results_dir / job_id
+
+    # -- what each ECG got (series slots, the SR a new one replaces) ---------
+    def series_slot(self, study_instance_uid: str, sop_instance_uid: str) -> int:
+        """The ECG's place among the ECGs of its study (0, 1, ...), given once and kept.
+
+        One INSERT ... SELECT is atomic in SQLite (writers are serialised), so two
+        workers taking ECGs of the same study at once get different slots.
+        """
+        with self._db() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO outputs (study_instance_uid, sop_instance_uid, slot,"
+                " updated_at) SELECT ?, ?, COALESCE(MAX(slot) + 1, 0), ? FROM outputs"
+                " WHERE study_instance_uid=?",
+                (study_instance_uid, sop_instance_uid, time.time(), study_instance_uid),
+            )
+            row = db.execute(
+                "SELECT slot FROM outputs WHERE study_instance_uid=? AND sop_instance_uid=?",
+                (study_instance_uid, sop_instance_uid),
+            ).fetchone()
+        return int(row[0])
+
+    def delivered_sr(self, study_instance_uid: str, sop_instance_uid: str) -> dict[str, str] | None:
+        """The SR last delivered for an ECG (series, class and instance UIDs), if any."""
+        with self._db() as db:
+            row = db.execute(
+                "SELECT sr_series_instance_uid, sr_sop_class_uid, sr_sop_instance_uid FROM outputs"
+                " WHERE study_instance_uid=? AND sop_instance_uid=? AND sr_sop_instance_uid!=''",
+                (study_instance_uid, sop_instance_uid),
+            ).fetchone()
+        if row is None:
+            return None
+        return {"series": row[0], "sop_class": row[1], "sop_instance": row[2]}
+
+    def record_delivered_sr(
+        self,
+        study_instance_uid: str,
+        sop_instance_uid: str,
+        *,
+        series: str,
+        sop_class: str,
+        sop_instance: str,
+        job_id: str,
+    ) -> None:
+        """Remember the SR an ECG's results were delivered (or kept) with."""
+        self.series_slot(study_instance_uid, sop_instance_uid)
+        with self._db() as db:
+            db.execute(
+                "UPDATE outputs SET sr_series_instance_uid=?, sr_sop_class_uid=?,"
+                " sr_sop_instance_uid=?, job_id=?, updated_at=?"
+                " WHERE study_instance_uid=? AND sop_instance_uid=?",
+                (series, sop_class, sop_instance, job_id, time.time(),
+                 study_instance_uid, sop_instance_uid),
+            )

@@ -51,14 +51,21 @@ import warnings
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ecg_dicom.annotate import to_sc_pixels
 from ecg_dicom.config import Settings
-from ecg_dicom.identity import device_observer_uid, result_uids, tracking_uid
+from ecg_dicom.identity import (
+    ResultUIDs,
+    content_key,
+    device_observer_uid,
+    result_uids,
+    tracking_uid,
+)
 from ecg_dicom.sc import add_contributing_equipment, algorithm_equipment
-from ecg_dicom.stages import Classification, Detection, Page
+from ecg_dicom.stages import Classification, Detection, DocumentReference, Page
 
 # --- Codes (dicom-outputs.md; pydicom 3 concept dictionary, PS3.16) ----------
 FINDING = Code("121071", "DCM", "Finding")
@@ -189,8 +196,32 @@ def _detection_group(
     )
 
 
+def predecessor_documents(ref: DocumentReference) -> DicomSequence:
+    """Predecessor Documents Sequence (0040,A360) naming the SR this one replaces
+    (SR Document General module, PS3.3 C.17.2; Hierarchical SOP Instance Reference
+    Macro, PS3.3 Table C.17-3): required when a document replaces another."""
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = ref.sop_class_uid
+    instance.ReferencedSOPInstanceUID = ref.sop_instance_uid
+    series = Dataset()
+    series.SeriesInstanceUID = ref.series_instance_uid
+    series.ReferencedSOPSequence = DicomSequence([instance])
+    study = Dataset()
+    study.StudyInstanceUID = ref.study_instance_uid
+    study.ReferencedSeriesSequence = DicomSequence([series])
+    return DicomSequence([study])
+
+
 def build_sr(
-    source: Dataset, sc: Dataset, page: Page, result: Classification, settings: Settings
+    source: Dataset,
+    sc: Dataset,
+    page: Page,
+    result: Classification,
+    settings: Settings,
+    *,
+    uids: ResultUIDs | None = None,
+    series_number: int | None = None,
+    predecessor: DocumentReference | None = None,
 ) -> Dataset:
     """The TID 1500 Comprehensive 3D SR for one page of one source instance.
 
@@ -200,7 +231,9 @@ def build_sr(
     if result.label not in LABEL_CODES and result.label != "No finding":
         raise ValueError(f"unknown result label {result.label!r}")
     out = settings.output
-    uids = result_uids(source.SOPInstanceUID, result.model_version, out.uid_root)
+    if uids is None:  # built alone (tests): the UIDs build.build_outputs would give
+        key = content_key(source, page, result, settings)
+        uids = result_uids(source.SOPInstanceUID, key, out.uid_root)
     observer = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -230,7 +263,7 @@ def build_sr(
             evidence=[sc, source],
             content=report[0],
             series_instance_uid=uids.sr_series,
-            series_number=out.series_number_sr,
+            series_number=out.series_number_sr if series_number is None else series_number,
             sop_instance_uid=uids.sr_sop,
             instance_number=1,
             manufacturer=out.manufacturer,
@@ -241,4 +274,6 @@ def build_sr(
         )
     sr.SeriesDescription = SR_SERIES_DESCRIPTION
     add_contributing_equipment(sr, algorithm_equipment(result, settings))
+    if predecessor is not None and predecessor.sop_instance_uid != sr.SOPInstanceUID:
+        sr.PredecessorDocumentsSequence = predecessor_documents(predecessor)
     return sr

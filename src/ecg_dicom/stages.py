@@ -146,3 +146,14 @@ class Outputs:
     sc: object
     sr: object
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class DocumentReference:
+    """Where an earlier result SR lives (for the Predecessor Documents Sequence,
+    PS3.3 C.17.2.3): its study, series, SOP class and SOP instance."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
