@@ -55,6 +55,17 @@ class ModelError(EcgDicomError):
     """The model weights are missing, corrupt, or do not match their checksum."""
 
 
+class NotAnEcgError(InputError):
+    """The object was accepted (its SOP class can hold an ECG) but holds no ECG.
+
+    A Hemodynamic Waveform whose channels include no ECG lead (only pressures,
+    respiration...): nothing is wrong with it and there is nothing to classify.
+    The worker ends such a job as ``skipped`` (spool.SKIPPED) with
+    ``"skipped: " + str(exc)`` as the reason, builds and sends nothing, and does
+    not count it as a failure (metrics.SKIPPED kind "not_an_ecg").
+    """
+
+
 class DeliveryError(EcgDicomError):
     """Results could not be delivered.  ``transient`` says whether a retry can help."""
 

@@ -14,6 +14,12 @@ ASSOCIATIONS_REJECTED = Counter(
 QUEUED = Gauge("ecgdicom_queued", "Jobs received and not yet finished (from the ledger)")
 PROCESSED = Counter("ecgdicom_processed_total", "Jobs finished, by outcome", ["outcome"])
 FAILED = Counter("ecgdicom_failed_total", "Jobs failed, by stage", ["stage"])
+#: kind: not_ecg_input (a SOP class that is not an ECG input), own_result (an
+#: ecg-dicom SC or SR sent back), ai_result (another AI's burned-in result),
+#: not_an_ecg (read by the worker: e.g. a Hemodynamic object without ECG leads).
+SKIPPED = Counter(
+    "ecgdicom_skipped_total", "Objects acknowledged and not processed, by kind", ["kind"]
+)
 DELIVERY_RETRIES = Counter("ecgdicom_delivery_retries_total", "Delivery attempts scheduled again")
 STORE_SECONDS = Histogram(
     "ecgdicom_store_seconds",

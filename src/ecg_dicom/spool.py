@@ -7,10 +7,20 @@ File Format) and one row in ``ledger.sqlite3``:
     received -> processing -> delivering -> done
                      |             |
                      +-> failed <--+      (with reason and attempts)
+                     |
+                     +-> skipped          (not an ECG after all, e.g. a Hemodynamic
+                                           object without ECG leads; with reason)
 
 A row is written (and committed with ``synchronous=FULL``) only after its file
 is durable; the C-STORE is acknowledged only after the row.  On start-up every
-job that is not ``done`` or ``failed`` is queued again (:meth:`Spool.recover`).
+job that is not ``done``, ``failed`` or ``skipped`` is queued again
+(:meth:`Spool.recover`).
+
+An object acknowledged but not processed by policy (a SOP class that is not an
+ECG input, our own result, another AI's burned-in result: see scp.py) is
+recorded directly as ``skipped`` with the reason, and its bytes are not kept
+(:meth:`Spool.record_skipped`): the row says what arrived, from whom and why
+nothing was done with it.
 
 File names are made from a random job id, never from UIDs sent by a peer, so
 nothing is written outside the spool whatever the UIDs contain.
@@ -38,7 +48,9 @@ PROCESSING = "processing"
 DELIVERING = "delivering"
 DONE = "done"
 FAILED = "failed"
-STATES = (RECEIVED, PROCESSING, DELIVERING, DONE, FAILED)
+#: Terminal: acknowledged, never processed (the reason says why).
+SKIPPED = "skipped"
+STATES = (RECEIVED, PROCESSING, DELIVERING, DONE, FAILED, SKIPPED)
 #: States a restart must take up again.
 UNFINISHED = (RECEIVED, PROCESSING, DELIVERING)
 
@@ -230,6 +242,36 @@ class Spool:
         except sqlite3.Error as exc:
             raise StorageError(f"could not record received instance in the ledger: {exc}") from exc
 
+    def record_skipped(
+        self,
+        job_id: str,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        reason: str,
+        study_instance_uid: str = "",
+        calling_ae: str = "",
+        peer_address: str = "",
+        size: int = 0,
+    ) -> None:
+        """Record an acknowledged object that will not be processed, with the reason.
+
+        No file is kept for it (the caller discards the received bytes); ``size``
+        records how many bytes arrived.  Committed before the C-STORE answers.
+        """
+        now = time.time()
+        try:
+            with self._db() as db:
+                db.execute(
+                    "INSERT INTO jobs (job_id, state, sop_class_uid, sop_instance_uid,"
+                    " study_instance_uid, calling_ae, peer_address, size, reason,"
+                    " received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (job_id, SKIPPED, sop_class_uid, sop_instance_uid, study_instance_uid,
+                     calling_ae, peer_address, size, reason, now, now),
+                )
+        except sqlite3.Error as exc:
+            raise StorageError(f"could not record skipped instance in the ledger: {exc}") from exc
+
     def clean_tmp(self) -> int:
         """Remove partial files of never-acknowledged transfers (called at start-up)."""
         removed = 0
@@ -293,7 +335,7 @@ class Spool:
         return {state: found.get(state, 0) for state in STATES}
 
     def recover(self) -> list[str]:
-        """Jobs to queue again after a restart: everything not done or failed.
+        """Jobs to queue again after a restart: everything not done, failed or skipped.
 
         Jobs left ``processing`` by a crash go back to ``received``; jobs left
         ``delivering`` stay there (their outputs are already built).
