@@ -10,6 +10,12 @@
   non-maximum suppression, so they differ only in the arithmetic of the network.
   ONNX and OpenVINO models are derived from the ``.pt`` and cached under
   ``settings.export_cache_dir/<checksum>/`` (see :mod:`ecg_dicom.train.export`).
+
+Concurrency: one :class:`Detector` serves every thread of a process (the worker
+threads and the HTTP uploads at once), so each runtime is safe for any number of
+concurrent callers and returns an array that it owns -- never a buffer that the next
+call overwrites.  Each runtime class says how.  A result therefore belongs to the page
+it was computed from, whatever runs beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -327,7 +334,15 @@ def _threads(settings: ModelSettings) -> int:
 
 
 class _TorchRuntime:
-    """The .pt through PyTorch (f32, fused), on the GPU when asked and present."""
+    """The .pt through PyTorch (f32, fused), on the GPU when asked and present.
+
+    Thread safety: inference runs under a lock, one page at a time.  An ultralytics
+    model is not documented as safe to call from several threads (its Detect head
+    caches the anchor grid on the module during ``forward``), and nothing is gained
+    without the lock: on a GPU the kernels of one process run on one stream in turn,
+    and on a CPU one call already uses every intra-op thread.  The returned array is
+    copied out of the output tensor, so it is the caller's own.
+    """
 
     def __init__(self, weights: Path, settings: ModelSettings) -> None:
         import torch
@@ -343,18 +358,24 @@ class _TorchRuntime:
             raise ModelError(f"{weights} holds no PyTorch model")
         self.names = tuple(model.names[i] for i in sorted(model.names))
         self.model = model.float().fuse(verbose=False).eval().to(self.device)
+        self._lock = threading.Lock()
 
     def __call__(self, tensor: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             out = self.model(torch.from_numpy(tensor).to(self.device))
-        out = out[0] if isinstance(out, (list, tuple)) else out
-        return out.float().cpu().numpy()
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            return np.array(out.float().cpu().numpy(), copy=True)
 
 
 class _OnnxRuntime:
-    """An ONNX export through ONNX Runtime (CUDA provider when present)."""
+    """An ONNX export through ONNX Runtime (CUDA provider when present).
+
+    Thread safety: ``InferenceSession.run`` may be called from any number of threads
+    at once on one session (ONNX Runtime's documented threading contract: the session
+    is immutable once created, every ``run`` allocates its own outputs), so no lock.
+    """
 
     def __init__(self, model_path: Path, settings: ModelSettings) -> None:
         import onnxruntime as ort
@@ -368,7 +389,9 @@ class _OnnxRuntime:
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, tensor: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self.input_name: tensor})[0])
+        # A copy: ``run`` hands back a view of the OrtValue it allocated for this call
+        # (a PyCapsule base); the caller gets an array that owns its memory.
+        return np.array(self.session.run(None, {self.input_name: tensor})[0], copy=True)
 
 
 class _OpenVinoRuntime:
@@ -376,9 +399,26 @@ class _OpenVinoRuntime:
 
     ``precision`` "auto" lets OpenVINO choose (bf16 on CPUs with AVX-512 bf16);
     "f32" forces full precision.
+
+    Thread safety: an ``InferRequest`` serves one inference at a time (a second
+    ``infer`` on it while the first runs fails with "Infer Request is busy"), and its
+    output tensor is overwritten by its next inference.  So each call takes an idle
+    request from a pool for the whole inference and gives it back after copying the
+    output: requests are created on demand (``CompiledModel.create_infer_request`` is
+    thread-safe) up to ``max_requests``, after which callers wait for one to be
+    free.  The default bound is OpenVINO's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` for
+    the compiled model, at least 2: more requests would only hold more memory, as
+    the plugin's streams run that many at once.
     """
 
-    def __init__(self, model_dir: Path, settings: ModelSettings, precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        settings: ModelSettings,
+        precision: str = "auto",
+        *,
+        max_requests: int | None = None,
+    ) -> None:
         import openvino as ov
 
         core = ov.Core()
@@ -390,13 +430,30 @@ class _OpenVinoRuntime:
         if precision == "f32":
             config["INFERENCE_PRECISION_HINT"] = ov.Type.f32
         self.compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
-        self.request = self.compiled.create_infer_request()
         #: The precision OpenVINO computes the non-int8 layers in ("bf16" or "f32").
         self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+        if max_requests is None:
+            optimal = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            max_requests = max(2, optimal)
+        #: At most this many infer requests exist (and run) at once.
+        self.max_requests = max(1, max_requests)
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._slots = threading.BoundedSemaphore(self.max_requests)
+        self._idle.put(self.compiled.create_infer_request())  # the first, made at load
 
     def __call__(self, tensor: np.ndarray) -> np.ndarray:
-        result = self.request.infer({0: tensor})
-        return np.asarray(next(iter(result.values())))
+        with self._slots:  # at most max_requests callers past here, each with its own request
+            try:
+                request = self._idle.get_nowait()
+            except queue.Empty:
+                request = self.compiled.create_infer_request()
+            try:
+                result = request.infer({0: tensor}, share_outputs=True)
+                # share_outputs: a view of the request's output tensor, copied once here
+                # before the request can run again.
+                return np.array(next(iter(result.values())), copy=True)
+            finally:
+                self._idle.put(request)
 
 
 class Detector:
@@ -494,30 +551,3 @@ class Detector:
             threshold=self.settings.abnormal_threshold,
             runtime=self.runtime_label,
         )
-
-
-_CACHE: dict[tuple[object, ...], Detector] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def get_detector(settings: ModelSettings) -> Detector:
-    """The process-wide detector for these settings, loaded on first use.
-
-    A worker process calls this per job; the model is verified and loaded once
-    and then shared (a lock keeps two threads from loading it twice).
-    """
-    key = (
-        str(Path(settings.weights).resolve()),
-        settings.sha256,
-        settings.runtime,
-        settings.precision,
-        settings.device,
-        settings.imgsz,
-        settings.threads,
-        str(settings.export_cache_dir),
-    )
-    with _CACHE_LOCK:
-        detector = _CACHE.get(key)
-        if detector is None:
-            detector = _CACHE[key] = Detector(settings)
-        return detector

@@ -17,6 +17,7 @@ It owns stage order, attempts and the outcome written to the ledger:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,20 +54,34 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
 
 
 class Pipeline:
-    """The stages, wired in one place.  The detector is loaded once per process."""
+    """The stages, wired in one place.  The detector is loaded once per process.
+
+    One pipeline serves every thread of the process (worker threads and HTTP
+    uploads); the detector it holds is safe for concurrent calls (see detect.py).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._detector: Detector | None = None
+        self._detector_lock = threading.Lock()
 
     @property
     def detector(self) -> Detector:
-        """The model, loaded and verified on first use (once per process)."""
-        if self._detector is None:
-            from ecg_dicom.detect import Detector
+        """The model, loaded and verified on first use (once per process).
 
-            self._detector = Detector(self.settings.model)
-        return self._detector
+        Loading happens under a lock: threads asking at the same time wait for the
+        one load instead of each loading (and holding) a model of their own.  A
+        load that fails leaves nothing behind, so the next call tries again.
+        """
+        detector = self._detector
+        if detector is None:
+            with self._detector_lock:
+                detector = self._detector
+                if detector is None:
+                    from ecg_dicom.detect import Detector
+
+                    detector = self._detector = Detector(self.settings.model)
+        return detector
 
     def render(self, ds: Dataset) -> Page:
         from ecg_dicom.pages import page_from_dataset
