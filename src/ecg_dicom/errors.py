@@ -51,6 +51,30 @@ class UnsupportedInputError(InputError):
     """The input is of a kind ecg-dicom does not handle (SOP class, encoding)."""
 
 
+class NotInterpretableError(InputError):
+    """The input was read, but its signal cannot be interpreted by the model.
+
+    A flat recording, values that are not numbers after calibration, an absurd
+    sampling rate, a recording too short to fill a 12-lead page, or leads that do
+    not make a 12-lead page.  Unlike other input errors this is a *result*: the
+    worker answers it with a "Not interpretable" SR and SC carrying ``reason``
+    (never with a Normal or Abnormal call), drawn on ``page`` when the error
+    carries one (the traces that could be drawn), else on
+    ``render.blank_page(header, reason)`` (see ``render.not_interpretable_page``).
+    """
+
+    def __init__(
+        self, reason: str, *, header: tuple[str, ...] = (), page: object | None = None
+    ) -> None:
+        super().__init__(reason)
+        #: Why, in words for the people reading the result (no trailing period).
+        self.reason = reason
+        #: The header lines of the page (patient, cart, settings), when known.
+        self.header = header
+        #: The :class:`~ecg_dicom.stages.Page` to show, when one could be drawn.
+        self.page = page
+
+
 class ModelError(EcgDicomError):
     """The model weights are missing, corrupt, or do not match their checksum."""
 

@@ -23,17 +23,44 @@ box on the page maps back to lead and time.  Header text (patient, date,
 speed/gain, filters, the cart's measurements and statements) is written above
 the frame, never inside it: the training pages have nothing outside the frame,
 so a detector can blank everything outside ``Page.frame``.
+
+What the model can read (:func:`interpretable_page`, the page the service uses):
+the detector was trained on 12-lead pages only (3 x 4 columns of 2.5 s and a
+10 s rhythm strip), so a recording is interpreted only when its page is one:
+
+* the 12 standard leads are present; a recording of I, II and V1-V6 (the 8
+  independent leads many carts store) gets III, aVR, aVL and aVF derived by
+  Einthoven's and Goldberger's relations (III = II - I, aVR = -(I + II)/2,
+  aVL = I - II/2, aVF = II - I/2), as the carts themselves print them.  Anything
+  else -- a 2- or 3-lead Holter, a cath-lab recording of II and V5 -- is drawn
+  (one strip per lead, for the people reading the SC) but is *not interpretable*:
+  a stacked-strip page is not what the model has ever seen, and a call on it
+  would be a guess;
+* the recording lasts at least :data:`MIN_TWELVE_LEAD_SECONDS` (9.5 s): the
+  last column (V4-V6) shows 7.5-10 s, and every lead must fill at least 2 s of
+  its 2.5 s column (two beats at 60 bpm, one at 30 bpm); a shorter recording
+  leaves columns empty;
+* no lead is flat where it is drawn (peak-to-peak below
+  :data:`ecg_dicom.waveform.FLAT_MICROVOLTS`: an electrode off, a lead not
+  recorded): the page would lack that lead.
+
+Otherwise :class:`~ecg_dicom.errors.NotInterpretableError` is raised with the
+reason and the page drawn so far; :func:`blank_page` is the page for a signal
+that cannot be drawn at all (flat, not a number, absurd sampling rate).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ecg_dicom.errors import NotInterpretableError
 from ecg_dicom.stages import LeadRegion, Page, Signals
+from ecg_dicom.waveform import FLAT_MICROVOLTS
 
 #: Pixels per millimetre of ECG paper, measured on the training pages' grid
 #: (FFT of the grid over 15 pages: 5.74-5.75; the whole page is 1600 px for
@@ -71,6 +98,8 @@ _ONE = 1 << _SHIFT
 STANDARD_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
 )
+#: The shortest recording whose 12-lead page the model can read (module docstring).
+MIN_TWELVE_LEAD_SECONDS = 3 * COLUMN_SECONDS + 2.0
 
 # (channel index, t0, t1, column x0) per segment of a row
 Row = tuple[tuple[int, float, float, float], ...]
@@ -285,6 +314,142 @@ def _separators(page: np.ndarray, rows: list[Row], baselines: np.ndarray) -> Non
     for x in sorted(xs):
         cv2.line(page, (round(x), round(top)), (round(x), round(bottom)),
                  INK, 2, cv2.LINE_8)
+
+
+def with_limb_leads(signals: Signals) -> Signals:
+    """``signals`` with III, aVR, aVL and aVF derived from I and II where they are
+    missing and V1-V6 are present (the 8 independent leads of a 12-lead ECG)."""
+    first = _first_index(signals.leads)
+    missing = [n for n in ("III", "aVR", "aVL", "aVF") if n not in first]
+    if not missing or "I" not in first or "II" not in first:
+        return signals
+    if any(f"V{k}" not in first for k in range(1, 7)):
+        return signals
+    lead_i = signals.data[first["I"]].astype(np.float32)
+    lead_ii = signals.data[first["II"]].astype(np.float32)
+    derived = {
+        "III": lead_ii - lead_i,
+        "aVR": -(lead_i + lead_ii) / 2,
+        "aVL": lead_i - lead_ii / 2,
+        "aVF": lead_ii - lead_i / 2,
+    }
+    return replace(
+        signals,
+        leads=(*signals.leads, *missing),
+        data=np.vstack([signals.data, *(derived[n][None, :] for n in missing)]),
+    )
+
+
+def interpretable_page(signals: Signals) -> Page:
+    """The 12-lead page of ``signals`` that the model reads, or
+    :class:`NotInterpretableError` with the reason and the page drawn anyway
+    (see the module docstring for the rules)."""
+    signals = with_limb_leads(signals)
+    present = set(signals.leads)
+    missing = [n for n in STANDARD_LEADS if n not in present]
+    reason = ""
+    if missing:
+        shown = ", ".join(signals.leads[:8]) + (" ..." if len(signals.leads) > 8 else "")
+        lacking = f", missing {', '.join(missing)}" if len(missing) <= 3 else ""
+        reason = (
+            f"not a 12-lead ECG ({len(signals.leads)} lead(s): {shown}{lacking}); "
+            "the model reads 12-lead pages only"
+        )
+    elif signals.duration < MIN_TWELVE_LEAD_SECONDS:
+        reason = (
+            f"the recording lasts {signals.duration:.2f} s; a 12-lead page needs at least "
+            f"{MIN_TWELVE_LEAD_SECONDS:g} s (its last column shows 7.5-10 s)"
+        )
+    if reason:
+        page = render_page(replace(signals, header=(f"NOT INTERPRETABLE: {reason}",
+                                                    *signals.header)))
+        raise NotInterpretableError(reason, header=signals.header, page=page)
+    page = render_page(signals)
+    flat = _flat_leads(signals, page)
+    if flat:
+        reason = (
+            f"lead(s) {', '.join(flat)} show no signal on the page (peak-to-peak below "
+            f"{FLAT_MICROVOLTS:g} uV: an electrode off or a lead not recorded); the model "
+            "reads complete 12-lead pages"
+        )
+        page = render_page(replace(signals, header=(f"NOT INTERPRETABLE: {reason}",
+                                                    *signals.header)))
+        raise NotInterpretableError(reason, header=signals.header, page=page)
+    return page
+
+
+def _flat_leads(signals: Signals, page: Page) -> list[str]:
+    """Standard leads drawn flat in at least one of their segments on ``page``."""
+    first = _first_index(signals.leads)
+    fs = float(signals.sampling_frequency)
+    flat: list[str] = []
+    for region in page.regions:
+        if region.lead not in STANDARD_LEADS or region.lead in flat:
+            continue
+        i0, i1 = round(region.t0 * fs), max(round(region.t1 * fs), round(region.t0 * fs) + 1)
+        if float(np.ptp(signals.data[first[region.lead], i0:i1])) < FLAT_MICROVOLTS:
+            flat.append(region.lead)
+    return [n for n in STANDARD_LEADS if n in flat]
+
+
+#: Text of a blank page (Hershey fonts: ASCII).
+BLANK_TITLE = "NOT INTERPRETABLE - no ECG trace can be drawn"
+_BLANK_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_BLANK_TITLE_SCALE = 1.2
+_BLANK_TEXT_SCALE = 0.8
+
+
+def _wrap(text: str, width: int, scale: float, thickness: int) -> list[str]:
+    """Greedy word wrap of ``text`` to lines at most ``width`` px wide."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and cv2.getTextSize(candidate, _BLANK_FONT, scale, thickness)[0][0] > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    if line:
+        lines.append(line)
+    return [_fit_to(w, width, scale, thickness) for w in lines]
+
+
+def _fit_to(text: str, width: int, scale: float, thickness: int) -> str:
+    while text and cv2.getTextSize(text, _BLANK_FONT, scale, thickness)[0][0] > width:
+        text = text[:-4] + "..." if len(text) > 4 else ""
+    return text
+
+
+def blank_page(header: tuple[str, ...], reason: str) -> Page:
+    """The page for a waveform whose signal cannot be drawn: the usual page size,
+    grid and frame, the header above the frame, and inside the frame
+    :data:`BLANK_TITLE` and ``reason`` -- no trace, so nobody mistakes it for an
+    ECG.  Pure: the same header and reason give the same pixels."""
+    page = _paper().copy()
+    _header(page, header)
+    x0, y0, x1, _y1 = FRAME
+    width = x1 - x0 - 80
+    y = y0 + 120
+    title = _fit_to(BLANK_TITLE, width, _BLANK_TITLE_SCALE, 2)
+    cv2.putText(page, title, (x0 + 40, y), _BLANK_FONT, _BLANK_TITLE_SCALE, INK, 2, cv2.LINE_AA)
+    text = reason.encode("ascii", "replace").decode("ascii")
+    for line in _wrap(f"Reason: {text}", width, _BLANK_TEXT_SCALE, 2):
+        y += 48
+        cv2.putText(page, line, (x0 + 40, y), _BLANK_FONT, _BLANK_TEXT_SCALE, INK, 2, cv2.LINE_AA)
+    return Page(
+        image=_to_rgb(page), source_kind="waveform", px_per_mm=PX_PER_MM, regions=(),
+        frame=tuple(float(v) for v in FRAME),  # type: ignore[arg-type]
+        header=header,
+    )
+
+
+def not_interpretable_page(exc: NotInterpretableError) -> Page:
+    """The page to build the SC of a not-interpretable input on: the one the error
+    carries (the traces that could be drawn), else :func:`blank_page`."""
+    if isinstance(exc.page, Page):
+        return exc.page
+    return blank_page(exc.header, exc.reason)
 
 
 def write_page_png(page: Page, path: Path) -> None:

@@ -22,7 +22,13 @@ CLASS_NAMES: tuple[str, ...] = ("ECG HB", "History_MI", "MI-ECG", "Normal-ECG")
 #: The one class that means "Normal"; every other class means "Abnormal".
 NORMAL_CLASS = "Normal-ECG"
 
-Label = Literal["Normal", "Abnormal", "No finding"]
+#: The overall result.  "Normal" / "Abnormal" when the detector read a 12-lead
+#: page (detect.decide); "Not interpretable" when it could not: no ECG chart found
+#: on the page, or a signal that cannot make the page the model reads (flat, not a
+#: number after calibration, too short, absurd sampling rate, not 12 leads), with
+#: the reason in ``Classification.reason``.  Never a Normal or Abnormal call then.
+Label = Literal["Normal", "Abnormal", "Not interpretable"]
+NOT_INTERPRETABLE: Label = "Not interpretable"
 
 
 @dataclass(frozen=True)
@@ -101,10 +107,13 @@ class Detection:
 
 @dataclass(frozen=True)
 class Classification:
-    """The detector's result for one page, reduced to Normal / Abnormal.
+    """The detector's result for one page, reduced to Normal / Abnormal, or
+    "Not interpretable" with the ``reason``.
 
     ``abnormal_score`` in [0, 1] is the quantity thresholded by the decision
-    rule (see detect.decide); it is what AUROC is computed on.
+    rule (see detect.decide); it is what AUROC is computed on (0 when not
+    interpretable).  ``class_name`` / ``confidence`` are those of the most
+    confident box of the side the label names (None / 0 when not interpretable).
     """
 
     label: Label
@@ -117,10 +126,58 @@ class Classification:
     #: How the network was computed, e.g. "openvino-int8 int8" (runtime and precision);
     #: recorded as an Algorithm Parameter in the SR.  Empty when not known.
     runtime: str = ""
+    #: Why the page is not interpretable, in words for the people reading the result
+    #: (written into the SR and drawn on the SC); empty for Normal / Abnormal.
+    reason: str = ""
+
+    @property
+    def probability(self) -> float | None:
+        """The probability of the stated finding, as the SR's Probability (122157, DCM).
+
+        ``abnormal_score`` for "Abnormal", ``1 - abnormal_score`` for "Normal"
+        (the score is the share of the evidence that is abnormal, so its complement
+        is the share that is normal); None for "Not interpretable", which states
+        no finding.  Not the top box's confidence: that is the detector's
+        confidence in one box, not in the call.
+        """
+        if self.label == "Abnormal":
+            return float(self.abnormal_score)
+        if self.label == "Normal":
+            return 1.0 - float(self.abnormal_score)
+        return None
+
+    @property
+    def decisive(self) -> tuple[Detection, ...]:
+        """The detections that count for the decision, most confident first.
+
+        detect.decide computes ``abnormal_score = a / (a + n)`` from only two
+        numbers: ``n``, the highest confidence of a Normal-ECG box, and ``a``, the
+        highest confidence of a box of any other class.  The decisive boxes are the
+        boxes that carry those maxima: the most confident Normal-ECG box and the
+        most confident abnormal box (every box tied at a side's maximum, since
+        either alone gives the same score).  Any other box could be removed without
+        changing the result; only decisive boxes become coded findings in the SR.
+        Empty when not interpretable.
+        """
+        if self.label == NOT_INTERPRETABLE:
+            return ()
+        normal = max(
+            (d.confidence for d in self.detections if d.class_name == NORMAL_CLASS), default=None
+        )
+        abnormal = max(
+            (d.confidence for d in self.detections if d.class_name != NORMAL_CLASS), default=None
+        )
+        return tuple(
+            d for d in self.detections
+            if d.confidence == (normal if d.class_name == NORMAL_CLASS else abnormal)
+        )
 
     def to_dict(self) -> dict[str, object]:
+        probability = self.probability
         return {
             "label": self.label,
+            "reason": self.reason,
+            "probability": None if probability is None else round(probability, 4),
             "class_name": self.class_name,
             "confidence": round(self.confidence, 4),
             "abnormal_score": round(self.abnormal_score, 4),
@@ -157,3 +214,23 @@ class DocumentReference:
     series_instance_uid: str
     sop_class_uid: str
     sop_instance_uid: str
+
+
+@dataclass(frozen=True)
+class ResultHistory:
+    """The result an ECG was last delivered with (the ledger's ``outputs`` table).
+
+    ``built_sr`` is the SOP Instance UID the SR was built with, ``sent`` where the
+    PACS holds it (a fallback SR class has its own UID), ``replaced`` the SR that
+    one replaced.  The next build of the same ECG keeps the same Predecessor
+    Documents Sequence when its content (and so its UID) is unchanged, and names
+    ``sent`` as its predecessor when it changed (see build.build_outputs).
+    """
+
+    built_sr: str
+    sent: DocumentReference
+    replaced: DocumentReference | None = None
+
+    def predecessor_of(self, sr_sop_instance_uid: str) -> DocumentReference | None:
+        """The SR that an SR built with this UID replaces."""
+        return self.replaced if sr_sop_instance_uid == self.built_sr else self.sent

@@ -19,6 +19,23 @@ its own channels, sampling frequency and sample encoding.  This module:
 
 Reading is tolerant (optional attributes may be missing) but anything that
 makes the signal meaningless raises :class:`InputError` naming the attribute.
+
+A signal that was read but cannot be interpreted raises
+:class:`NotInterpretableError` (:func:`check_signal`), which the service reports
+as a "Not interpretable" result with the reason, never as Normal or Abnormal:
+
+* an absurd sampling rate: outside [:data:`MIN_SAMPLING_HZ`, :data:`MAX_SAMPLING_HZ`]
+  (50 Hz is the lowest rate any ECG IOD allows, the Ambulatory ECG's, PS3.3 A.34;
+  20 kHz is far above any cart's, so such a value is a wrong attribute, and the
+  recording's duration computed from it is meaningless too);
+* values that are not numbers after calibration (NaN or infinity, e.g. a Channel
+  Sensitivity (003A,0210) of "NaN"): there is nothing to draw;
+* a flat recording: every lead's peak-to-peak below :data:`FLAT_MICROVOLTS`
+  (20 µV = 0.2 mm on paper at 10 mm/mV: invisible; any recorded QRS complex is
+  well above it in every lead), i.e. nothing was recorded.
+
+Whether the leads and the duration make the 12-lead page the model reads is the
+renderer's question (:func:`ecg_dicom.render.interpretable_page`).
 """
 
 from __future__ import annotations
@@ -29,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ecg_dicom.errors import InputError, UnsupportedInputError
+from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
 from ecg_dicom.sop import HEMODYNAMIC_WAVEFORM
 from ecg_dicom.stages import Signals
 from ecg_dicom.waveform_text import header_lines
@@ -51,6 +68,12 @@ _LEAD_NUMBERS: dict[int, str] = {
     65: "-aVR", 66: "V8", 67: "V9", 68: "V8R", 69: "V9R",
 }
 _KNOWN_NAMES: dict[str, str] = {n.upper(): n for n in _LEAD_NUMBERS.values()}
+
+#: Sampling rates outside these bounds are not an ECG's (see the module docstring).
+MIN_SAMPLING_HZ = 50.0
+MAX_SAMPLING_HZ = 20_000.0
+#: A lead whose peak-to-peak stays below this (µV) shows no signal.
+FLAT_MICROVOLTS = 20.0
 _MEDIAN_WORDS = ("MEDIAN", "REPRESENTATIVE", "AVERAGE")
 
 
@@ -72,6 +95,8 @@ class MultiplexGroup:
     is_lead: tuple[bool, ...]
     units: tuple[str, ...]
     data: np.ndarray
+    #: (sensitivity, correction factor, baseline) of each channel, as read.
+    calibration: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def is_voltage(self) -> tuple[bool, ...]:
@@ -243,7 +268,9 @@ def read_group(ds: Dataset, index: int) -> MultiplexGroup:
     channels = int(item.NumberOfWaveformChannels)
     fs = float(item.SamplingFrequency)
     if not np.isfinite(fs) or fs <= 0:
-        raise InputError(f"Sampling Frequency (003A,001A) is {fs} in {where}")
+        raise NotInterpretableError(
+            f"Sampling Frequency (003A,001A) is {fs} Hz in {where}: the samples have no time scale"
+        )
     definitions = item.get("ChannelDefinitionSequence") or []
     if len(definitions) != channels:
         raise InputError(
@@ -259,10 +286,12 @@ def read_group(ds: Dataset, index: int) -> MultiplexGroup:
         little_endian=_little_endian(ds),
     )
     data = np.empty(raw.shape, dtype=np.float32)
-    for c, channel in enumerate(definitions):
-        sensitivity, correction, baseline = _calibration(channel)
-        scale = _UNITS_TO_UV.get(_units(channel), 1.0)
-        data[c] = (raw[c] * (sensitivity * correction) + baseline) * scale
+    calibration = tuple(_calibration(channel) for channel in definitions)
+    with np.errstate(over="ignore", invalid="ignore"):  # NaN/inf are reported by check_signal
+        for c, channel in enumerate(definitions):
+            sensitivity, correction, baseline = calibration[c]
+            scale = _UNITS_TO_UV.get(_units(channel), 1.0)
+            data[c] = (raw[c] * (sensitivity * correction) + baseline) * scale
     return MultiplexGroup(
         index=index,
         label=str(item.get("MultiplexGroupLabel", "") or "").strip(),
@@ -272,6 +301,7 @@ def read_group(ds: Dataset, index: int) -> MultiplexGroup:
         is_lead=tuple(_is_lead(ch) for ch in definitions),
         units=tuple(_units(ch) for ch in definitions),
         data=data,
+        calibration=calibration,
     )
 
 
@@ -361,12 +391,58 @@ def _to_signals(
     )
 
 
+_CALIBRATION_NAMES = (
+    "Channel Sensitivity (003A,0210)",
+    "Channel Sensitivity Correction Factor (003A,0212)",
+    "Channel Baseline (003A,0213)",
+)
+
+
+def _names(leads: list[str]) -> str:
+    return ", ".join(leads) if len(leads) <= 6 else ", ".join(leads[:6]) + f" and {len(leads) - 6} more"
+
+
+def check_signal(group: MultiplexGroup, keep: list[int], header: tuple[str, ...] = ()) -> None:
+    """Raise :class:`NotInterpretableError` when the channels ``keep`` of the rhythm
+    group cannot be interpreted (see the module docstring): an absurd sampling rate,
+    values that are not numbers after calibration, or a flat recording.
+    ``header`` goes with the error, for the page that shows the reason."""
+    fs = group.sampling_frequency
+    if not MIN_SAMPLING_HZ <= fs <= MAX_SAMPLING_HZ:
+        raise NotInterpretableError(
+            f"Sampling Frequency (003A,001A) is {fs:g} Hz in multiplex group {group.index}, "
+            f"outside the {MIN_SAMPLING_HZ:g} Hz to {MAX_SAMPLING_HZ:g} Hz of an ECG",
+            header=header,
+        )
+    data = group.data[keep]
+    not_finite = [i for i, row in zip(keep, data) if not np.isfinite(row).all()]
+    if not_finite:
+        causes = []
+        for i in not_finite:
+            factors = group.calibration[i] if group.calibration else ()
+            bad = [name for name, v in zip(_CALIBRATION_NAMES, factors) if not np.isfinite(v)]
+            causes.append(bad[0] if bad else "calibration overflow")
+        cause = "; ".join(sorted(set(causes)))
+        raise NotInterpretableError(
+            f"the signal of lead(s) {_names([group.leads[i] for i in not_finite])} is not a "
+            f"number after calibration (NaN or infinite: {cause}), so no trace can be drawn",
+            header=header,
+        )
+    if data.shape[1] and bool((np.ptp(data, axis=1) < FLAT_MICROVOLTS).all()):
+        raise NotInterpretableError(
+            f"the recording is flat: every lead's peak-to-peak is below {FLAT_MICROVOLTS:g} uV, "
+            "so no ECG signal was recorded",
+            header=header,
+        )
+
+
 def load_waveform(ds: Dataset) -> Signals:
     """A waveform data set -> the rhythm group as :class:`Signals` (µV), median kept.
 
     Raises :class:`InputError` when there is no waveform, no channel or no ECG
-    lead, and :class:`UnsupportedInputError` for an unknown sample encoding
-    or a non-voltage ECG channel.
+    lead, :class:`UnsupportedInputError` for an unknown sample encoding
+    or a non-voltage ECG channel, and :class:`NotInterpretableError` for a
+    signal that cannot be interpreted (:func:`check_signal`).
     """
     hemodynamic = ds.get("SOPClassUID") == HEMODYNAMIC_WAVEFORM
     groups = read_groups(ds)
@@ -379,4 +455,6 @@ def load_waveform(ds: Dataset) -> Signals:
             median = _to_signals(median_group, drawn_channels(median_group, hemodynamic=hemodynamic))
         except UnsupportedInputError:
             median = None  # the report loses its median beats; the page is unaffected
-    return _to_signals(rhythm, keep, header_lines(ds, rhythm, len(keep)), median)
+    header = header_lines(ds, rhythm, len(keep))
+    check_signal(rhythm, keep, header)
+    return _to_signals(rhythm, keep, header, median)

@@ -102,7 +102,7 @@ def test_upload_page_and_classify_api(tmp_path: Path, real_ecgs: list[Path]) -> 
         assert "not for diagnostic use" in page and 'type="file"' in page
         status, result = _post_file(service.http_port, real_ecgs[0])
         assert status == 200, result
-        assert result["label"] in ("Normal", "Abnormal", "No finding")
+        assert result["label"] in ("Normal", "Abnormal", "Not interpretable")
         assert result["notice"] == "AI result - not for diagnostic use"
         assert str(result["annotated_png"]).startswith("iVBOR")  # a PNG
         health = service.get("/healthz")
@@ -126,7 +126,7 @@ def test_classify_and_render_offline(tmp_path: Path, real_ecgs: list[Path]) -> N
     assert result.returncode == 0, result.stderr
     items = json.loads(result.stdout)
     assert [i["file"] for i in items] == list(map(str, real_ecgs))
-    assert all(i["label"] in ("Normal", "Abnormal", "No finding") for i in items)
+    assert all(i["label"] in ("Normal", "Abnormal", "Not interpretable") for i in items)
     png = tmp_path / "page.png"
     rendered = cli("render", str(real_ecgs[-1]), "-o", str(png), cwd=tmp_path)
     assert rendered.returncode == 0, rendered.stderr

@@ -1,4 +1,5 @@
-"""waveform.py: real DICOM ECGs and variants made from them -> calibrated Signals.
+"""waveform.py: real DICOM ECGs and variants made from them -> calibrated Signals, and
+the signals that cannot be interpreted (waveform.check_signal, render.interpretable_page).
 
 References are computed independently: pydicom's own ``waveform_array`` for
 calibrated values, a numpy G.711 encoder (ITU-T G.711 segment search, not the
@@ -31,7 +32,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
-from ecg_dicom.errors import InputError, UnsupportedInputError
+from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
+from ecg_dicom.pages import page_from_dataset
+from ecg_dicom.render import blank_page, not_interpretable_page, with_limb_leads
+from ecg_dicom.stages import Page
 from ecg_dicom.waveform import decode_samples, lead_name, load_waveform
 
 MAC55 = "ge-mac55"
@@ -348,3 +352,142 @@ def test_unreadable_annotation_is_left_out_of_the_header() -> None:
     item[tag] = RawDataElement(tag, "DS", 4, b"9?2 ", 0, False, True)
     header = "\n".join(load_waveform(ds).header)
     assert "QRS Duration" not in header and "QT Interval 378 ms" in header
+
+
+# --- signals that cannot be interpreted (NotInterpretableError, a result) ------------
+# Real cart ECGs (GE MAC55) modified as a broken cart or a careless conversion would
+# send them.  They are read, but must come back "Not interpretable" with the reason,
+# never as a Normal or Abnormal call (issue 10, item 6).
+
+
+def _with_raw(ds: Dataset, raw: np.ndarray) -> Dataset:
+    """``ds`` with its rhythm group's samples replaced (same SS encoding)."""
+    group = ds.WaveformSequence[0]
+    group.NumberOfWaveformSamples = raw.shape[1]
+    group.WaveformData = np.ascontiguousarray(raw.T).astype("<i2").tobytes()
+    return roundtrip(ds)
+
+
+def _not_interpretable(ds: Dataset) -> NotInterpretableError:
+    with pytest.raises(NotInterpretableError) as caught:
+        page_from_dataset(ds)
+    return caught.value
+
+
+def test_flat_line_copy_is_not_interpretable_and_gets_a_blank_page() -> None:
+    ds = read_real(MAC55)
+    ds = _with_raw(ds, np.zeros_like(raw_reference(ds)))
+    with pytest.raises(NotInterpretableError, match="the recording is flat") as caught:
+        load_waveform(ds)
+    exc = caught.value
+    assert "below 20 uV" in exc.reason and exc.page is None
+    assert "GE MAC55" in exc.header[1]  # the cart's header still heads the page
+    page = not_interpretable_page(exc)
+    assert np.array_equal(page.image, not_interpretable_page(exc).image)  # pure
+    assert page.image.shape == (1137, 1600, 3) and page.regions == () and page.header == exc.header
+    # No trace: inside the frame, below the written reason, the page is the empty grid.
+    x0, y0, x1, y1 = (round(v) for v in page.frame)
+    empty = blank_page(exc.header, "").image
+    assert np.array_equal(page.image[y0 + 300:y1, x0:x1], empty[y0 + 300:y1, x0:x1])
+    assert page.image[y0 + 300:y1, x0 + 3:x1 - 3].min() >= 150  # grid dots only, no ink
+    # ... and the reason is written: another reason gives other pixels there.
+    other = blank_page(exc.header, "another reason").image
+    assert not np.array_equal(page.image[y0:y0 + 300], other[y0:y0 + 300])
+    assert np.array_equal(page.image[:y0 - 2], other[:y0 - 2])  # same header
+
+
+def test_nan_channel_sensitivity_is_not_interpretable() -> None:
+    ds = read_real(MAC55)
+    tag = Tag(0x003A, 0x0210)  # Channel Sensitivity "NaN", as a broken converter writes it
+    for channel in ds.WaveformSequence[0].ChannelDefinitionSequence:
+        channel[tag] = RawDataElement(tag, "DS", 4, b"NaN ", 0, False, True)
+    exc = _not_interpretable(ds)
+    assert "is not a number after calibration" in exc.reason
+    assert "Channel Sensitivity (003A,0210)" in exc.reason
+    assert "lead(s) I, II, III, aVR, aVL, aVF and 6 more" in exc.reason
+
+
+def test_one_nan_lead_is_named() -> None:
+    ds = read_real(MAC55)
+    tag = Tag(0x003A, 0x0212)
+    channel = ds.WaveformSequence[0].ChannelDefinitionSequence[8]  # V3
+    channel[tag] = RawDataElement(tag, "DS", 4, b"inf ", 0, False, True)
+    exc = _not_interpretable(ds)
+    assert "lead(s) V3 is not a number" in exc.reason
+    assert "Channel Sensitivity Correction Factor (003A,0212)" in exc.reason
+
+
+def test_calibration_overflowing_to_infinity_is_not_interpretable() -> None:
+    ds = read_real(MAC55)
+    for channel in ds.WaveformSequence[0].ChannelDefinitionSequence:
+        channel.ChannelSensitivity = "1e308"  # finite, but x samples overflows
+    exc = _not_interpretable(roundtrip(ds))
+    assert "NaN or infinite: calibration overflow" in exc.reason
+
+
+@pytest.mark.parametrize(("hz", "words"), [
+    (5, "Sampling Frequency (003A,001A) is 5 Hz"),
+    (49.9, "Sampling Frequency (003A,001A) is 49.9 Hz"),
+    (25000, "Sampling Frequency (003A,001A) is 25000 Hz"),
+])
+def test_absurd_sampling_rate_is_not_interpretable(hz: float, words: str) -> None:
+    ds = read_real(MAC55)
+    ds.WaveformSequence[0].SamplingFrequency = hz
+    exc = _not_interpretable(roundtrip(ds))
+    assert words in exc.reason and "outside the 50 Hz to 20000 Hz of an ECG" in exc.reason
+    assert exc.header  # the header is known: the blank page shows it
+
+
+def test_zero_sampling_rate_is_not_interpretable() -> None:
+    with pytest.raises(NotInterpretableError, match="samples have no time scale"):
+        load_waveform(_mutate("sampling frequency"))
+
+
+@pytest.mark.parametrize(("samples", "interpretable"), [
+    (1250, False), (2000, False), (4700, False), (4750, True), (5000, True)])
+def test_a_twelve_lead_page_needs_nine_and_a_half_seconds(samples: int, interpretable: bool) -> None:
+    ds = read_real(MAC55)  # 500 Hz: 4750 samples are 9.5 s
+    ds = _with_raw(ds, raw_reference(ds)[:, :samples])
+    assert load_waveform(ds).duration == pytest.approx(samples / 500)  # the signal is fine
+    if interpretable:
+        assert {r.lead for r in page_from_dataset(ds).regions} == set(STANDARD)
+        return
+    exc = _not_interpretable(ds)
+    assert f"the recording lasts {samples / 500:.2f} s" in exc.reason
+    assert "needs at least 9.5 s" in exc.reason
+    assert isinstance(exc.page, Page) and exc.page.regions  # the traces are still shown
+    assert exc.page.header[0].startswith("NOT INTERPRETABLE: the recording lasts")
+
+
+def test_one_flat_lead_on_the_page_is_not_interpretable() -> None:
+    ds = read_real(MAC55)
+    raw = raw_reference(ds).copy()
+    raw[7] = 0  # V2: electrode off
+    exc = _not_interpretable(_with_raw(ds, raw))
+    assert exc.reason.startswith("lead(s) V2 show no signal on the page")
+
+
+def test_fewer_than_twelve_leads_are_drawn_but_not_interpretable() -> None:
+    exc = _not_interpretable(ambulatory_ecg())  # a 2-channel Holter: II and V5
+    assert exc.reason == (
+        "not a 12-lead ECG (2 lead(s): II, V5); the model reads 12-lead pages only")
+    assert isinstance(exc.page, Page)
+    assert [r.lead for r in exc.page.regions] == ["II", "V5"]  # one strip per lead
+    assert not_interpretable_page(exc) is exc.page
+
+
+def test_eight_independent_leads_get_the_limb_leads_derived() -> None:
+    ds = read_real(MAC55)
+    reference = calibrated_reference(ds)
+    keep = [0, 1, 6, 7, 8, 9, 10, 11]  # I, II, V1-V6: what many carts store
+    raw = raw_reference(ds)[keep]
+    group = ds.WaveformSequence[0]
+    group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in keep])
+    group.NumberOfWaveformChannels = len(keep)
+    ds = _with_raw(ds, raw)
+    signals = with_limb_leads(load_waveform(ds))
+    assert signals.leads == tuple(STANDARD[i] for i in keep) + ("III", "aVR", "aVL", "aVF")
+    # The cart's own III, aVR, aVL, aVF (5 uV steps, each rounded): within 2 steps.
+    np.testing.assert_allclose(signals.data[8:], reference[2:6], atol=10.0)
+    page = page_from_dataset(ds)
+    assert {r.lead for r in page.regions} == set(STANDARD)

@@ -9,9 +9,9 @@ records, tested on known predictions.
 Conventions:
 
 * Abnormal is the positive class: sensitivity = abnormal pages called Abnormal,
-  specificity = normal pages called Normal.  A page with no box ("No finding") is
+  specificity = normal pages called Normal.  A page with no box ("Not interpretable") is
   not called Abnormal; it is counted apart as well.
-* AUROC is computed on ``abnormal_score`` (0 for "No finding").
+* AUROC is computed on ``abnormal_score`` (0 for "Not interpretable").
 * The confusion matrix has one row per **predicted** class (the top box's class)
   plus a last row "no detection", and one column per **true** class.
 """
@@ -98,7 +98,7 @@ def score_predictions(
         "specificity": tn / (tn + fp) if tn + fp else None,
         "auroc": float(auroc) if auroc is not None else None,
         "counts": {"tp": tp, "tn": tn, "fp": fp, "fn": fn},
-        "no_finding": sum(1 for p in predictions if p.label == "No finding"),
+        "no_finding": sum(1 for p in predictions if p.label == "Not interpretable"),
         "class_accuracy": sum(matrix[j][j] for j in range(len(CLASS_NAMES))) / n if n else None,
         "per_class": per_class,
         "confusion_matrix": {

@@ -275,7 +275,7 @@ def agreement(
     """Compare each (runtime, precision) with PyTorch f32 on the same RGB pages.
 
     For each runtime: ``agreement`` (share of pages with the same Normal / Abnormal /
-    No finding label), ``class_agreement`` (same top class), ``max_conf_diff`` (largest
+    Not interpretable label), ``class_agreement`` (same top class), ``max_conf_diff`` (largest
     difference of the top-box confidence) and ``max_score_diff`` (of abnormal_score).
     """
     from ecg_dicom.detect import Detector
