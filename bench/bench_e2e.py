@@ -9,7 +9,9 @@ In one run on this machine:
   SC and SR are both written at the PACS; p50/p95 over N ECGs;
 * throughput: N ECGs sent in one storescu run, until all results are at the PACS;
 * the reference: the bare model inference (``Detector.detect`` on the same
-  rendered pages, in this process) measured in the same run.
+  rendered pages, in this process) measured in the same run;
+* the size in bytes of each annotated SC as the PACS stored it (p50 and max over
+  every ECG of the run), with its transfer syntax.
 
     .venv/bin/python bench/bench_e2e.py [--count 100]
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pydicom.config
+from pydicom.uid import SecondaryCaptureImageStorage
 from pynetdicom import AE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +48,21 @@ def wait_files(folder: Path, count: int, timeout: float = 600.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{count} files expected in {folder}")
         time.sleep(0.005)
+
+
+def stored_sc_sizes(folder: Path) -> tuple[list[int], set[str]]:
+    """Bytes of every Secondary Capture storescp wrote into ``folder``, and their
+    transfer syntaxes."""
+    sizes: list[int] = []
+    syntaxes: set[str] = set()
+    for path in folder.iterdir():
+        if path.suffix == ".tmp":
+            continue
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if ds.SOPClassUID == SecondaryCaptureImageStorage:
+            sizes.append(path.stat().st_size)
+            syntaxes.add(ds.file_meta.TransferSyntaxUID.name)
+    return sizes, syntaxes
 
 
 def bare_inference_ms(paths: list[Path]) -> list[float]:
@@ -98,6 +116,7 @@ def main() -> int:
             wait_files(work / "pacs", 4 * args.count)
             batch_s = time.perf_counter() - started
             service.stop()
+            sc_sizes, sc_syntaxes = stored_sc_sizes(work / "pacs")
         inference = bare_inference_ms(real_ecg_paths())
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -108,6 +127,9 @@ def main() -> int:
         "batch_ecg_per_s": round(args.count / batch_s, 2),
         "bare_inference_ms_p50": round(statistics.median(inference), 1),
         "bare_inference_ms_p95": round(float(np.percentile(inference, 95)), 1),
+        "sc_bytes_p50": int(statistics.median(sc_sizes)),
+        "sc_bytes_max": max(sc_sizes),
+        "sc_transfer_syntax": sorted(sc_syntaxes),
     }
     print(f"End to end, C-STORE in -> SC + SR stored at storescp, {args.count} ECGs one by one")
     print(f"  p50 {results['e2e_s_p50']:.3f} s   p95 {results['e2e_s_p95']:.3f} s")
@@ -116,6 +138,9 @@ def main() -> int:
     print(f"  p50 {results['bare_inference_ms_p50']} ms   p95 {results['bare_inference_ms_p95']} ms")
     print(f"  pipeline overhead at p50: "
           f"{1000 * results['e2e_s_p50'] - results['bare_inference_ms_p50']:.0f} ms")
+    print(f"Annotated SC as stored at the PACS, {len(sc_sizes)} SCs "
+          f"({', '.join(results['sc_transfer_syntax'])})")
+    print(f"  p50 {results['sc_bytes_p50']} bytes   max {results['sc_bytes_max']} bytes per ECG")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_e2e.json").write_text(json.dumps(results, indent=2))

@@ -3,46 +3,74 @@
 The annotated image is the page the model saw, unchanged, with two bands added
 around it, so that no text ever hides a part of the tracing:
 
-* a **top band**: the red "AI result - not for diagnostic use" banner, then the
-  overall label (Normal / Abnormal / No finding) with the detected class and its
-  confidence;
+* a **top band**: the red "AI result — not for diagnostic use" banner; then the
+  decision, large and bold, in words a reader understands ("Abnormal — Acute MI
+  (probability 0.91)", "Normal (probability 0.97)", "Not interpretable: <reason>");
+  then who and when: the patient's name and ID, birth date and study date/time
+  (:func:`identity_line`), so a printed or exported picture still says whose
+  ECG it is;
 * a **bottom band**: the model name and a short form of its version (the
   weights' checksum).
 
-Each detection is drawn over the chart as a rectangle with its class and
-confidence.  Because the bands are only *added* (above and below), the page
-sits in the annotated image at the fixed offset ``(0, top)`` given by
-:func:`layout_for`; :func:`to_sc_pixels` maps a page box into the pixel space
-of the annotated image, and it is the coordinates in that space that the SR
-carries as its image regions (PS3.3 C.18.6 SCOORD: column/row of the
-referenced image, origin at the top left pixel's top left corner).
+Each detection is drawn over the chart as a rectangle with its class (as
+:data:`DISPLAY_NAMES` names it) and confidence; boxes that do not count for the
+decision are drawn thin and grey.  Because the bands are only *added* (above and
+below), the page sits in the annotated image at the fixed offset ``(0, top)``
+given by :func:`layout_for`, which depends on the page width only;
+:func:`to_sc_pixels` maps a page box into the pixel space of the annotated
+image, and it is the coordinates in that space that the SR carries as its image
+regions (PS3.3 C.18.6 SCOORD: column/row of the referenced image, origin at the
+top left pixel's top left corner).
 
-OpenCV's Hershey fonts draw ASCII only, so the banner's dash is "-" rather
-than the em dash of the written notice.
+Text is drawn with TrueType fonts shipped in ``ecg_dicom/fonts`` (Pillow): DejaVu
+Sans for Latin, Greek, Cyrillic and punctuation, and WenQuanYi Micro Hei for
+the characters DejaVu lacks (CJK ideographs, kana, hangul), chosen character by
+character, so a name in any character set DICOM allows is drawn as written.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
+from fontTools.ttLib import TTFont
+from PIL import Image, ImageDraw, ImageFont
+from pydicom import Dataset
+from pydicom.valuerep import PersonName
 
-from ecg_dicom.stages import NORMAL_CLASS, Classification, Page
+from ecg_dicom.stages import NORMAL_CLASS, Classification, Detection, Page
 
-#: The notice on every annotated image (ASCII: the Hershey fonts have no em dash).
-BANNER_TEXT = "AI result - not for diagnostic use"
-#: What the image says when the model found nothing.
-NO_FINDING_TEXT = "No finding: the model detected nothing on this page"
+#: The notice on every annotated image.
+BANNER_TEXT = "AI result — not for diagnostic use"
+#: What the image says when the result cannot be read (no box, no usable signal).
+NOT_INTERPRETABLE_TEXT = "Not interpretable"
+#: The reason given when the result has none: the model found nothing.
+NO_BOX_REASON = "the model detected nothing on this page"
+#: Class names for people; the SR keeps the data set's names as the detector's classes.
+DISPLAY_NAMES: dict[str, str] = {
+    "ECG HB": "Abnormal heartbeat",
+    "History_MI": "History of MI",
+    "MI-ECG": "Acute MI",
+    "Normal-ECG": "Normal",
+}
 #: Number of characters of the model version (a hex checksum) shown on the image.
 SHORT_VERSION_LENGTH = 12
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
+FONTS = Path(__file__).parent / "fonts"
+REGULAR_FONT = FONTS / "DejaVuSans.ttf"
+BOLD_FONT = FONTS / "DejaVuSans-Bold.ttf"
+#: Fallback for characters DejaVu Sans lacks (CJK, kana, hangul).
+CJK_FONT = FONTS / "wqy-microhei.ttc"
+
 # RGB colours (the page is RGB, not OpenCV's BGR).
 _WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 _BANNER_RED = (190, 20, 20)
 _NORMAL_GREEN = (0, 140, 60)
+_NOT_COUNTED_GREY = (150, 150, 150)
 _CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
     "ECG HB": (230, 120, 0),
     "History_MI": (140, 40, 200),
@@ -54,37 +82,55 @@ _OTHER_COLOUR = (0, 90, 220)
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the page sits in the annotated image, and the text size.
+    """Where the page sits in the annotated image, and the sizes of the text.
 
     The page occupies rows ``[top, top + page height)`` and all columns of the
-    annotated image; ``bottom`` rows follow it.
+    annotated image; ``bottom`` rows follow it.  The top band holds three rows:
+    the banner ``[0, banner)``, the decision ``[banner, banner + decision_row)``
+    and the identity line below it.  Font sizes are in pixels.
     """
 
     top: int
     bottom: int
     scale: float
     thickness: int
-    line_height: int
+    banner: int
+    decision_row: int
+    text_size: int
+    decision_size: int
+    tag_size: int
 
     @property
     def offset(self) -> tuple[int, int]:
         """(dx, dy) to add to page pixels to get annotated-image pixels."""
         return (0, self.top)
 
+    @property
+    def margin(self) -> int:
+        return max(4, round(16 * self.scale))
+
 
 def layout_for(page: Page) -> Layout:
-    """The layout for a page: text scaled with the page width, bands sized to fit
-    three lines on top (banner, result) and one below (model)."""
+    """The layout for a page: sizes scale with the page width (1600 px, the
+    training pages' width, is 1); nothing depends on the result, so the SR's
+    coordinates (:func:`to_sc_pixels`) never depend on what is written."""
     width = int(page.image.shape[1])
     scale = float(min(max(width / 1600.0, 0.45), 3.0))
-    thickness = max(1, round(2 * scale))
-    line_height = round(40 * scale)
+    text_size = max(11, round(26 * scale))
+    decision_size = max(16, round(44 * scale))
+    banner = round(1.7 * max(12, round(30 * scale)))
+    decision_row = round(1.5 * decision_size)
+    identity_row = round(1.7 * text_size)
     return Layout(
-        top=3 * line_height,
-        bottom=line_height + line_height // 2,
+        top=banner + decision_row + identity_row,
+        bottom=round(1.9 * text_size),
         scale=scale,
-        thickness=thickness,
-        line_height=line_height,
+        thickness=max(1, round(2 * scale)),
+        banner=banner,
+        decision_row=decision_row,
+        text_size=text_size,
+        decision_size=decision_size,
+        tag_size=max(10, round(22 * scale)),
     )
 
 
@@ -105,12 +151,192 @@ def short_version(model_version: str) -> str:
     return model_version[:SHORT_VERSION_LENGTH]
 
 
-def summary_line(result: Classification) -> str:
-    """The overall result in words, as drawn on the image."""
-    if result.label == "No finding" or not result.detections:
-        return NO_FINDING_TEXT
-    cls = f" - {result.class_name}" if result.class_name else ""
-    return f"Result: {result.label}{cls} ({result.confidence:.2f})"
+def display_name(class_name: str) -> str:
+    """A detector class as a reader understands it (:data:`DISPLAY_NAMES`)."""
+    return DISPLAY_NAMES.get(class_name, class_name)
+
+
+# --- what the image says --------------------------------------------------------------
+
+
+def _decisive(result: Classification) -> tuple[Detection, ...]:
+    return tuple(getattr(result, "decisive", result.detections))
+
+
+def _not_interpretable(result: Classification) -> bool:
+    return result.label not in ("Normal", "Abnormal") or not result.detections
+
+
+def _probability(result: Classification) -> float | None:
+    if hasattr(result, "probability"):
+        value = result.probability
+        return None if value is None else float(value)
+    if result.label == "Abnormal":
+        return float(result.abnormal_score)
+    if result.label == "Normal":
+        return 1.0 - float(result.abnormal_score)
+    return None
+
+
+def _abnormal_class(result: Classification) -> str | None:
+    abnormal = [d for d in _decisive(result) if d.class_name != NORMAL_CLASS]
+    if abnormal:
+        return max(abnormal, key=lambda d: d.confidence).class_name
+    if result.class_name and result.class_name != NORMAL_CLASS:
+        return result.class_name
+    return None
+
+
+def decision_line(result: Classification) -> str:
+    """The decision in words, as drawn large at the top of the image."""
+    if _not_interpretable(result):
+        reason = str(getattr(result, "reason", "") or "").strip() or NO_BOX_REASON
+        return f"{NOT_INTERPRETABLE_TEXT}: {reason}"
+    probability = _probability(result)
+    suffix = f" (probability {probability:.2f})" if probability is not None else ""
+    if result.label == "Abnormal":
+        cls = _abnormal_class(result)
+        named = f" — {display_name(cls)}" if cls else ""
+        return f"Abnormal{named}{suffix}"
+    return f"Normal{suffix}"
+
+
+def _decision_colour(result: Classification) -> tuple[int, int, int]:
+    if _not_interpretable(result):
+        return _BLACK
+    return _NORMAL_GREEN if result.label == "Normal" else _BANNER_RED
+
+
+def person_name_text(name: object) -> str:
+    """A Patient's Name (PN) for people: "FAMILY, Given Middle", each component
+    group (alphabetic, ideographic; PS3.5 6.2.1.2) shown, ideographic in brackets."""
+    pn = name if isinstance(name, PersonName) else PersonName(str(name or ""))
+    groups = [g for g in (pn.alphabetic, pn.ideographic) if g]
+    texts = []
+    for index, group in enumerate(groups):
+        family, given, middle, prefix, suffix = (group.split("^") + [""] * 5)[:5]
+        first = " ".join(p for p in (prefix, given, middle) if p)
+        joiner = ", " if index == 0 and not _is_cjk(group) else " "
+        text = joiner.join(p for p in (family, first) if p)
+        texts.append(f"{text} {suffix}".strip())
+    if len(texts) > 1:
+        return f"{texts[0]} ({texts[1]})"
+    return texts[0] if texts else ""
+
+
+def _is_cjk(text: str) -> bool:
+    return any(ord(c) >= 0x2E80 for c in text)
+
+
+def _date(value: object) -> str:
+    text = str(value or "").strip()
+    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) >= 8 and text[:8].isdigit() else text
+
+
+def _time(value: object) -> str:
+    text = str(value or "").strip()
+    return f"{text[:2]}:{text[2:4]}" if len(text) >= 4 and text[:4].isdigit() else ""
+
+
+def identity_line(source: Dataset) -> str:
+    """Whose ECG and when, as drawn under the decision: Patient's Name, Patient ID,
+    Patient's Birth Date and Study Date/Time of ``source`` (those it has)."""
+    parts = []
+    name = person_name_text(source.get("PatientName", ""))
+    if name:
+        parts.append(f"Patient: {name}")
+    if str(source.get("PatientID", "") or "").strip():
+        parts.append(f"ID: {str(source.PatientID).strip()}")
+    if source.get("PatientBirthDate"):
+        parts.append(f"Born: {_date(source.PatientBirthDate)}")
+    if source.get("StudyDate"):
+        when = f"{_date(source.StudyDate)} {_time(source.get('StudyTime'))}".strip()
+        parts.append(f"Study: {when}")
+    return "    ".join(parts)
+
+
+# --- text with Unicode fonts ------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _coverage(path: Path) -> frozenset[int]:
+    """The code points a font has a glyph for (its best Unicode cmap)."""
+    with TTFont(str(path), lazy=True, fontNumber=0) as font:
+        return frozenset(font.getBestCmap())
+
+
+@lru_cache(maxsize=64)
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), size=size, index=0)
+
+
+def _runs(text: str, primary: Path) -> list[tuple[Path, str]]:
+    """``text`` cut into runs of one font: ``primary`` where it has the glyph, else
+    the CJK fallback where that has it, else ``primary`` (drawn as its missing-glyph box)."""
+    have, fallback = _coverage(primary), _coverage(CJK_FONT)
+    runs: list[tuple[Path, str]] = []
+    for char in text:
+        code = ord(char)
+        path = primary if code in have or code not in fallback or char.isspace() else CJK_FONT
+        if runs and runs[-1][0] == path:
+            runs[-1] = (path, runs[-1][1] + char)
+        else:
+            runs.append((path, char))
+    return runs
+
+
+def text_width(text: str, size: int, primary: Path = REGULAR_FONT) -> float:
+    """Width in pixels of ``text`` drawn by :func:`draw_text`."""
+    return sum(_font(path, size).getlength(run) for path, run in _runs(text, primary))
+
+
+def _fit(text: str, size: int, width: int, primary: Path) -> tuple[str, int]:
+    """``text`` and a font size at which it fits ``width`` pixels: down to 70 % of
+    ``size``, then cut with an ellipsis."""
+    smallest = max(8, round(0.7 * size))
+    while size > smallest and text_width(text, size, primary) > width:
+        size -= 1
+    if text_width(text, size, primary) <= width:
+        return text, size
+    while len(text) > 1 and text_width(text + "…", size, primary) > width:
+        text = text[:-1]
+    return text.rstrip() + "…", size
+
+
+def draw_text(
+    draw: ImageDraw.ImageDraw,
+    origin: tuple[int, int],
+    text: str,
+    size: int,
+    colour: tuple[int, int, int],
+    primary: Path = REGULAR_FONT,
+) -> None:
+    """``text`` with its baseline's left end at ``origin``, each character in a font
+    that has it."""
+    x, y = float(origin[0]), origin[1]
+    for path, run in _runs(text, primary):
+        font = _font(path, size)
+        draw.text((x, y), run, font=font, fill=colour, anchor="ls")
+        x += font.getlength(run)
+
+
+def _row_text(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    row: tuple[int, int],
+    size: int,
+    colour: tuple[int, int, int],
+    layout: Layout,
+    width: int,
+    primary: Path = REGULAR_FONT,
+) -> None:
+    """``text`` left-aligned and vertically centred in the rows ``row`` (y0, y1)."""
+    text, size = _fit(text, size, width - 2 * layout.margin, primary)
+    baseline = row[0] + round((row[1] - row[0]) / 2 + 0.36 * size)
+    draw_text(draw, (layout.margin, baseline), text, size, colour, primary)
+
+
+# --- the picture ------------------------------------------------------------------------
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -123,78 +349,74 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"the page must be H x W x 3 (RGB), not {image.shape}")
 
 
-def _text(
-    canvas: np.ndarray,
-    text: str,
-    origin: tuple[int, int],
-    layout: Layout,
-    colour: tuple[int, int, int],
-    scale: float | None = None,
-) -> None:
-    cv2.putText(
-        canvas, text, origin, _FONT, scale or layout.scale, colour, layout.thickness, cv2.LINE_AA
-    )
-
-
-def _label_box(
-    canvas: np.ndarray,
+def _tag(
+    draw: ImageDraw.ImageDraw,
     text: str,
     anchor: tuple[int, int],
     layout: Layout,
     colour: tuple[int, int, int],
     limits: tuple[int, int],
+    canvas_width: int,
 ) -> None:
     """A filled tag with ``text`` just above ``anchor`` (inside the box when there
     is no room above, so it never covers the top band)."""
-    scale = layout.scale * 0.8
-    (tw, th), base = cv2.getTextSize(text, _FONT, scale, layout.thickness)
-    x = min(max(anchor[0], 0), max(canvas.shape[1] - tw - 4, 0))
-    y_top = anchor[1] - th - base - 4
+    size = layout.tag_size
+    pad = max(2, round(4 * layout.scale))
+    tw = round(text_width(text, size))
+    th = round(1.25 * size)
+    x = min(max(anchor[0], 0), max(canvas_width - tw - 2 * pad, 0))
+    y_top = anchor[1] - th
     if y_top < limits[0]:
         y_top = anchor[1]
-    y_top = min(y_top, max(limits[1] - th - base - 4, limits[0]))
-    cv2.rectangle(canvas, (x, y_top), (x + tw + 4, y_top + th + base + 4), colour, -1)
-    _text(canvas, text, (x + 2, y_top + th + 2), layout, _WHITE, scale)
+    y_top = min(y_top, max(limits[1] - th, limits[0]))
+    draw.rectangle((x, y_top, x + tw + 2 * pad - 1, y_top + th - 1), fill=colour)
+    draw_text(draw, (x + pad, y_top + round(0.97 * size)), text, size, _WHITE)
 
 
-def draw_result(page: Page, result: Classification) -> np.ndarray:
+def draw_result(page: Page, result: Classification, identity: str = "") -> np.ndarray:
     """The annotated page (RGB, uint8): the page at offset ``layout_for(page).offset``
-    with every detection boxed and labelled, the banner and the overall label
-    in the top band and the model in the bottom band.  Pure: ``page`` is not modified."""
+    with every detection boxed and labelled, the banner, the decision and
+    ``identity`` (:func:`identity_line` of the source) in the top band and the
+    model in the bottom band.  Pure: ``page`` is not modified."""
     image = _rgb(page.image)
     layout = layout_for(page)
     height, width = image.shape[:2]
     canvas = np.full((layout.top + height + layout.bottom, width, 3), 255, dtype=np.uint8)
     canvas[layout.top : layout.top + height] = image
 
-    # Top band: red banner line, then the result line.
-    lh = layout.line_height
-    cv2.rectangle(canvas, (0, 0), (width - 1, int(1.4 * lh)), _BANNER_RED, -1)
-    _text(canvas, BANNER_TEXT, (lh // 3, int(1.0 * lh)), layout, _WHITE, layout.scale * 1.2)
-    summary_colour = (
-        _NORMAL_GREEN
-        if result.label == "Normal"
-        else _BLACK
-        if result.label == "No finding"
-        else _BANNER_RED
-    )
-    _text(canvas, summary_line(result), (lh // 3, int(2.55 * lh)), layout, summary_colour)
-
-    # Boxes over the chart.
-    for det in result.detections:
+    decisive = set(_decisive(result))
+    # Not-counted boxes first, so the decisive ones are drawn over them.
+    ordered = sorted(result.detections, key=lambda d: d in decisive)
+    tags: list[tuple[str, tuple[int, int], tuple[int, int, int]]] = []
+    for det in ordered:
         x0, y0, x1, y1 = (round(v) for v in to_sc_pixels(det.box, page))
-        colour = _CLASS_COLOURS.get(det.class_name, _OTHER_COLOUR)
-        cv2.rectangle(canvas, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), colour, layout.thickness)
-        _label_box(
-            canvas,
-            f"{det.class_name} {det.confidence:.2f}",
-            (x0, y0),
-            layout,
-            colour,
-            (layout.top, layout.top + height),
+        counted = det in decisive
+        colour = _CLASS_COLOURS.get(det.class_name, _OTHER_COLOUR) if counted else (
+            _NOT_COUNTED_GREY
         )
+        thickness = layout.thickness if counted else max(1, layout.thickness // 2)
+        cv2.rectangle(canvas, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), colour, thickness)
+        text = f"{display_name(det.class_name)} {det.confidence:.2f}"
+        tags.append((text if counted else f"{text} (not counted)", (x0, y0), colour))
+
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    for text, anchor, colour in tags:
+        _tag(draw, text, anchor, layout, colour, (layout.top, layout.top + height), width)
+
+    # Top band: red banner, the decision, then whose ECG it is.
+    draw.rectangle((0, 0, width - 1, layout.banner - 1), fill=_BANNER_RED)
+    banner_size = round(0.6 * layout.banner)
+    _row_text(draw, BANNER_TEXT, (0, layout.banner), banner_size, _WHITE, layout, width)
+    decision_rows = (layout.banner, layout.banner + layout.decision_row)
+    _row_text(draw, decision_line(result), decision_rows, layout.decision_size,
+              _decision_colour(result), layout, width, BOLD_FONT)
+    if identity:
+        _row_text(draw, identity, (decision_rows[1], layout.top), layout.text_size, _BLACK,
+                  layout, width)
 
     # Bottom band: the model.
-    model = f"Model: {result.model_name}  version {short_version(result.model_version)}"
-    _text(canvas, model, (lh // 3, layout.top + height + lh), layout, _BLACK)
-    return canvas
+    model = f"Model: {result.model_name}    version {short_version(result.model_version)}"
+    _row_text(draw, model, (layout.top + height, layout.top + height + layout.bottom),
+              layout.text_size, _BLACK, layout, width)
+    return np.array(picture)
