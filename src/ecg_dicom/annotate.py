@@ -41,12 +41,10 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
 from pydicom.valuerep import PersonName
 
-from ecg_dicom.stages import NORMAL_CLASS, Classification, Detection, Page
+from ecg_dicom.stages import NORMAL_CLASS, NOT_INTERPRETABLE, Classification, Page
 
 #: The notice on every annotated image.
 BANNER_TEXT = "AI result — not for diagnostic use"
-#: What the image says when the result cannot be read (no box, no usable signal).
-NOT_INTERPRETABLE_TEXT = "Not interpretable"
 #: The reason given when the result has none: the model found nothing.
 NO_BOX_REASON = "the model detected nothing on this page"
 #: Class names for people; the SR keeps the data set's names as the detector's classes.
@@ -159,27 +157,12 @@ def display_name(class_name: str) -> str:
 # --- what the image says --------------------------------------------------------------
 
 
-def _decisive(result: Classification) -> tuple[Detection, ...]:
-    return tuple(getattr(result, "decisive", result.detections))
-
-
 def _not_interpretable(result: Classification) -> bool:
-    return result.label not in ("Normal", "Abnormal") or not result.detections
-
-
-def _probability(result: Classification) -> float | None:
-    if hasattr(result, "probability"):
-        value = result.probability
-        return None if value is None else float(value)
-    if result.label == "Abnormal":
-        return float(result.abnormal_score)
-    if result.label == "Normal":
-        return 1.0 - float(result.abnormal_score)
-    return None
+    return result.label == NOT_INTERPRETABLE or result.probability is None
 
 
 def _abnormal_class(result: Classification) -> str | None:
-    abnormal = [d for d in _decisive(result) if d.class_name != NORMAL_CLASS]
+    abnormal = [d for d in result.decisive if d.class_name != NORMAL_CLASS]
     if abnormal:
         return max(abnormal, key=lambda d: d.confidence).class_name
     if result.class_name and result.class_name != NORMAL_CLASS:
@@ -190,10 +173,8 @@ def _abnormal_class(result: Classification) -> str | None:
 def decision_line(result: Classification) -> str:
     """The decision in words, as drawn large at the top of the image."""
     if _not_interpretable(result):
-        reason = str(getattr(result, "reason", "") or "").strip() or NO_BOX_REASON
-        return f"{NOT_INTERPRETABLE_TEXT}: {reason}"
-    probability = _probability(result)
-    suffix = f" (probability {probability:.2f})" if probability is not None else ""
+        return f"{NOT_INTERPRETABLE}: {result.reason.strip() or NO_BOX_REASON}"
+    suffix = f" (probability {result.probability:.2f})"
     if result.label == "Abnormal":
         cls = _abnormal_class(result)
         named = f" — {display_name(cls)}" if cls else ""
@@ -384,7 +365,7 @@ def draw_result(page: Page, result: Classification, identity: str = "") -> np.nd
     canvas = np.full((layout.top + height + layout.bottom, width, 3), 255, dtype=np.uint8)
     canvas[layout.top : layout.top + height] = image
 
-    decisive = set(_decisive(result))
+    decisive = set(result.decisive)
     # Not-counted boxes first, so the decisive ones are drawn over them.
     ordered = sorted(result.detections, key=lambda d: d in decisive)
     tags: list[tuple[str, tuple[int, int], tuple[int, int, int]]] = []

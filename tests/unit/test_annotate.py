@@ -25,13 +25,12 @@ from ecg_dicom.annotate import (
     text_width,
     to_sc_pixels,
 )
-from ecg_dicom.stages import CLASS_NAMES, Classification, Detection, Page
+from ecg_dicom.stages import CLASS_NAMES, NOT_INTERPRETABLE, Classification, Detection, Page
 
 IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ecg-images"
 VERSION = "0123456789abcdef" * 4
 BANNER_RED = np.array([190, 20, 20], dtype=np.uint8)
 MI_RED = np.array([220, 0, 0], dtype=np.uint8)
-NOT_INTERPRETABLE = "Not interpretable"
 
 
 def _training_page() -> Page:
@@ -55,8 +54,8 @@ def _result(*detections: Detection, label: str = "Abnormal", score: float = 0.9)
     )
 
 
-def _not_interpretable() -> Classification:
-    return _result(label=NOT_INTERPRETABLE)
+def _not_interpretable(reason: str = "") -> Classification:
+    return Classification(**{**_result(label=NOT_INTERPRETABLE).__dict__, "reason": reason})
 
 
 def _ink(region: np.ndarray) -> int:
@@ -144,9 +143,12 @@ def test_decision_line_says_the_decision_in_words() -> None:
     # Normal: the probability of Normal, i.e. 1 - the abnormal score.
     normal = _result(Detection("Normal-ECG", 0.9, (0, 0, 10, 10)), label="Normal", score=0.03)
     assert decision_line(normal) == "Normal (probability 0.97)"
-    # Not interpretable, with the reason; no dataset class name anywhere.
+    # Not interpretable, with the reason (or, without one, that nothing was found).
+    assert decision_line(_not_interpretable("the signal is flat")) == (
+        "Not interpretable: the signal is flat")
     text = decision_line(_not_interpretable())
     assert text.startswith("Not interpretable: ") and len(text) > len("Not interpretable: ")
+    # No dataset class name anywhere.
     for line in (decision_line(abnormal), decision_line(history), decision_line(normal)):
         assert not any(name in line for name in ("MI-ECG", "History_MI", "ECG HB", "Normal-ECG"))
 
@@ -171,10 +173,10 @@ def test_decision_is_drawn_large_and_differs_by_result(page: Page) -> None:
 def test_not_counted_boxes_are_grey(page: Page) -> None:
     """Boxes that do not count for the decision are drawn, but not in a class colour."""
     counted = Detection("MI-ECG", 0.9, (200.0, 300.0, 700.0, 650.0))
-    other = Detection("Normal-ECG", 0.2, (900.0, 500.0, 1400.0, 900.0))
+    other = Detection("History_MI", 0.5, (900.0, 500.0, 1400.0, 900.0))  # not the top abnormal
     result = _result(counted, other)
-    decisive = set(getattr(result, "decisive", result.detections))
-    assert counted in decisive
+    decisive = set(result.decisive)
+    assert counted in decisive and other not in decisive
     out = draw_result(page, result)
     for det in (counted, other):
         x0, _, _, y1 = (round(v) for v in to_sc_pixels(det.box, page))
