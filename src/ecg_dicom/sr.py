@@ -9,13 +9,15 @@ Report" (126000, DCM), built with highdicom's templates, never by hand:
 * One **summary** measurement group (TID 1501, image-level) first:
   Finding (121071, DCM) = Normal (SCT 164854000) or Abnormal ECG (SCT 102594003),
   both from CID 3677 "Summary Codes ECG"; Probability (122157, DCM) = the
-  result's confidence, i.e. that of its most confident box (the same number the
-  SC shows; detect.decide explains the label); the qualitative evaluations
-  "CAD Processing and Findings Summary" (111017, DCM) = "All algorithms succeeded;
-  with findings" (111242) or "...; without findings" (111241) (CID 6047), and
-  "Impression" (121073, DCM) = the detected class, coded as its Finding;
-  the group's source image is the annotated SC.
-* One **planar ROI** measurement group (TID 1410) per detection: Tracking
+  probability of that stated finding (:attr:`Classification.probability`: the
+  abnormal score for Abnormal, 1 minus it for Normal), not a box's confidence;
+  the qualitative evaluations "CAD Processing and Findings Summary" (111017, DCM)
+  = "All algorithms succeeded; with findings" (111242) (CID 6047), and
+  "Impression" (121073, DCM) = the named class (detect.decide), coded as its
+  Finding; the group's source image is the annotated SC.
+* One **planar ROI** measurement group (TID 1410) per **decisive** detection
+  (:attr:`Classification.decisive`: the boxes the decision rule uses, the most
+  confident Normal-ECG box and the most confident abnormal box): Tracking
   Identifier and Tracking UID (112039/112040), Finding (121071) coded per class
   (:data:`FINDING_CODES`), Algorithm Name/Version (111001/111003; the version is
   the weights' checksum) and Parameters (111002: the runtime), Probability
@@ -23,8 +25,32 @@ Report" (126000, DCM), built with highdicom's templates, never by hand:
   (111030) — a closed POLYLINE (SR has no rectangle, PS3.3 C.18.6.1.2) in
   pixel coordinates of the **annotated SC**
   (the page offset of :func:`ecg_dicom.annotate.to_sc_pixels`).
-* "No finding": no detection groups; the summary group carries no Finding and
-  says "All algorithms succeeded; without findings".
+  Other boxes do not count for the decision and are not coded in the SR (the
+  annotated SC still draws them, for the person looking at it); their number in
+  the Tracking Identifier ("Detection 3") is their place in the result's list.
+* **Not interpretable** (no chart found, or a signal that cannot make a 12-lead
+  page; :class:`~ecg_dicom.errors.NotInterpretableError`): no detection group,
+  no Finding, no Probability, no Impression; "CAD Processing and Findings
+  Summary" = (111245, DCM, "No algorithms succeeded; without findings") (CID 6047:
+  the algorithm produced no result), and the reason as a TEXT qualitative
+  evaluation (121106, DCM, "Comment") -- TID 1501 row 12 allows a qualitative
+  evaluation "in text form" (CONTAINS TEXT; dcmtk's TID1501_MeasurementGroup
+  implements it), highdicom builds only the coded one, so this one item is
+  a highdicom :class:`~highdicom.sr.TextContentItem` appended to the group.
+* Procedure Reported (121058, DCM; TID 1500 row 4, DCID 100, extensible) says
+  what was recorded (:func:`procedure_reported`): (268400002, SCT, "12-Lead ECG")
+  (CID 3670 "ECG Procedure Types") for a 12-Lead ECG object, or a General ECG
+  object whose page shows the 12 standard leads; (266706003, SCT, "Continuous
+  electrocardiogram monitoring") for an Ambulatory ECG (no CID of PS3.16 lists an
+  ambulatory ECG procedure; the concept is in DICOM's SNOMED CT subset, pydicom's
+  ``codes.SCT.ContinuousElectrocardiogramMonitoring``); (41976001, SCT, "Cardiac
+  catheterization") (CID 3757 "Cardiac Diagnostic Procedures") for a Hemodynamic
+  Waveform, recorded in the cath lab; and (ECG, DCM, "Electrocardiography")
+  (CID 29) for a scanned page or PDF, or a General ECG of other leads: a picture
+  does not say how many leads were recorded.
+* Contributing Equipment (PS3.3 C.12.1): the source device as (109101, DCM,
+  "Acquisition Equipment"), highdicom, and ecg-dicom as (Newcode1, 99IHE,
+  "Processing Algorithm") (:mod:`ecg_dicom.equipment`).
 * Evidence (PS3.3 C.17.2.2): the source ECG and the SC, both in the study, in
   Current Requested Procedure Evidence.  For waveform sources this is the
   waveform's reference: the ECG object itself is evidence.
@@ -57,6 +83,8 @@ from pydicom.sr.coding import Code
 
 from ecg_dicom.annotate import to_sc_pixels
 from ecg_dicom.config import Settings
+from ecg_dicom.context import copy_context
+from ecg_dicom.equipment import set_source_equipment
 from ecg_dicom.identity import (
     ResultUIDs,
     content_key,
@@ -64,8 +92,21 @@ from ecg_dicom.identity import (
     result_uids,
     tracking_uid,
 )
+from ecg_dicom.render import STANDARD_LEADS
 from ecg_dicom.sc import add_contributing_equipment, algorithm_equipment
-from ecg_dicom.stages import Classification, Detection, DocumentReference, Page
+from ecg_dicom.sop import (
+    AMBULATORY_ECG,
+    HEMODYNAMIC_WAVEFORM,
+    TWELVE_LEAD_ECG,
+    WAVEFORM_SOP_CLASSES,
+)
+from ecg_dicom.stages import (
+    NOT_INTERPRETABLE,
+    Classification,
+    Detection,
+    DocumentReference,
+    Page,
+)
 
 # --- Codes (dicom-outputs.md; pydicom 3 concept dictionary, PS3.16) ----------
 FINDING = Code("121071", "DCM", "Finding")
@@ -75,7 +116,16 @@ IMPRESSION = Code("121073", "DCM", "Impression")
 CAD_SUMMARY = Code("111017", "DCM", "CAD Processing and Findings Summary")
 WITH_FINDINGS = Code("111242", "DCM", "All algorithms succeeded; with findings")
 WITHOUT_FINDINGS = Code("111241", "DCM", "All algorithms succeeded; without findings")
-ECG_PROCEDURE = Code("268400002", "SCT", "12 lead electrocardiogram")
+#: CID 6047: the result of a not-interpretable input.
+NO_ALGORITHM_SUCCEEDED = Code("111245", "DCM", "No algorithms succeeded; without findings")
+#: Concept name of the TEXT qualitative evaluation holding the reason (CID 12101).
+COMMENT = Code("121106", "DCM", "Comment")
+
+# Procedure Reported (see the module docstring for the CIDs).
+TWELVE_LEAD_ECG_PROCEDURE = Code("268400002", "SCT", "12-Lead ECG")
+AMBULATORY_ECG_PROCEDURE = Code("266706003", "SCT", "Continuous electrocardiogram monitoring")
+CATHETERIZATION_PROCEDURE = Code("41976001", "SCT", "Cardiac catheterization")
+ECG_PROCEDURE = Code("ECG", "DCM", "Electrocardiography")
 
 NORMAL_ECG = Code("164854000", "SCT", "Normal")
 ABNORMAL_ECG = Code("102594003", "SCT", "Abnormal ECG")
@@ -154,24 +204,58 @@ def _probability(value: float) -> hd.sr.Measurement:
     )
 
 
+def procedure_reported(source: Dataset, page: Page) -> Code:
+    """The Procedure Reported for ``source`` (see the module docstring)."""
+    sop_class = source.get("SOPClassUID")
+    if sop_class == TWELVE_LEAD_ECG:
+        return TWELVE_LEAD_ECG_PROCEDURE
+    if sop_class == AMBULATORY_ECG:
+        return AMBULATORY_ECG_PROCEDURE
+    if sop_class == HEMODYNAMIC_WAVEFORM:
+        return CATHETERIZATION_PROCEDURE
+    if sop_class in WAVEFORM_SOP_CLASSES and set(STANDARD_LEADS) <= {r.lead for r in page.regions}:
+        return TWELVE_LEAD_ECG_PROCEDURE
+    return ECG_PROCEDURE
+
+
 def _summary_group(
     sc: Dataset, result: Classification, sr_sop: str, uid_root: str
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    found = result.label != "No finding" and bool(result.detections)
-    evaluations = [
-        hd.sr.QualitativeEvaluation(CAD_SUMMARY, WITH_FINDINGS if found else WITHOUT_FINDINGS)
-    ]
-    if found and result.class_name:
+    tracking = hd.sr.TrackingIdentifier(
+        uid=tracking_uid(sr_sop, 0, uid_root), identifier="ECG classification"
+    )
+    source_images = [hd.sr.SourceImageForMeasurementGroup.from_source_image(sc)]
+    probability = result.probability
+    if result.label == NOT_INTERPRETABLE or probability is None:
+        group = hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking,
+            algorithm_id=_algorithm(result),
+            qualitative_evaluations=[
+                hd.sr.QualitativeEvaluation(CAD_SUMMARY, NO_ALGORITHM_SUCCEEDED)
+            ],
+            source_images=source_images,
+        )
+        if result.reason:  # TID 1501 row 12: a qualitative evaluation in text form,
+            items = group[0].ContentSequence  # right after the coded one (row 11)
+            after = 1 + max(
+                i for i, item in enumerate(items) if item.ValueType == "CODE"
+                and item.ConceptNameCodeSequence[0].CodeValue == CAD_SUMMARY.value
+            )
+            items.insert(after, hd.sr.TextContentItem(
+                name=COMMENT, value=f"Not interpretable: {result.reason}",
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            ))
+        return group
+    evaluations = [hd.sr.QualitativeEvaluation(CAD_SUMMARY, WITH_FINDINGS)]
+    if result.class_name:
         evaluations.append(hd.sr.QualitativeEvaluation(IMPRESSION, finding_code(result.class_name)))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=tracking_uid(sr_sop, 0, uid_root), identifier="ECG classification"
-        ),
-        finding_type=LABEL_CODES[result.label] if found else None,
+        tracking_identifier=tracking,
+        finding_type=LABEL_CODES[result.label],
         algorithm_id=_algorithm(result),
-        measurements=[_probability(result.confidence)] if found else None,
+        measurements=[_probability(probability)],
         qualitative_evaluations=evaluations,
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(sc)],
+        source_images=source_images,
     )
 
 
@@ -228,7 +312,7 @@ def build_sr(
     ``sc`` is the annotated SC built by :func:`ecg_dicom.sc.build_sc` from the same
     inputs: the SR's image regions are in its pixel space and reference it.
     """
-    if result.label not in LABEL_CODES and result.label != "No finding":
+    if result.label not in LABEL_CODES and result.label != NOT_INTERPRETABLE:
         raise ValueError(f"unknown result label {result.label!r}")
     out = settings.output
     if uids is None:  # built alone (tests): the UIDs build.build_outputs would give
@@ -247,11 +331,15 @@ def build_sr(
         hd.sr.MeasurementsAndQualitativeEvaluations
         | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
     ] = [_summary_group(sc, result, uids.sr_sop, out.uid_root)]
+    decisive = result.decisive
     for index, det in enumerate(result.detections, start=1):
-        groups.append(_detection_group(index, det, sc, page, result, uids.sr_sop, out.uid_root))
+        if det in decisive:  # only the boxes that count for the decision are findings
+            groups.append(
+                _detection_group(index, det, sc, page, result, uids.sr_sop, out.uid_root)
+            )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=ECG_PROCEDURE,
+        procedure_reported=procedure_reported(source, page),
         imaging_measurements=groups,
         referenced_images=[sc],
     )
@@ -274,6 +362,8 @@ def build_sr(
         )
     sr.SeriesDescription = SR_SERIES_DESCRIPTION
     add_contributing_equipment(sr, algorithm_equipment(result, settings))
+    set_source_equipment(sr, source)  # the cart, not our SC, acquired the ECG
     if predecessor is not None and predecessor.sop_instance_uid != sr.SOPInstanceUID:
         sr.PredecessorDocumentsSequence = predecessor_documents(predecessor)
+    copy_context(source, sr)  # identity and order context (ecg_dicom.context)
     return sr
