@@ -143,7 +143,10 @@ def in_transfer_syntax(ds: Dataset, transfer_syntax: UID) -> Dataset:
         return ds
     out = copy.deepcopy(ds)
     if own.is_compressed:
-        out.decompress()  # pydicom 3: native pixels, Explicit VR Little Endian
+        # pydicom 3: native pixels, Explicit VR Little Endian.  The same instance (H3):
+        # pydicom would otherwise give it a new SOP Instance UID, and the SR would
+        # reference an SC the PACS never receives.
+        out.decompress(generate_instance_uid=False)
     if getattr(out, "file_meta", None) is None:
         out.file_meta = FileMetaDataset()
     out.file_meta.TransferSyntaxUID = transfer_syntax
