@@ -26,7 +26,7 @@ from conftest_render import (
 )
 from pydicom.dataset import FileMetaDataset
 
-from ecg_dicom.errors import InputError, UnsupportedInputError
+from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
 from ecg_dicom.pages import page_from_dataset, page_from_file
 from ecg_dicom.render import PX_PER_MM, render_page
 from ecg_dicom.waveform import load_waveform
@@ -42,9 +42,12 @@ def test_every_real_file_becomes_a_rendered_page(name: str) -> None:
 
 
 def test_waveform_classes_by_sop_class() -> None:
-    assert [r.lead for r in page_from_dataset(general_ecg()).regions] == ["I", "II", "III"]
-    assert [r.lead for r in page_from_dataset(ambulatory_ecg()).regions] == ["II", "V5"]
-    assert [r.lead for r in page_from_dataset(hemodynamic("ECG")).regions] == ["II", "V5"]
+    # Fewer than 12 leads: drawn, one strip per lead, but not interpretable (render.py).
+    for ds, leads in ((general_ecg(), ["I", "II", "III"]), (ambulatory_ecg(), ["II", "V5"]),
+                      (hemodynamic("ECG"), ["II", "V5"])):
+        with pytest.raises(NotInterpretableError, match="not a 12-lead ECG") as caught:
+            page_from_dataset(ds)
+        assert [r.lead for r in caught.value.page.regions] == leads  # type: ignore[attr-defined]
 
 
 def test_hemodynamic_of_another_modality_is_unsupported() -> None:
