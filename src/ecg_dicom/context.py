@@ -312,6 +312,9 @@ def _encodable(ds: Dataset, charsets: object) -> bool:
         codecs = convert_encodings(charsets)  # type: ignore[arg-type]
     except LookupError:
         return False
+    # pydicom names the default repertoire (ISO-IR 6, PS3.5 6.1.2.1) "iso8859", which
+    # Python reads as Latin-1: the repertoire itself is ASCII.
+    codecs = ["ascii" if codec == "iso8859" else codec for codec in codecs]
     for text in _strings(ds):
         if text.isascii():
             continue

@@ -26,7 +26,6 @@ from the source ECG, then completed with what highdicom leaves to the caller:
   present but empty for an unpaired part.
 * Source Instance Sequence (General Reference module, C.12.4) points back at
   the ECG the page was made from.
-
 * Identity and order context (Issuer of Patient ID, Other Patient IDs, Accession
   Number issuer, Request Attributes, Timezone Offset, Specific Character Set...)
   is completed by :func:`ecg_dicom.context.copy_context`.
@@ -41,10 +40,10 @@ from the source ECG, then completed with what highdicom leaves to the caller:
   A picture of unknown scale (a received image, a PDF) gets none of these: no
   spacing is better than a wrong one.
 * Transfer syntax: JPEG-LS Lossless (PS3.5 A.4.3, ISO 14495-1), built so by
-  highdicom.  Measured on the four real ECGs rendered and annotated (1600 x 1317
-  RGB, 6.3 MB native): 0.59-0.68 MB.  Deflated Explicit VR Little Endian is
+  highdicom.  Measured on the four real ECGs rendered and annotated (1600 x 1347
+  RGB, 6.5 MB native): 0.64-0.69 MB.  Deflated Explicit VR Little Endian is
   smaller still on rendered pages (~0.15-0.19 MB; the dotted grid defeats JPEG-LS's
-  predictor) but dicom3tools' dciodvfy, this project's proof of validity, cannot
+  predictor), but dicom3tools' dciodvfy, this project's proof of validity, cannot
   read it, and fewer archives accept it; the SCU offers it as the next choice and
   uncompressed last (:func:`sc_for_transfer_syntax` makes those copies).  A
   decoded JPEG photograph of an ECG stays large losslessly: ~2.9 MB (Deflate
@@ -52,7 +51,7 @@ from the source ECG, then completed with what highdicom leaves to the caller:
 * Lossy compression of an image source is carried (General Image module, PS3.3
   C.7.6.1.1.5): once an image has been lossy compressed, every image derived
   from it says so, with the ratio and method of that compression
-  (:func:`lossy_history`).
+  (:func:`lossy_history`).  A page rendered from a waveform says "00".
 
 Pixel coordinates: the image is :func:`ecg_dicom.annotate.draw_result` of the
 page; the page sits at :func:`ecg_dicom.annotate.layout_for` ``(page).offset``.

@@ -245,6 +245,18 @@ def test_character_set_follows_what_the_object_holds() -> None:
     assert target.SpecificCharacterSet == "ISO_IR 192"
     assert pydicom.dcmread(BytesIO(_bytes(target, with_meta=False)), force=True).InstitutionName \
         == "Πανεπιστημιακό Νοσοκομείο"
+    # No character set in the source: the default repertoire is ASCII, so an accented
+    # name made by us needs UTF-8 declared; ASCII alone declares nothing.
+    plain = Dataset()
+    plain.StudyInstanceUID = source.StudyInstanceUID
+    ascii_only = Dataset()
+    ascii_only.InstitutionName = "General Hospital"
+    copy_context(plain, ascii_only)
+    assert "SpecificCharacterSet" not in ascii_only
+    accented = Dataset()
+    accented.InstitutionName = "Universitätsklinikum"
+    copy_context(plain, accented)
+    assert accented.SpecificCharacterSet == "ISO_IR 192"
 
 
 def _bytes(ds: Dataset, with_meta: bool = True) -> bytes:
