@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list jobs or queue failed ones again")
     jobs_sub = p.add_subparsers(dest="jobs_command", required=True)
     q = jobs_sub.add_parser("list")
-    q.add_argument("--state", choices=["received", "processing", "delivering", "done", "failed"])
+    q.add_argument(
+        "--state", choices=["received", "processing", "delivering", "done", "failed", "skipped"]
+    )
     q.add_argument("--limit", type=int, default=100)
     q.add_argument("--json", action="store_true")
     q = jobs_sub.add_parser("retry")

@@ -73,6 +73,19 @@ class DicomSettings(_Section):
     allowed_callers: list[AllowedCaller] = Field(
         default_factory=lambda: [AllowedCaller(ae_title="*", hosts=["127.0.0.1", "::1"])]
     )
+    #: An object of a storage SOP class that is not an ECG input (SR, PR, KO, CT...;
+    #: every storage class is accepted at negotiation so that a whole study can be
+    #: sent): ``skip`` answers Success and records it in the ledger as skipped with
+    #: the reason, keeping no bytes; ``refuse`` answers the failure 0x0122 "SOP
+    #: class not supported" (PS3.7 C.5.20).  Our own results (and, with
+    #: ``skip_ai_results``, other AIs' burned-in results) follow the same choice;
+    #: under ``refuse`` they get 0xC001.  Such objects are never processed.
+    non_ecg_objects: Literal["skip", "refuse"] = "skip"
+    #: Never process an image another AI burned its result into (Burned In
+    #: Annotation YES and a "Processing Algorithm" in Contributing Equipment).
+    #: false: process it like any ECG image.  Our own results are never processed,
+    #: whatever this says.
+    skip_ai_results: bool = True
 
     @field_validator("ae_title")
     @classmethod

@@ -2,9 +2,11 @@
 
 The one dispatch the service and the CLI call.  By SOP Class UID (PS3.4
 Annex B): the waveform classes are loaded (:mod:`ecg_dicom.waveform`) and
-rendered (:mod:`ecg_dicom.render`); Hemodynamic Waveform only when Modality
-(0008,0060) is ECG, i.e. an ECG recorded in a cath lab; image classes and
-Encapsulated PDF go through :mod:`ecg_dicom.images`.
+rendered (:mod:`ecg_dicom.render`); a Hemodynamic Waveform whatever its Modality
+(0008,0060) (cath-lab systems send ECG, HD or others), as long as one of its
+channels is an ECG lead, else :class:`~ecg_dicom.errors.NotAnEcgError` (the
+worker skips the job); image classes and Encapsulated PDF go through
+:mod:`ecg_dicom.images`.
 
 Whatever goes wrong with an input surfaces as :class:`InputError` (or its
 subclass :class:`UnsupportedInputError`) with a message naming what is
@@ -20,14 +22,20 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
-from ecg_dicom.errors import EcgDicomError, InputError, UnsupportedInputError
+from ecg_dicom.errors import (
+    EcgDicomError,
+    InputError,
+    NotAnEcgError,
+    NotInterpretableError,
+    UnsupportedInputError,
+)
 from ecg_dicom.images import (
     page_from_image_bytes,
     page_from_image_dataset,
     page_from_pdf_bytes,
     page_from_pdf_dataset,
 )
-from ecg_dicom.render import render_page
+from ecg_dicom.render import interpretable_page
 from ecg_dicom.sop import (
     DOCUMENT_SOP_CLASSES,
     HEMODYNAMIC_WAVEFORM,
@@ -35,15 +43,37 @@ from ecg_dicom.sop import (
     WAVEFORM_SOP_CLASSES,
 )
 from ecg_dicom.stages import Page
-from ecg_dicom.waveform import load_waveform
+from ecg_dicom.waveform import load_waveform, read_groups
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def page_from_waveform_dataset(ds: Dataset) -> Page:
-    """A waveform data set -> the rendered 12-lead (or stacked) page."""
-    return render_page(load_waveform(ds))
+    """A waveform data set -> the rendered 12-lead page the model reads.
+
+    Raises :class:`~ecg_dicom.errors.NotInterpretableError` (with the page to show)
+    for a signal the model cannot interpret (see render.interpretable_page)."""
+    return interpretable_page(load_waveform(ds))
+
+
+def page_from_hemodynamic_dataset(ds: Dataset) -> Page:
+    """A Hemodynamic Waveform (PS3.3 A.36) -> the page of its ECG leads.
+
+    Its Modality is not a criterion (cath-lab systems write ECG, HD or others):
+    its channels are.  When no channel of any multiplex group is an ECG lead in
+    volts (only pressures, respiration...), :class:`NotAnEcgError` says so: the
+    object is not an ECG, nothing is wrong with it.
+    """
+    groups = read_groups(ds)
+    if not any(any(group.ecg) for group in groups):
+        channels = ", ".join(dict.fromkeys(lead for g in groups for lead in g.leads)) or "none"
+        modality = str(ds.get("Modality", "") or "").strip() or "absent"
+        raise NotAnEcgError(
+            f"Hemodynamic Waveform (Modality {modality}) has no ECG lead among its channels "
+            f"({channels}): not an ECG"
+        )
+    return page_from_waveform_dataset(ds)
 
 
 def _dispatch(ds: Dataset) -> Callable[[Dataset], Page]:
@@ -51,13 +81,7 @@ def _dispatch(ds: Dataset) -> Callable[[Dataset], Page]:
     if not sop_class:
         raise InputError("SOP Class UID (0008,0016) is missing: not a composite instance")
     if sop_class == HEMODYNAMIC_WAVEFORM:
-        modality = str(ds.get("Modality", "")).strip()
-        if modality != "ECG":
-            raise UnsupportedInputError(
-                f"Hemodynamic Waveform with Modality (0008,0060) {modality or 'absent'!r}: "
-                "only Modality ECG is read as an ECG"
-            )
-        return page_from_waveform_dataset
+        return page_from_hemodynamic_dataset
     if sop_class in WAVEFORM_SOP_CLASSES:
         return page_from_waveform_dataset
     if sop_class in IMAGE_SOP_CLASSES:
@@ -74,9 +98,10 @@ def _dispatch(ds: Dataset) -> Callable[[Dataset], Page]:
 def page_from_dataset(ds: Dataset) -> Page:
     """The page for one received instance, chosen by its SOP Class UID.
 
-    Raises :class:`UnsupportedInputError` for classes (or a Hemodynamic
-    object of another modality) we do not read and :class:`InputError` for
-    anything malformed; every other exception is wrapped into InputError.
+    Raises :class:`UnsupportedInputError` for classes we do not read,
+    :class:`NotAnEcgError` for a Hemodynamic object without ECG leads and
+    :class:`InputError` for anything malformed; every other exception is
+    wrapped into InputError.
     """
     try:
         return _dispatch(ds)(ds)
@@ -127,6 +152,8 @@ def page_from_file(path: Path) -> Page:
         if "SOPClassUID" not in ds:
             raise InputError("neither DICOM (no SOP Class UID (0008,0016)), PNG, JPEG nor PDF")
         return page_from_dataset(ds)
+    except NotInterpretableError:
+        raise  # a result, not a failure: its reason, header and page stay as they are
     except EcgDicomError as exc:
         raise type(exc)(f"{path}: {exc}") from exc
     except Exception as exc:  # deferred reads of a truncated file

@@ -108,12 +108,18 @@ def test_caller_not_on_allow_list_is_rejected(tmp_path: Path, real_ecgs: list[Pa
         proc.stop()
 
 
-def test_non_ecg_sop_class_is_refused_at_negotiation(service: ServeProcess) -> None:
+def test_non_ecg_sop_class_is_acknowledged_and_skipped(service: ServeProcess) -> None:
+    """Every storage class is accepted at negotiation (a PACS sends whole studies);
+    a non-ECG object is acknowledged, recorded as skipped and not kept (issue 10)."""
     ct = pydicom.examples.get_path("ct")
-    result = run_tool("storescu", "-aec", "ECGDICOM", "127.0.0.1", str(service.dicom_port), str(ct))
-    assert result.returncode != 0
-    assert "No presentation context" in result.stderr or "no acceptable" in result.stderr.lower()
-    assert service.jobs() == []
+    result = run_tool("storescu", "-v", "-aec", "ECGDICOM", "127.0.0.1",
+                      str(service.dicom_port), str(ct))
+    assert result.returncode == 0, result.stderr
+    assert "Received Store Response (Success)" in result.stderr
+    [job] = service.jobs()
+    assert job["state"] == "skipped", job
+    assert job["reason"] == "skipped: CT Image Storage is not an ECG input"
+    assert list((service.spool_dir / "instances").iterdir()) == []
 
 
 def test_dataset_not_matching_its_sop_class_gets_a900(

@@ -8,6 +8,7 @@ images.py and compared with the original pixels.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -27,8 +28,11 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import convert_color_space, pack_bits
 from pydicom.uid import (
+    HTJ2K,
     JPEG2000,
     UID,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     JPEG2000Lossless,
     JPEGLSLossless,
     JPEGLSNearLossless,
@@ -52,6 +56,7 @@ from ecg_dicom.sop import (
     VL_PHOTOGRAPHIC,
 )
 from ecg_dicom.waveform import load_waveform
+from peers import require_tool
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +127,37 @@ def test_pydicom_encoded_secondary_capture(syntax: UID, options: dict, allowed: 
     assert worst <= allowed[0] and mean <= allowed[1]
 
 
+OPENJPH_CASES = [  # ojph_compress options, syntax, photometric, (max, mean) error allowed
+    (["-reversible", "true", "-prog_order", "LRCP"], HTJ2KLossless, "YBR_RCT", (0, 0.0)),
+    (["-reversible", "true", "-prog_order", "RPCL"], HTJ2KLosslessRPCL, "YBR_RCT", (0, 0.0)),
+    (["-reversible", "false"], HTJ2K, "YBR_ICT", (24, 1.0)),
+]
+
+
+@pytest.mark.parametrize(("options", "syntax", "photometric", "allowed"), OPENJPH_CASES,
+                         ids=[c[1].name for c in OPENJPH_CASES])
+def test_openjph_encoded_secondary_capture(options: list[str], syntax: UID, photometric: str,
+                                           allowed: tuple[int, float], picture: np.ndarray,
+                                           tmp_path: Path) -> None:
+    """HTJ2K (PS3.5 A.4.11), encoded by OpenJPH's ojph_compress (Debian openjph-tools),
+    decoded by pylibjpeg-openjpeg.  OpenJPH 0.9 writes no TLM marker, which the RPCL
+    syntax asks of an encoder; a decoder does not need it."""
+    cv2.imwrite(str(tmp_path / "page.ppm"), picture[:, :, ::-1])
+    done = subprocess.run([require_tool("ojph_compress"), "-i", str(tmp_path / "page.ppm"),
+                           "-o", str(tmp_path / "page.j2c"), *options],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    ds = secondary_capture(picture, PhotometricInterpretation=photometric)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate([(tmp_path / "page.j2c").read_bytes()])
+    ds["PixelData"].VR = "OB"
+    worst, mean = error(decode(ds), picture)
+    assert worst <= allowed[0] and mean <= allowed[1]
+
+
 def test_every_listed_compressed_syntax_is_covered() -> None:
-    covered = {c[2] for c in DCMTK_CASES} | {str(c[0]) for c in PYDICOM_CASES}
+    covered = ({c[2] for c in DCMTK_CASES} | {str(c[0]) for c in PYDICOM_CASES}
+               | {str(c[1]) for c in OPENJPH_CASES})
     assert {str(uid) for uid in COMPRESSED_TRANSFER_SYNTAXES} <= covered
 
 

@@ -26,7 +26,12 @@ from conftest_render import (
 )
 from pydicom.dataset import FileMetaDataset
 
-from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
+from ecg_dicom.errors import (
+    InputError,
+    NotAnEcgError,
+    NotInterpretableError,
+    UnsupportedInputError,
+)
 from ecg_dicom.pages import page_from_dataset, page_from_file
 from ecg_dicom.render import PX_PER_MM, render_page
 from ecg_dicom.waveform import load_waveform
@@ -50,9 +55,19 @@ def test_waveform_classes_by_sop_class() -> None:
         assert [r.lead for r in caught.value.page.regions] == leads  # type: ignore[attr-defined]
 
 
-def test_hemodynamic_of_another_modality_is_unsupported() -> None:
-    with pytest.raises(UnsupportedInputError, match=r"Modality \(0008,0060\) 'HD'"):
+def test_hemodynamic_is_read_by_its_channels_whatever_its_modality() -> None:
+    # Modality HD with ECG leads: read as the ECG object (here: 2 leads, not interpretable).
+    with pytest.raises(NotInterpretableError, match="not a 12-lead ECG") as caught:
         page_from_dataset(hemodynamic("HD"))
+    assert [r.lead for r in caught.value.page.regions] == ["II", "V5"]  # type: ignore[attr-defined]
+    # Only the arterial pressure left: not an ECG at all.
+    ds = hemodynamic("HD")
+    group = ds.WaveformSequence[0]
+    raw = np.frombuffer(group.WaveformData, "<i2").reshape(-1, 3)[:, 1]
+    group.ChannelDefinitionSequence = [group.ChannelDefinitionSequence[1]]
+    group.WaveformData, group.NumberOfWaveformChannels = raw.tobytes(), 1
+    with pytest.raises(NotAnEcgError, match=r"Modality HD\) has no ECG lead .*\(ART\)"):
+        page_from_dataset(ds)
 
 
 def test_image_and_pdf_classes_by_sop_class() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ecg_dicom.errors import StorageError
-from ecg_dicom.spool import DELIVERING, DONE, FAILED, PROCESSING, RECEIVED, Spool
+from ecg_dicom.spool import DELIVERING, DONE, FAILED, PROCESSING, RECEIVED, SKIPPED, Spool
 
 
 def received(spool: Spool, data: bytes = b"x" * 10, uid: str = "1.2.3") -> str:
@@ -79,3 +79,22 @@ def test_failed_write_raises_storage_error(tmp_path: Path) -> None:
     spool.instance_path(job_id).mkdir()  # the rename target cannot be replaced
     with pytest.raises(StorageError):
         spool.write_bytes(job_id, b"x")
+
+
+def test_skipped_is_terminal_with_its_reason_and_keeps_no_file(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    job_id = spool.new_job_id()
+    spool.record_skipped(job_id, sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34",
+                         sop_instance_uid="1.2.9", study_instance_uid="1.2.8",
+                         calling_ae="PACS", peer_address="127.0.0.1", size=1234,
+                         reason="skipped: Comprehensive 3D SR Storage is not an ECG input")
+    job = spool.get(job_id)
+    assert job is not None and job.state == SKIPPED and job.size == 1234
+    assert job.reason == "skipped: Comprehensive 3D SR Storage is not an ECG input"
+    assert not spool.instance_path(job_id).exists()
+    # A job the worker ends as skipped (e.g. a Hemodynamic object without ECG leads).
+    read = received(spool, uid="1.2.10")
+    spool.update(read, state=SKIPPED, reason="skipped: render: not an ECG")
+    assert spool.counts()[SKIPPED] == 2
+    assert [j.job_id for j in spool.list_jobs(SKIPPED)] == [read, job_id]
+    assert Spool(tmp_path).recover() == []  # never taken up again after a restart
