@@ -56,7 +56,10 @@ class Orthanc:
 
 @contextlib.contextmanager
 def run_orthanc(workdir: Path, modalities: dict[str, list[Any]],
-                aet: str = "ORTHANC", dicomweb: bool = False) -> Iterator[Orthanc]:
+                aet: str = "ORTHANC", dicomweb: bool = False,
+                lua: str | None = None) -> Iterator[Orthanc]:
+    """Orthanc on free loopback ports; ``lua``: the text of a Lua script it runs
+    (e.g. an auto-routing rule), written beside its configuration."""
     exe = require_tool("Orthanc")
     workdir.mkdir(parents=True, exist_ok=True)
     dicom_port, http_port = free_port(), free_port()
@@ -74,6 +77,9 @@ def run_orthanc(workdir: Path, modalities: dict[str, list[Any]],
         "UnknownSopClassAccepted": True,
         "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb else [],
     }
+    if lua is not None:
+        (workdir / "rules.lua").write_text(lua)
+        config["LuaScripts"] = [str(workdir / "rules.lua")]
     cfg = workdir / "orthanc.json"
     cfg.write_text(json.dumps(config))
     log = open(workdir / "orthanc.log", "wb")  # noqa: SIM115 (closed in the finally below)
