@@ -114,8 +114,16 @@ COMPRESSED_TRANSFER_SYNTAXES: tuple[UID, ...] = (
     RLELossless,
 )
 #: What a class that is not an ECG input may arrive in: anything pynetdicom
-#: knows, since its content is never decoded (only its header is read).
-ANY_TRANSFER_SYNTAX: tuple[UID, ...] = tuple(UID(ts) for ts in ALL_TRANSFER_SYNTAXES)
+#: knows, since its content is never decoded (only its header is read).  The
+#: acceptor's order decides among the syntaxes a sender proposes (pynetdicom
+#: takes the first of ours the sender offered), so the compressed ones come
+#: first: a sender offering its stored syntax beside uncompressed ones is never
+#: made to decompress an object we are going to discard.
+ANY_TRANSFER_SYNTAX: tuple[UID, ...] = tuple(
+    [UID(ts) for ts in ALL_TRANSFER_SYNTAXES if ts not in NATIVE_TRANSFER_SYNTAXES]
+    + [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+       ExplicitVRBigEndian]
+)
 
 
 def transfer_syntaxes_for(sop_class_uid: str) -> tuple[UID, ...]:
@@ -127,8 +135,17 @@ def transfer_syntaxes_for(sop_class_uid: str) -> tuple[UID, ...]:
     return ANY_TRANSFER_SYNTAX
 
 
+#: Storage classes pynetdicom negotiates but pydicom 3.0's UID dictionary does not name.
+_MORE_NAMES = {
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.8": "Height Map Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.9.100.1": "Waveform Presentation State Storage",
+    "1.2.840.10008.5.1.4.1.1.9.100.2": "Waveform Acquisition Presentation State Storage",
+}
+
+
 def sop_class_name(sop_class_uid: str) -> str:
     """The SOP class's name from PS3.6 (e.g. "Comprehensive 3D SR Storage"), else its UID."""
     uid = UID(str(sop_class_uid).strip().rstrip("\x00"))
-    name = uid.name
+    name = _MORE_NAMES.get(str(uid)) or uid.name
     return name if name and name != str(uid) else str(uid)
