@@ -92,19 +92,22 @@ def run_storescp(
     aetitle: str = "STORESCP",
     startup_timeout: float = 15.0,
     port: int | None = None,
+    accept_all: bool = True,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A dcmtk ``storescp`` writing what it receives into ``out_dir``.
 
     Yields ``(port, process)`` once the port accepts connections; stops the
-    process on exit.  ``extra_args`` go to storescp (e.g. ``"--refuse"``);
-    ``port`` picks the port (default: a free one).
+    process on exit.  ``extra_args`` go to storescp (e.g. ``"--refuse"``, or
+    ``"-xf", CONFIG, PROFILE`` with ``accept_all=False`` to accept only what a
+    negotiation profile lists); ``port`` picks the port (default: a free one).
     """
     exe = require_tool("storescp")
     out_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args: Sequence[str] = [
         exe, "--aetitle", aetitle, "--output-directory", str(out_dir),
-        "--accept-all", "--disable-host-lookup", *extra_args, str(port),
+        *(["--accept-all"] if accept_all else []), "--disable-host-lookup", *extra_args,
+        str(port),
     ]
     log_path = out_dir.parent / f"storescp-{port}.log"
     with open(log_path, "wb") as log:
@@ -114,3 +117,13 @@ def run_storescp(
         yield port, proc
     finally:
         _stop(proc)
+
+
+def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    """(errors, warnings) that dciodvfy (dicom3tools) reports for a file."""
+    exe = require_tool("dciodvfy")
+    run = subprocess.run([exe, str(path)], capture_output=True, text=True, env=dcmtk_env(),
+                         check=False, timeout=120)
+    lines = (run.stdout + run.stderr).splitlines()
+    return ([ln for ln in lines if ln.startswith("Error")],
+            [ln for ln in lines if ln.startswith("Warning")])

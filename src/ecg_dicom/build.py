@@ -12,9 +12,11 @@ Two facts come from the ledger, not from the ECG, and are passed in by the worke
 * ``slot``: the ECG's place among the ECGs of its study that got results, which
   chooses the Series Numbers (:func:`ecg_dicom.identity.series_numbers`), so
   several ECGs of one study never share a result series number;
-* ``predecessor``: the SR sent earlier for the same ECG when its content has
-  changed since (new weights, runtime, decision settings, renderer...): the new
-  SR names it in its Predecessor Documents Sequence (PS3.3 C.17.2.3).
+* ``history``: the result the ECG was last delivered with.  When the content has
+  changed since (new weights, runtime, decision settings, renderer...), the UIDs
+  differ and the new SR names the delivered one in its Predecessor Documents
+  Sequence (PS3.3 C.17.2.3).  When it has not, the SR is the very same object as
+  before, predecessor included (a re-send must never change an object under its UID).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ecg_dicom.config import Settings
 from ecg_dicom.identity import content_key, result_uids, series_numbers
 from ecg_dicom.sc import build_sc
 from ecg_dicom.sr import build_sr
-from ecg_dicom.stages import Classification, DocumentReference, Outputs, Page
+from ecg_dicom.stages import Classification, Outputs, Page, ResultHistory
 
 
 def build_outputs(
@@ -35,12 +37,13 @@ def build_outputs(
     settings: Settings,
     *,
     slot: int = 0,
-    predecessor: DocumentReference | None = None,
+    history: ResultHistory | None = None,
 ) -> Outputs:
     """The annotated SC and the TID 1500 SR for ``source``, in that order."""
     out = settings.output
     key = content_key(source, page, result, settings)
     uids = result_uids(source.SOPInstanceUID, key, out.uid_root)
+    predecessor = history.predecessor_of(uids.sr_sop) if history else None
     sc_number, sr_number = series_numbers(out.series_number_sc, out.series_number_sr, slot)
     sc = build_sc(source, page, result, settings, uids=uids, series_number=sc_number)
     sr = build_sr(

@@ -47,7 +47,7 @@ _NAMESPACE = "ecg-dicom/result/v1"
 #: Version of what the builders put into the SR and SC (codes, texts, drawing,
 #: compression).  Bump it with any change of the built content: every result
 #: built afterwards gets new UIDs and names the one it replaces.
-OUTPUT_FORMAT = "2"
+OUTPUT_FORMAT = "3"
 #: Source attributes copied into the results (and drawn on the SC): a corrected
 #: patient name re-sent under the same SOP Instance UID gives a new result.
 IDENTITY_KEYWORDS: tuple[str, ...] = (
@@ -56,6 +56,8 @@ IDENTITY_KEYWORDS: tuple[str, ...] = (
     "PatientWeight", "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime",
     "StudyDescription", "AccessionNumber", "ReferringPhysicianName", "TimezoneOffsetFromUTC",
     "RequestAttributesSequence", "Manufacturer", "ManufacturerModelName",
+    "IssuerOfPatientIDQualifiersSequence", "IssuerOfAccessionNumberSequence",
+    "ReferringPhysicianIdentificationSequence",
 )
 
 

@@ -28,6 +28,7 @@ nothing is written outside the spool whatever the UIDs contain.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ecg_dicom.errors import StorageError
+from ecg_dicom.stages import DocumentReference, ResultHistory
 
 RECEIVED = "received"
 PROCESSING = "processing"
@@ -76,16 +78,18 @@ CREATE INDEX IF NOT EXISTS jobs_sop ON jobs(sop_instance_uid);
 """
 
 #: The results each source ECG got, one row per (study, source instance): ``slot`` is its
-#: place among the ECGs of the study (it chooses the results' Series Numbers), ``sr_*``
-#: the SR last delivered for it (the predecessor of the next, different one).
+#: place among the ECGs of the study (it chooses the results' Series Numbers);
+#: ``built_sr`` the SOP Instance UID of the SR last delivered as built, ``sent_sr`` where
+#: that SR is at the PACS (JSON: study/series/class/instance; the class may be a
+#: fallback), ``replaced_sr`` the SR it replaced (JSON, or empty).
 _OUTPUTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
     study_instance_uid TEXT NOT NULL,
     sop_instance_uid TEXT NOT NULL,
     slot INTEGER NOT NULL,
-    sr_series_instance_uid TEXT NOT NULL DEFAULT '',
-    sr_sop_class_uid TEXT NOT NULL DEFAULT '',
-    sr_sop_instance_uid TEXT NOT NULL DEFAULT '',
+    built_sr TEXT NOT NULL DEFAULT '',
+    sent_sr TEXT NOT NULL DEFAULT '',
+    replaced_sr TEXT NOT NULL DEFAULT '',
     job_id TEXT NOT NULL DEFAULT '',
     updated_at REAL NOT NULL,
     PRIMARY KEY (study_instance_uid, sop_instance_uid),
@@ -377,35 +381,36 @@ class Spool:
             ).fetchone()
         return int(row[0])
 
-    def delivered_sr(self, study_instance_uid: str, sop_instance_uid: str) -> dict[str, str] | None:
-        """The SR last delivered for an ECG (series, class and instance UIDs), if any."""
+    def result_history(self, study_instance_uid: str, sop_instance_uid: str) -> ResultHistory | None:
+        """What an ECG's last delivered result was (None when nothing was delivered yet)."""
         with self._db() as db:
             row = db.execute(
-                "SELECT sr_series_instance_uid, sr_sop_class_uid, sr_sop_instance_uid FROM outputs"
-                " WHERE study_instance_uid=? AND sop_instance_uid=? AND sr_sop_instance_uid!=''",
+                "SELECT built_sr, sent_sr, replaced_sr FROM outputs"
+                " WHERE study_instance_uid=? AND sop_instance_uid=? AND built_sr!=''",
                 (study_instance_uid, sop_instance_uid),
             ).fetchone()
         if row is None:
             return None
-        return {"series": row[0], "sop_class": row[1], "sop_instance": row[2]}
+        return ResultHistory(
+            built_sr=row[0],
+            sent=DocumentReference(**json.loads(row[1])),
+            replaced=DocumentReference(**json.loads(row[2])) if row[2] else None,
+        )
 
-    def record_delivered_sr(
+    def record_result(
         self,
         study_instance_uid: str,
         sop_instance_uid: str,
-        *,
-        series: str,
-        sop_class: str,
-        sop_instance: str,
+        history: ResultHistory,
         job_id: str,
     ) -> None:
-        """Remember the SR an ECG's results were delivered (or kept) with."""
+        """Remember the result an ECG was delivered with (see :meth:`result_history`)."""
         self.series_slot(study_instance_uid, sop_instance_uid)
+        replaced = json.dumps(dataclasses.asdict(history.replaced)) if history.replaced else ""
         with self._db() as db:
             db.execute(
-                "UPDATE outputs SET sr_series_instance_uid=?, sr_sop_class_uid=?,"
-                " sr_sop_instance_uid=?, job_id=?, updated_at=?"
+                "UPDATE outputs SET built_sr=?, sent_sr=?, replaced_sr=?, job_id=?, updated_at=?"
                 " WHERE study_instance_uid=? AND sop_instance_uid=?",
-                (series, sop_class, sop_instance, job_id, time.time(),
-                 study_instance_uid, sop_instance_uid),
+                (history.built_sr, json.dumps(dataclasses.asdict(history.sent)), replaced, job_id,
+                 time.time(), study_instance_uid, sop_instance_uid),
             )

@@ -364,6 +364,6 @@ def build_sr(
     add_contributing_equipment(sr, algorithm_equipment(result, settings))
     set_source_equipment(sr, source)  # the cart, not our SC, acquired the ECG
     if predecessor is not None and predecessor.sop_instance_uid != sr.SOPInstanceUID:
-        sr.PredecessorDocumentsSequence = predecessor_documents(predecessor)
+        sr.PredecessorDocumentsSequence = list(predecessor_documents(predecessor))
     copy_context(source, sr)  # identity and order context (ecg_dicom.context)
     return sr

@@ -28,11 +28,26 @@ from pydicom.errors import InvalidDicomError
 
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
-from ecg_dicom.errors import DeliveryError, InputError, ModelError
+from ecg_dicom.errors import (
+    DeliveryError,
+    InputError,
+    ModelError,
+    NotAnEcgError,
+    NotInterpretableError,
+)
 from ecg_dicom.logs import log_context
 from ecg_dicom.queue import JobQueue
-from ecg_dicom.spool import DELIVERING, DONE, FAILED, PROCESSING, RECEIVED, Job, Spool
-from ecg_dicom.stages import Classification, Outputs, Page
+from ecg_dicom.spool import (
+    DELIVERING,
+    DONE,
+    FAILED,
+    PROCESSING,
+    RECEIVED,
+    SKIPPED,
+    Job,
+    Spool,
+)
+from ecg_dicom.stages import Classification, DocumentReference, Outputs, Page, ResultHistory
 
 if TYPE_CHECKING:
     from ecg_dicom.detect import Detector
@@ -91,10 +106,33 @@ class Pipeline:
     def classify(self, page: Page) -> Classification:
         return self.detector.detect(page)
 
-    def build(self, ds: Dataset, page: Page, result: Classification) -> Outputs:
+    def not_interpretable(self, exc: NotInterpretableError) -> tuple[Page, Classification]:
+        """The page and result for an input the model cannot read: the page the error
+        carries (or a blank page stating the reason) and a "Not interpretable" result."""
+        from ecg_dicom.detect import not_interpretable
+        from ecg_dicom.render import not_interpretable_page
+
+        detector = self.detector
+        result = not_interpretable(
+            exc.reason,
+            model_name=detector.name,
+            model_version=detector.version,
+            runtime=detector.runtime_label,
+        )
+        return not_interpretable_page(exc), result
+
+    def build(
+        self,
+        ds: Dataset,
+        page: Page,
+        result: Classification,
+        *,
+        slot: int = 0,
+        history: ResultHistory | None = None,
+    ) -> Outputs:
         from ecg_dicom.build import build_outputs
 
-        return build_outputs(ds, page, result, self.settings)
+        return build_outputs(ds, page, result, self.settings, slot=slot, history=history)
 
 
 class Worker:
@@ -147,17 +185,29 @@ class Worker:
             metrics.STAGE_SECONDS.labels(stage="load").observe(time.perf_counter() - started)
             stage = "render"
             started = time.perf_counter()
-            page = self.pipeline.render(ds)
-            metrics.STAGE_SECONDS.labels(stage="render").observe(time.perf_counter() - started)
-            stage = "detect"
-            started = time.perf_counter()
-            result = self.pipeline.classify(page)
-            metrics.STAGE_SECONDS.labels(stage="detect").observe(time.perf_counter() - started)
+            try:
+                page = self.pipeline.render(ds)
+                metrics.STAGE_SECONDS.labels(stage="render").observe(time.perf_counter() - started)
+                stage = "detect"
+                started = time.perf_counter()
+                result = self.pipeline.classify(page)
+                metrics.STAGE_SECONDS.labels(stage="detect").observe(time.perf_counter() - started)
+            except NotInterpretableError as exc:
+                # A signal that cannot be read is an answer, not a failure: the SR says
+                # "not interpretable" with the reason, and the SC shows it.
+                log.warning("not interpretable: %s", exc, extra={"stage": stage})
+                page, result = self.pipeline.not_interpretable(exc)
             stage = "build"
             started = time.perf_counter()
-            outputs = self.pipeline.build(ds, page, result)
+            study = str(ds.get("StudyInstanceUID", job.study_instance_uid))
+            slot = self.spool.series_slot(study, job.sop_instance_uid)
+            history = self.spool.result_history(study, job.sop_instance_uid)
+            outputs = self.pipeline.build(ds, page, result, slot=slot, history=history)
             self._keep_results(job.job_id, outputs)
             metrics.STAGE_SECONDS.labels(stage="build").observe(time.perf_counter() - started)
+        except NotAnEcgError as exc:
+            self._skip(job, f"{stage}: {exc}", attempts=attempt)
+            return None
         except InputError as exc:
             self._fail(job, stage, f"{stage}: {exc}", attempts=attempt)
             return None
@@ -179,15 +229,38 @@ class Worker:
             extra={"label": result.label, "class_name": result.class_name,
                    "confidence": round(result.confidence, 4)},
         )
-        self.spool.update(
-            job.job_id, state=DELIVERING, attempts=attempt, reason="", result=result.to_dict()
+        sr = cast(Dataset, outputs.sr)
+        predecessors = sr.get("PredecessorDocumentsSequence", [])
+        replaced = (
+            str(predecessors[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+                .ReferencedSOPInstanceUID) if predecessors else None
         )
+        if history is not None and history.built_sr != sr.SOPInstanceUID:
+            log.info("the new result replaces SR %s (its content changed)", replaced)
+        record = {
+            **result.to_dict(),
+            "outputs": {
+                "sc": str(cast(Dataset, outputs.sc).SOPInstanceUID),
+                "sr": str(sr.SOPInstanceUID),
+                "series_numbers": [int(cast(Dataset, outputs.sc).SeriesNumber),
+                                   int(sr.SeriesNumber)],
+                "replaces": replaced,
+            },
+        }
+        self.spool.update(job.job_id, state=DELIVERING, attempts=attempt, reason="", result=record)
         return outputs
 
     def _keep_results(self, job_id: str, outputs: Outputs) -> None:
         from ecg_dicom.outputs_dir import write_outputs
 
         write_outputs(outputs, self.spool.results_path(job_id))
+
+    def _skip(self, job: Job, reason: str, attempts: int) -> None:
+        """End a job that is not an ECG input (e.g. a Hemodynamic object without ECG
+        leads): acknowledged, recorded with the reason, never processed."""
+        log.info("job skipped: %s", reason)
+        self.spool.update(job.job_id, state=SKIPPED, reason=f"skipped: {reason}", attempts=attempts)
+        metrics.SKIPPED.labels(kind="not_an_ecg").inc()
 
     def _fail(self, job: Job, stage: str, reason: str, attempts: int | None = None) -> None:
         log.error("job failed: %s", reason, extra={"stage": stage})
@@ -238,11 +311,21 @@ class Worker:
             return
         attempt = job.delivery_attempts + 1
         calling_ae = delivery.calling_ae_title or self.settings.dicom.ae_title
+        delivered_sr: tuple[str, str, str] | None = None
         try:
             started = time.perf_counter()
             for destination in destinations:
-                send_outputs(datasets, destination, calling_ae=calling_ae, timeout=delivery.timeout)
-                notes.append(f"sent to {destination.ae_title}@{destination.host}:{destination.port}")
+                sent = send_outputs(
+                    datasets, destination, calling_ae=calling_ae, timeout=delivery.timeout,
+                    uid_root=self.settings.output.uid_root,
+                )
+                where = f"{destination.ae_title}@{destination.host}:{destination.port}"
+                fallbacks = [s.describe() for s in sent if s.fallback]
+                notes.append(f"sent to {where}" + (f" ({'; '.join(fallbacks)})" if fallbacks else ""))
+                for obj in sent:
+                    if obj.modality == "SR" and delivered_sr is None:
+                        delivered_sr = (obj.series_instance_uid, obj.sop_class_uid,
+                                        obj.sop_instance_uid)
             if delivery.stow_url:
                 stow_outputs(datasets, delivery.stow_url, timeout=delivery.timeout)
                 notes.append(f"stored via STOW-RS at {delivery.stow_url}")
@@ -261,7 +344,25 @@ class Worker:
             self._fail(job, "send", f"send: {exc} ({kind})")
             return
         self.spool.update(job.job_id, delivery_attempts=attempt)
+        self._record_delivered(job, cast(Dataset, outputs.sr), delivered_sr)
         self._done(job, "; ".join(notes))
+
+    def _record_delivered(
+        self, job: Job, sr: Dataset, sent: tuple[str, str, str] | None
+    ) -> None:
+        """Remember the SR the PACS now holds for this ECG: a later result with other
+        content names it as its predecessor."""
+        study = str(sr.StudyInstanceUID)
+        series, sop_class, sop_instance = sent or (
+            str(sr.SeriesInstanceUID), str(sr.SOPClassUID), str(sr.SOPInstanceUID)
+        )
+        earlier = self.spool.result_history(study, job.sop_instance_uid)
+        history = ResultHistory(
+            built_sr=str(sr.SOPInstanceUID),
+            sent=DocumentReference(study, series, sop_class, sop_instance),
+            replaced=earlier.predecessor_of(str(sr.SOPInstanceUID)) if earlier else None,
+        )
+        self.spool.record_result(study, job.sop_instance_uid, history, job.job_id)
 
     def _done(self, job: Job, reason: str) -> None:
         self.spool.update(job.job_id, state=DONE, reason=reason)

@@ -3,7 +3,7 @@
 Every real ECG (three carts and pydicom's example, rendered by
 ``ecg_dicom.pages.page_from_dataset``) and one image source (a training page
 wrapped as a Secondary Capture) goes through ``build_outputs`` with an Abnormal
-result (boxes over known leads), a Normal result and a "No finding" result.
+result (boxes over known leads), a Normal result and a "Not interpretable" result.
 
 * ``dciodvfy`` (dicom3tools) reports no error on any output.  The one real cart
   whose own Study/Series/SOP Instance UIDs are ill-formed (ecgtoolkit-eli250:
@@ -40,12 +40,12 @@ from conftest import ECG_IMAGES_DIR, real_ecg_paths
 from ecg_dicom.annotate import to_sc_pixels
 from ecg_dicom.build import build_outputs
 from ecg_dicom.config import Settings
-from ecg_dicom.identity import result_uids
+from ecg_dicom.identity import content_key, result_uids
 from ecg_dicom.outputs_dir import write_outputs
 from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.sr import FINDING_CODES, LABEL_CODES
 from ecg_dicom.stages import Classification, Detection, Outputs, Page
-from peers import dcmtk_env, require_tool
+from peers import dciodvfy, dcmtk_env, require_tool
 
 pytestmark = [
     pytest.mark.integration,
@@ -62,6 +62,9 @@ ACCEPTED_WARNINGS = (
     "Retired Person Name form",
     # the source has no Study ID; it is type 2, copied (empty) with the study
     "Missing attribute or value that would be needed to build DICOMDIR - Study ID",
+    # (H3) the GE MAC55's Issuer of Patient ID Qualifiers say Identifier Type Code
+    # PAT_CODE, copied by context.copy_context; defined terms are extensible (PS3.3 C.7.1.1)
+    "Unrecognized defined term <PAT_CODE> for value 1 of attribute <Identifier Type Code>",
 )
 VR_SUMMARY = "Dicom dataset contains invalid data values for Value Representations"
 
@@ -121,7 +124,8 @@ def _normal(page: Page) -> Classification:
 
 
 def _no_finding() -> Classification:
-    return Classification(label="No finding", class_name=None, confidence=0.0,
+    return Classification(label="Not interpretable", reason="the model found no ECG chart",
+                          class_name=None, confidence=0.0,
                           abnormal_score=0.0, detections=(), model_name=MODEL,
                           model_version=VERSION)
 
@@ -151,16 +155,6 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> list[Case]:
 def _source_bad_uids(source: Dataset) -> set[str]:
     uids = {str(source.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
     return {u for u in uids if u and not (len(u) <= 64 and UID_RE.fullmatch(u))}
-
-
-def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
-    """(errors, warnings) that dciodvfy reports for a file."""
-    exe = require_tool("dciodvfy")
-    run = subprocess.run([exe, str(path)], capture_output=True, text=True, env=dcmtk_env(),
-                         check=False, timeout=120)
-    lines = (run.stdout + run.stderr).splitlines()
-    return ([ln for ln in lines if ln.startswith("Error")],
-            [ln for ln in lines if ln.startswith("Warning")])
 
 
 def _unexplained_errors(errors: list[str], source: Dataset) -> list[str]:
@@ -223,11 +217,11 @@ def test_dsrdump_reads_every_sr(cases: list[Case]) -> None:
         assert "UNVERIFIED" in out and "COMPLETE" in out
         if case.result.detections:
             assert "121071" in out or "Finding" in out
-            for det in case.result.detections:
+            for det in case.result.decisive:  # only the boxes the decision uses (sr.py)
                 assert FINDING_CODES[det.class_name].value in out
-            assert out.count("POLYLINE") == len(case.result.detections)
+            assert out.count("POLYLINE") == len(case.result.decisive)
         else:
-            assert "All algorithms succeeded; without findings" in out
+            assert "No algorithms succeeded; without findings" in out
             assert "POLYLINE" not in out
 
 
@@ -255,7 +249,8 @@ def test_uids_deterministic(cases: list[Case]) -> None:
         assert again.sr.SOPInstanceUID == case.outputs.sr.SOPInstanceUID
         assert again.sc.SeriesInstanceUID == case.outputs.sc.SeriesInstanceUID
         assert again.sr.SeriesInstanceUID == case.outputs.sr.SeriesInstanceUID
-        uids = result_uids(case.source.SOPInstanceUID, VERSION, settings.output.uid_root)
+        key = content_key(case.source, case.page, case.result, settings)
+        uids = result_uids(case.source.SOPInstanceUID, key, settings.output.uid_root)
         assert (case.outputs.sc.SOPInstanceUID, case.outputs.sr.SOPInstanceUID) == (
             uids.sc_sop, uids.sr_sop)
 
@@ -309,18 +304,18 @@ def test_sr_content(cases: list[Case]) -> None:
         assert len(summary) == 1
         evaluations = {_code(e.name): _code(e.value) for e in summary[0].get_qualitative_evaluations()}
         groups = sr.content.get_planar_roi_measurement_groups()
-        assert len(groups) == len(case.result.detections)
+        assert len(groups) == len(case.result.decisive)
         if case.result.detections:
             assert _code(summary[0].finding_type) == _code(LABEL_CODES[case.result.label])
             assert evaluations[("111017", "DCM")] == ("111242", "DCM")
             assert evaluations[("121073", "DCM")] == _code(FINDING_CODES[case.result.class_name])
         else:
             assert summary[0].finding_type is None
-            assert evaluations[("111017", "DCM")] == ("111241", "DCM")
+            assert evaluations[("111017", "DCM")] == ("111245", "DCM")
 
         rows, cols = int(sc.Rows), int(sc.Columns)
         tracking = set()
-        for group, det in zip(groups, case.result.detections, strict=True):
+        for group, det in zip(groups, case.result.decisive, strict=True):
             assert _code(group.finding_type) == _code(FINDING_CODES[det.class_name])
             (prob,) = group.get_measurements(name=hd.sr.CodedConcept("122157", "DCM", "Probability"))
             assert prob.value == pytest.approx(det.confidence, abs=1e-6)

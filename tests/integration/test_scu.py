@@ -17,6 +17,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom import Dataset, examples
@@ -28,9 +29,9 @@ from ecg_dicom.build import build_outputs
 from ecg_dicom.config import Destination, Settings
 from ecg_dicom.errors import DeliveryError
 from ecg_dicom.pages import page_from_dataset
-from ecg_dicom.scu import destinations_for, send_outputs, stow_outputs
+from ecg_dicom.scu import destinations_for, send_outputs, sr_fits_class, stow_outputs
 from ecg_dicom.stages import Classification, Detection, Outputs
-from peers import LOOPBACK, free_port, run_storescp, wait_for_port
+from peers import LOOPBACK, dciodvfy, free_port, run_storescp, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +83,89 @@ def test_sending_twice_stores_the_same_instances(outputs: Outputs, tmp_path: Pat
         _send(outputs, port)
     uids = sorted(pydicom.dcmread(p).SOPInstanceUID for p in received.iterdir())
     assert len(set(uids)) == 2
+
+
+_PROFILE = """
+[[TransferSyntaxes]]
+[Uncompressed]
+TransferSyntax1 = LocalEndianExplicit
+TransferSyntax2 = LittleEndianImplicit
+[[PresentationContexts]]
+[Offered]
+PresentationContext1 = VerificationSOPClass\\Uncompressed
+PresentationContext2 = SecondaryCaptureImageStorage\\Uncompressed
+{sr_lines}
+[[Profiles]]
+[Offered]
+PresentationContexts = Offered
+"""
+
+
+def _storescp_config(folder: Path, sr_classes: list[str]) -> Path:
+    """A dcmtk association profile: SC uncompressed only, and only ``sr_classes``."""
+    lines = "\n".join(
+        f"PresentationContext{i} = {name}\\Uncompressed" for i, name in enumerate(sr_classes, 3)
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "storescp.cfg"
+    path.write_text(_PROFILE.format(sr_lines=lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("offered", "expected"),
+    [(["ComprehensiveSRStorage", "EnhancedSRStorage"], "1.2.840.10008.5.1.4.1.1.88.33"),
+     (["EnhancedSRStorage"], "1.2.840.10008.5.1.4.1.1.88.22")],
+)
+def test_pacs_without_3d_sr_gets_the_next_sr_class_and_an_uncompressed_sc(
+    outputs: Outputs, tmp_path: Path, offered: list[str], expected: str
+) -> None:
+    config = _storescp_config(tmp_path, offered)
+    received = tmp_path / "received"
+    with run_storescp(received, "-xf", str(config), "Offered",
+                      accept_all=False) as (port, _proc):
+        sent = send_outputs(_datasets(outputs), Destination(ae_title="STORESCP", host=LOOPBACK,
+                            port=port), calling_ae="ECGDICOM", timeout=TIMEOUT)
+    stored = [pydicom.dcmread(p) for p in received.iterdir()]
+    [sr] = [d for d in stored if d.Modality == "SR"]
+    [sc] = [d for d in stored if d.Modality != "SR"]
+    assert sr.SOPClassUID == expected
+    # Another class is another instance: its own UID, derived (a re-send stays idempotent).
+    assert sr.SOPInstanceUID != outputs.sr.SOPInstanceUID  # type: ignore[attr-defined]
+    assert sr.ContentSequence == outputs.sr.ContentSequence  # type: ignore[attr-defined]
+    assert not sc.file_meta.TransferSyntaxUID.is_compressed
+    assert sc.SOPInstanceUID == outputs.sc.SOPInstanceUID  # type: ignore[attr-defined]
+    assert np.array_equal(sc.pixel_array, outputs.sc.pixel_array)  # type: ignore[attr-defined]
+    [sr_sent] = [s for s in sent if s.modality == "SR"]
+    assert sr_sent.sop_class_uid == expected and sr_sent.sop_instance_uid == sr.SOPInstanceUID
+    assert "does not accept Comprehensive 3D SR" in sr_sent.fallback
+    errors, _ = dciodvfy(received / next(p.name for p in received.iterdir()
+                                                 if pydicom.dcmread(p).Modality == "SR"))
+    assert errors == [], errors
+
+
+def test_pacs_with_no_sr_class_is_a_permanent_failure(outputs: Outputs, tmp_path: Path) -> None:
+    config = _storescp_config(tmp_path, [])
+    with run_storescp(tmp_path / "received", "-xf", str(config), "Offered",
+                      accept_all=False) as (port, _proc), \
+            pytest.raises(DeliveryError) as info:
+        _send(outputs, port)
+    assert info.value.transient is False
+    assert "Comprehensive 3D SR" in str(info.value) and "Enhanced SR" in str(info.value)
+
+
+def test_sr_fits_class_refuses_3d_coordinates() -> None:
+    sr = Dataset()
+    item = Dataset()
+    item.ValueType = "SCOORD3D"
+    sr.ContentSequence = [item]
+    assert sr_fits_class(sr, "1.2.840.10008.5.1.4.1.1.88.34")
+    assert not sr_fits_class(sr, "1.2.840.10008.5.1.4.1.1.88.33")
+    by_reference = Dataset()
+    by_reference.ReferencedContentItemIdentifier = [1, 1]
+    sr.ContentSequence = [by_reference]
+    assert sr_fits_class(sr, "1.2.840.10008.5.1.4.1.1.88.33")
+    assert not sr_fits_class(sr, "1.2.840.10008.5.1.4.1.1.88.22")
 
 
 def test_refused_connection_is_transient(outputs: Outputs) -> None:
@@ -353,3 +437,4 @@ def test_stow_connection_refused_is_transient(outputs: Outputs) -> None:
         stow_outputs(_datasets(outputs), f"http://{LOOPBACK}:{free_port()}/dicom-web",
                      timeout=TIMEOUT)
     assert info.value.transient is True
+
