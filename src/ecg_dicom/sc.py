@@ -229,6 +229,10 @@ def build_sc(
         sc.PixelSpacingCalibrationDescription = SPACING_DESCRIPTION
     _set_lossy_compression(sc, source, page)
     copy_context(source, sc)
+    if sc.file_meta.TransferSyntaxUID.is_encapsulated:
+        # Encapsulated Pixel Data has undefined length (PS3.5 A.4); highdicom leaves the
+        # element's flag unset, and dcmtk refuses an explicit length on the wire.
+        sc["PixelData"].is_undefined_length = True
     return sc
 
 
