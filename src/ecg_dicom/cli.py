@@ -16,7 +16,7 @@ import pydicom
 
 from ecg_dicom import __version__
 from ecg_dicom.config import Settings, default_yaml, load_settings
-from ecg_dicom.errors import EcgDicomError
+from ecg_dicom.errors import EcgDicomError, NotInterpretableError
 from ecg_dicom.logs import configure_logging
 from ecg_dicom.train.commands import register as register_training_commands
 
@@ -57,8 +57,11 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     failures = 0
     for name in args.files:
         try:
-            page = page_from_file(Path(name))
-            result = pipeline.classify(page)
+            try:
+                page = page_from_file(Path(name))
+                result = pipeline.classify(page)
+            except NotInterpretableError as exc:  # an answer, as in the service
+                page, result = pipeline.not_interpretable(exc)
             results.append({"file": name, **result.to_dict()})
         except EcgDicomError as exc:
             failures += 1

@@ -27,7 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ecg_dicom.errors import InputError, ModelError
+from ecg_dicom.errors import InputError, ModelError, NotInterpretableError
 
 if TYPE_CHECKING:
     from ecg_dicom.service import Service
@@ -48,8 +48,11 @@ def classify_upload(service: Service, data: bytes, filename: str) -> dict[str, A
     with tempfile.NamedTemporaryFile(suffix=suffix) as fh:
         fh.write(data)
         fh.flush()
-        page = page_from_file(Path(fh.name))
-    result = service.pipeline.classify(page)
+        try:
+            page = page_from_file(Path(fh.name))
+            result = service.pipeline.classify(page)
+        except NotInterpretableError as exc:  # an answer, as in the service
+            page, result = service.pipeline.not_interpretable(exc)
     annotated = draw_result(page, result)
     ok, png = cv2.imencode(".png", cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
     if not ok:
