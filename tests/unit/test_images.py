@@ -272,7 +272,7 @@ def test_unusable_image_attributes(change: dict, kind: type, words: str, picture
 
 def test_unlisted_transfer_syntax_is_unsupported(picture: np.ndarray) -> None:
     ds = secondary_capture(picture)
-    ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.201")  # HTJ2K lossless
+    ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.100")  # MPEG2 video: not read
     with pytest.raises(UnsupportedInputError, match=r"Transfer Syntax UID \(0002,0010\)"):
         page_from_image_dataset(ds)
 
