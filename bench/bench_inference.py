@@ -5,14 +5,14 @@ into another) on the same real validation pages, in the same invocation:
 
 * ``ultralytics-default``: ``YOLO(weights).predict(page)`` as it comes (what the
   original application ran; ultralytics uses 1 thread on a 2-core machine);
-* ``pytorch``: :class:`ecg_dicom.detect.Detector`, PyTorch f32, all cores;
+* ``pytorch``: :class:`ecg_dicom.model.detector.Detector`, PyTorch f32, all cores;
 * ``onnx``: ONNX Runtime (CPU);
 * ``openvino-auto``: OpenVINO, precision chosen by OpenVINO (bf16 on AVX-512 bf16 CPUs);
 * ``openvino-f32``: OpenVINO forced to f32;
 * ``openvino-int8``: the int8 IR NNCF makes from the f32 one, calibrated on synthetic
-  pages the service renders (:mod:`ecg_dicom.calibration`), never on these pages;
+  pages the service renders (:mod:`ecg_dicom.model.synthetic`), never on these pages;
 * ``default``: what the service runs with its embedded defaults on this machine
-  (``model.runtime: auto``, resolved by :func:`ecg_dicom.detect.resolve_runtime`).
+  (``model.runtime: auto``, resolved by :func:`ecg_dicom.model.detector.resolve_runtime`).
 
 The last lines say whether the default meets the project's target: at least 4x
 ultralytics' ``predict`` with at least 99 % Normal/Abnormal agreement with PyTorch f32.
@@ -73,8 +73,8 @@ def page_files(source: Path, n: int) -> list[Path]:
 def run_worker(runtime: str, weights: Path, files: list[Path], imgsz: int, conf: float) -> dict[str, Any]:
     """Time one runtime on the pages (runs inside the subprocess)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ecg_dicom.detect import decide, weights_checksum
-    from ecg_dicom.stages import Detection
+    from ecg_dicom.model.detector import decide, weights_checksum
+    from ecg_dicom.records import Detection
     from ecg_dicom.train.export import load_rgb
 
     images = [load_rgb(p) for p in files]
@@ -97,7 +97,7 @@ def run_worker(runtime: str, weights: Path, files: list[Path], imgsz: int, conf:
             return decide(boxes, model_name="default", model_version=checksum)
     else:
         from ecg_dicom.config import ModelSettings
-        from ecg_dicom.detect import Detector
+        from ecg_dicom.model.detector import Detector
 
         if runtime == "default":  # the embedded defaults: model.runtime auto
             defaults = ModelSettings()

@@ -32,7 +32,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from pydicom import examples
 
-from ecg_dicom.render import (
+from ecg_dicom.pages.render import (
     FRAME,
     PAGE_SIZE,
     PX_PER_MM,
@@ -42,8 +42,8 @@ from ecg_dicom.render import (
     px_per_second,
     render_page,
 )
-from ecg_dicom.stages import Signals
-from ecg_dicom.waveform import load_waveform
+from ecg_dicom.records import Signals
+from ecg_dicom.pages.waveform import load_waveform
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dicom-ecg"

@@ -139,7 +139,7 @@ def _train_one(args: argparse.Namespace) -> int:
 
 def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, object]:
     """Normal/Abnormal accuracy and AUROC on the validation pages, with the service's
-    own rule (:func:`ecg_dicom.detect.decide`) applied to ultralytics' boxes.
+    own rule (:func:`ecg_dicom.model.detector.decide`) applied to ultralytics' boxes.
 
     This only ranks checkpoints; the shipped one is judged afterwards with
     ``ecg-dicom evaluate`` on the full-size pages.
@@ -148,8 +148,8 @@ def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, obje
     from sklearn.metrics import roc_auc_score
     from ultralytics import YOLO
 
-    from ecg_dicom.detect import decide
-    from ecg_dicom.stages import NORMAL_CLASS, Detection
+    from ecg_dicom.model.detector import decide
+    from ecg_dicom.records import NORMAL_CLASS, Detection
 
     names = yaml.safe_load((data / "data.yaml").read_text(encoding="utf-8"))["names"]
     model = YOLO(str(weights))

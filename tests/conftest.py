@@ -45,7 +45,7 @@ def default_runtime_export() -> None:
     """
     import serve_proc
     from ecg_dicom.config import ModelSettings
-    from ecg_dicom.detect import input_shape, resolve_runtime, weights_checksum
+    from ecg_dicom.model.detector import input_shape, resolve_runtime, weights_checksum
     from ecg_dicom.train.export import cached_export
 
     runtime = resolve_runtime(ModelSettings()).runtime

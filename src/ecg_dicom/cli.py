@@ -35,8 +35,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run only workers (no listener): for more worker processes on one spool."""
-    from ecg_dicom.queue import JobQueue
-    from ecg_dicom.spool import Spool
+    from ecg_dicom.jobs.queue import JobQueue
+    from ecg_dicom.jobs.spool import Spool
     from ecg_dicom.worker import Worker
 
     spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)
@@ -49,7 +49,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
-    from ecg_dicom.pages import page_from_file
+    from ecg_dicom.pages.dispatch import page_from_file
     from ecg_dicom.worker import Pipeline
 
     pipeline = Pipeline(settings)
@@ -82,8 +82,8 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _render(args: argparse.Namespace, settings: Settings) -> int:
-    from ecg_dicom.pages import page_from_file
-    from ecg_dicom.render import write_page_png
+    from ecg_dicom.pages.dispatch import page_from_file
+    from ecg_dicom.pages.render import write_page_png
 
     page = page_from_file(Path(args.file))
     write_page_png(page, Path(args.output))
@@ -93,8 +93,8 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from ecg_dicom.queue import JobQueue
-    from ecg_dicom.spool import Spool
+    from ecg_dicom.jobs.queue import JobQueue
+    from ecg_dicom.jobs.spool import Spool
     from ecg_dicom.worker import retry_failed
 
     spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)

@@ -71,7 +71,7 @@ class NotInterpretableError(InputError):
         self.reason = reason
         #: The header lines of the page (patient, cart, settings), when known.
         self.header = header
-        #: The :class:`~ecg_dicom.stages.Page` to show, when one could be drawn.
+        #: The :class:`~ecg_dicom.records.Page` to show, when one could be drawn.
         self.page = page
 
 

@@ -36,8 +36,8 @@ from ecg_dicom.errors import (
     NotInterpretableError,
 )
 from ecg_dicom.logs import log_context
-from ecg_dicom.queue import JobQueue
-from ecg_dicom.spool import (
+from ecg_dicom.jobs.queue import JobQueue
+from ecg_dicom.jobs.spool import (
     DELIVERING,
     DONE,
     FAILED,
@@ -47,10 +47,10 @@ from ecg_dicom.spool import (
     Job,
     Spool,
 )
-from ecg_dicom.stages import Classification, DocumentReference, Outputs, Page, ResultHistory
+from ecg_dicom.records import Classification, DocumentReference, Outputs, Page, ResultHistory
 
 if TYPE_CHECKING:
-    from ecg_dicom.detect import Detector
+    from ecg_dicom.model.detector import Detector
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,13 @@ class Pipeline:
             with self._detector_lock:
                 detector = self._detector
                 if detector is None:
-                    from ecg_dicom.detect import Detector
+                    from ecg_dicom.model.detector import Detector
 
                     detector = self._detector = Detector(self.settings.model)
         return detector
 
     def render(self, ds: Dataset) -> Page:
-        from ecg_dicom.pages import page_from_dataset
+        from ecg_dicom.pages.dispatch import page_from_dataset
 
         return page_from_dataset(ds)
 
@@ -109,8 +109,8 @@ class Pipeline:
     def not_interpretable(self, exc: NotInterpretableError) -> tuple[Page, Classification]:
         """The page and result for an input the model cannot read: the page the error
         carries (or a blank page stating the reason) and a "Not interpretable" result."""
-        from ecg_dicom.detect import not_interpretable
-        from ecg_dicom.render import not_interpretable_page
+        from ecg_dicom.model.detector import not_interpretable
+        from ecg_dicom.pages.render import not_interpretable_page
 
         detector = self.detector
         result = not_interpretable(
@@ -130,7 +130,7 @@ class Pipeline:
         slot: int = 0,
         history: ResultHistory | None = None,
     ) -> Outputs:
-        from ecg_dicom.build import build_outputs
+        from ecg_dicom.results.build import build_outputs
 
         return build_outputs(ds, page, result, self.settings, slot=slot, history=history)
 
@@ -251,7 +251,7 @@ class Worker:
         return outputs
 
     def _keep_results(self, job_id: str, outputs: Outputs) -> None:
-        from ecg_dicom.outputs_dir import write_outputs
+        from ecg_dicom.results.files import write_outputs
 
         write_outputs(outputs, self.spool.results_path(job_id))
 
@@ -285,8 +285,8 @@ class Worker:
 
         ``outputs`` are the objects just built; a retry reads the copies kept in the spool.
         """
-        from ecg_dicom.outputs_dir import write_outputs
-        from ecg_dicom.scu import destinations_for, send_outputs, stow_outputs
+        from ecg_dicom.results.files import write_outputs
+        from ecg_dicom.dicom.scu import destinations_for, send_outputs, stow_outputs
 
         delivery = self.settings.delivery
         if outputs is None:

@@ -1,7 +1,7 @@
 """The SR and SC built for every real input are valid DICOM and say what they must.
 
 Every real ECG (three carts and pydicom's example, rendered by
-``ecg_dicom.pages.page_from_dataset``) and one image source (a training page
+``ecg_dicom.pages.dispatch.page_from_dataset``) and one image source (a training page
 wrapped as a Secondary Capture) goes through ``build_outputs`` with an Abnormal
 result (boxes over known leads), a Normal result and a "Not interpretable" result.
 
@@ -37,14 +37,14 @@ from pydicom import Dataset
 from pydicom.uid import generate_uid
 
 from conftest import ECG_IMAGES_DIR, real_ecg_paths
-from ecg_dicom.annotate import to_sc_pixels
-from ecg_dicom.build import build_outputs
+from ecg_dicom.results.annotate import to_sc_pixels
+from ecg_dicom.results.build import build_outputs
 from ecg_dicom.config import Settings
-from ecg_dicom.identity import content_key, result_uids
-from ecg_dicom.outputs_dir import write_outputs
-from ecg_dicom.pages import page_from_dataset
-from ecg_dicom.sr import FINDING_CODES, LABEL_CODES
-from ecg_dicom.stages import Classification, Detection, Outputs, Page
+from ecg_dicom.results.uids import content_key, result_uids
+from ecg_dicom.results.files import write_outputs
+from ecg_dicom.pages.dispatch import page_from_dataset
+from ecg_dicom.results.sr import FINDING_CODES, LABEL_CODES
+from ecg_dicom.records import Classification, Detection, Outputs, Page
 from peers import dciodvfy, dcmtk_env, require_tool
 
 pytestmark = [

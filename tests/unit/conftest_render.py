@@ -21,14 +21,14 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from ecg_dicom.sop import (
+from ecg_dicom.dicom.sop import (
     AMBULATORY_ECG,
     ENCAPSULATED_PDF,
     GENERAL_ECG,
     HEMODYNAMIC_WAVEFORM,
     SECONDARY_CAPTURE,
 )
-from ecg_dicom.waveform import lead_name
+from ecg_dicom.pages.waveform import lead_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecg_dicom.calibration import LEADS, calibration_pages, synthetic_signals
-from ecg_dicom.render import render_page
+from ecg_dicom.model.synthetic import LEADS, calibration_pages, synthetic_signals
+from ecg_dicom.pages.render import render_page
 
 
 def test_synthetic_signals_are_seeded_and_differ_between_seeds() -> None:

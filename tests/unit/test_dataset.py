@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from ecg_dicom.stages import CLASS_NAMES
+from ecg_dicom.records import CLASS_NAMES
 from ecg_dicom.train.dataset import (
     FOLDER_CLASSES,
     build_dataset,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ecg_dicom.config import ModelSettings
-from ecg_dicom.detect import (
+from ecg_dicom.model.detector import (
     NO_CHART_REASON,
     decide,
     not_interpretable,
@@ -17,7 +17,7 @@ from ecg_dicom.detect import (
     weights_checksum,
 )
 from ecg_dicom.errors import ModelError
-from ecg_dicom.stages import Detection
+from ecg_dicom.records import Detection
 
 BOX = (10.0, 20.0, 300.0, 200.0)
 
@@ -175,7 +175,7 @@ def test_no_checksum_at_all_is_refused(tmp_path: Path) -> None:
 def test_blank_outside_frame() -> None:
     import numpy as np
 
-    from ecg_dicom.detect import blank_outside_frame
+    from ecg_dicom.model.detector import blank_outside_frame
 
     image = np.zeros((10, 20, 3), np.uint8)
     assert blank_outside_frame(image, None) is image
@@ -187,7 +187,7 @@ def test_blank_outside_frame() -> None:
 
 
 def test_torch_device_choice() -> None:
-    from ecg_dicom.detect import torch_device
+    from ecg_dicom.model.detector import torch_device
 
     assert torch_device("auto", False) == "cpu"
     assert torch_device("auto", True) == "cuda:0"

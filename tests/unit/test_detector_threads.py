@@ -1,6 +1,6 @@
 """A result belongs to its page whatever runs beside it (issue 10, item 2).
 
-One :class:`~ecg_dicom.detect.Detector` serves the worker threads and the HTTP
+One :class:`~ecg_dicom.model.detector.Detector` serves the worker threads and the HTTP
 uploads of a process at once.  These tests call it from many threads with distinct
 pages and require exactly what the same pages give one after the other, and they
 require every runtime to return arrays of its own (not a buffer the next call
@@ -30,9 +30,9 @@ import pytest
 import serve_proc
 from conftest import ECG_IMAGES_DIR
 from ecg_dicom.config import ModelSettings
-from ecg_dicom.detect import Detector, _OnnxRuntime, _OpenVinoRuntime
-from ecg_dicom.pages import page_from_file
-from ecg_dicom.stages import Classification, Page
+from ecg_dicom.model.detector import Detector, _OnnxRuntime, _OpenVinoRuntime
+from ecg_dicom.pages.dispatch import page_from_file
+from ecg_dicom.records import Classification, Page
 from ecg_dicom.worker import Pipeline
 
 #: Distinct real pages: the first two (by name) of each of the four classes.
@@ -123,7 +123,7 @@ def test_many_threads_give_exactly_the_sequential_results(
 
 
 def test_detector_returns_arrays_it_owns(detector: Detector, pages: list[Page]) -> None:
-    from ecg_dicom.detect import letterbox
+    from ecg_dicom.model.detector import letterbox
 
     first_in, _, _ = letterbox(pages[0].image, detector.input_shape)
     second_in, _, _ = letterbox(pages[1].image, detector.input_shape)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ecg_dicom.detect import decide
-from ecg_dicom.stages import Classification, Detection
+from ecg_dicom.model.detector import decide
+from ecg_dicom.records import Classification, Detection
 from ecg_dicom.train.evaluate import collect_pages, plot_confusion, score_predictions
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ecg_dicom.config import ModelSettings
-from ecg_dicom.detect import (
+from ecg_dicom.model.detector import (
     Detector,
     input_shape,
     letterbox,

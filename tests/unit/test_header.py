@@ -10,7 +10,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from conftest import real_ecg_paths
-from ecg_dicom.header import HeaderError, read_header, scan_header
+from ecg_dicom.dicom.scan import HeaderError, read_header, scan_header
 
 WANTED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality")
 PYDICOM_FILES = ["CT_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",

@@ -13,7 +13,7 @@ import pytest
 from pydicom import Dataset
 
 from ecg_dicom.config import Settings
-from ecg_dicom.identity import (
+from ecg_dicom.results.uids import (
     ResultUIDs,
     content_key,
     device_observer_uid,
@@ -22,7 +22,7 @@ from ecg_dicom.identity import (
     sr_uid_for_class,
     tracking_uid,
 )
-from ecg_dicom.stages import Classification, Page
+from ecg_dicom.records import Classification, Page
 
 ROOT = "1.2.826.0.1.3680043.8.498."
 SOURCE = "1.3.6.1.4.1.40744.65.151382287121881585835965669107954106925"
@@ -52,7 +52,7 @@ def test_same_inputs_same_uids() -> None:
 def test_same_uids_in_another_process() -> None:
     """The derivation does not depend on process state (hash seeds, time, pid)."""
     code = (
-        "from ecg_dicom.identity import result_uids;"
+        "from ecg_dicom.results.uids import result_uids;"
         f"u = result_uids({SOURCE!r}, {VERSION!r}, {ROOT!r});"
         "print(u.sc_series, u.sc_sop, u.sr_series, u.sr_sop)"
     )

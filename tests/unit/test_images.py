@@ -40,22 +40,22 @@ from pydicom.uid import (
 )
 
 from ecg_dicom.errors import InputError, UnsupportedInputError
-from ecg_dicom.images import (
+from ecg_dicom.pages.images import (
     PDF_WIDTH_PX,
     page_from_image_bytes,
     page_from_image_dataset,
     page_from_pdf_bytes,
     page_from_pdf_dataset,
 )
-from ecg_dicom.render import render_page
-from ecg_dicom.sop import (
+from ecg_dicom.pages.render import render_page
+from ecg_dicom.dicom.sop import (
     COMPRESSED_TRANSFER_SYNTAXES,
     MULTIFRAME_GRAYSCALE_WORD_SC,
     MULTIFRAME_SINGLE_BIT_SC,
     MULTIFRAME_TRUE_COLOR_SC,
     VL_PHOTOGRAPHIC,
 )
-from ecg_dicom.waveform import load_waveform
+from ecg_dicom.pages.waveform import load_waveform
 from peers import require_tool
 
 

@@ -32,9 +32,9 @@ from ecg_dicom.errors import (
     NotInterpretableError,
     UnsupportedInputError,
 )
-from ecg_dicom.pages import page_from_dataset, page_from_file
-from ecg_dicom.render import PX_PER_MM, render_page
-from ecg_dicom.waveform import load_waveform
+from ecg_dicom.pages.dispatch import page_from_dataset, page_from_file
+from ecg_dicom.pages.render import PX_PER_MM, render_page
+from ecg_dicom.pages.waveform import load_waveform
 
 
 @pytest.mark.parametrize("name", sorted(REAL_ECGS))

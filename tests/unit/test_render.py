@@ -24,9 +24,9 @@ from conftest_render import (
     training_page,
 )
 
-from ecg_dicom.render import PX_PER_MM, render_page, write_page_png
-from ecg_dicom.stages import Page, Signals
-from ecg_dicom.waveform import load_waveform
+from ecg_dicom.pages.render import PX_PER_MM, render_page, write_page_png
+from ecg_dicom.records import Page, Signals
+from ecg_dicom.pages.waveform import load_waveform
 
 SPEED_PX_S = 25.0 * PX_PER_MM  # 25 mm/s
 GAIN_PX_UV = 10.0 * PX_PER_MM / 1000.0  # 10 mm/mV

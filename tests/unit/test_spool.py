@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ecg_dicom.errors import StorageError
-from ecg_dicom.spool import DELIVERING, DONE, FAILED, PROCESSING, RECEIVED, SKIPPED, Spool
+from ecg_dicom.jobs.spool import DELIVERING, DONE, FAILED, PROCESSING, RECEIVED, SKIPPED, Spool
 
 
 def received(spool: Spool, data: bytes = b"x" * 10, uid: str = "1.2.3") -> str:

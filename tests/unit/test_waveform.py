@@ -33,10 +33,10 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
 from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
-from ecg_dicom.pages import page_from_dataset
-from ecg_dicom.render import blank_page, not_interpretable_page, with_limb_leads
-from ecg_dicom.stages import Page
-from ecg_dicom.waveform import decode_samples, lead_name, load_waveform
+from ecg_dicom.pages.dispatch import page_from_dataset
+from ecg_dicom.pages.render import blank_page, not_interpretable_page, with_limb_leads
+from ecg_dicom.records import Page
+from ecg_dicom.pages.waveform import decode_samples, lead_name, load_waveform
 
 MAC55 = "ge-mac55"
 

@@ -122,7 +122,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 def cmd_export(args: argparse.Namespace, settings: Any) -> int:
     """Export the verified weights to ONNX and/or OpenVINO into the export cache."""
-    from ecg_dicom.detect import input_shape, verify_weights
+    from ecg_dicom.model.detector import input_shape, verify_weights
     from ecg_dicom.train.export import cached_export
 
     model = _settings_model(settings)

@@ -11,7 +11,7 @@ Two input layouts are accepted:
 * **a Roboflow YOLO export**: ``train/`` and ``valid/`` (optionally ``test/``) each
   with ``images/`` and ``labels/``, and a ``data.yaml`` whose ``names`` are the
   original application's class names.  Its boxes and split are kept; only the class
-  indices are remapped to the order of :data:`ecg_dicom.stages.CLASS_NAMES`.
+  indices are remapped to the order of :data:`ecg_dicom.records.CLASS_NAMES`.
 
 The output always has ``images/{train,val}``, ``labels/{train,val}``, ``data.yaml``
 with the names in ``CLASS_NAMES`` order, and ``split.json`` recording which source
@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from ecg_dicom.stages import CLASS_NAMES
+from ecg_dicom.records import CLASS_NAMES
 
 #: Source folder name -> class name (index in CLASS_NAMES is the YOLO class id).
 FOLDER_CLASSES: dict[str, str] = {
@@ -133,11 +133,11 @@ RESIZED_JPEG_QUALITY = 90
 def resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
     """``image`` scaled to ``width`` pixels wide, aspect kept, with area averaging.
 
-    The same :func:`ecg_dicom.detect.resize_page` the service shrinks a page with, so
+    The same :func:`ecg_dicom.model.detector.resize_page` the service shrinks a page with, so
     a dataset written at the network's width shows the model exactly the pixels the
     service will.
     """
-    from ecg_dicom.detect import resize_page
+    from ecg_dicom.model.detector import resize_page
 
     height, old_width = image.shape[:2]
     if width == old_width:

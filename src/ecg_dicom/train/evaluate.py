@@ -1,9 +1,9 @@
 """Evaluate the detector on labelled pages with the service's own decision rule.
 
-The figures come from :func:`ecg_dicom.detect.decide` applied to what
-:class:`ecg_dicom.detect.Detector` finds, so they are the figures of the service,
+The figures come from :func:`ecg_dicom.model.detector.decide` applied to what
+:class:`ecg_dicom.model.detector.Detector` finds, so they are the figures of the service,
 not of a separate evaluation path.  The maths (:func:`score_predictions`) is a pure
-function of the true classes and the :class:`~ecg_dicom.stages.Classification`
+function of the true classes and the :class:`~ecg_dicom.records.Classification`
 records, tested on known predictions.
 
 Conventions:
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ecg_dicom.stages import CLASS_NAMES, NORMAL_CLASS, Classification
+from ecg_dicom.records import CLASS_NAMES, NORMAL_CLASS, Classification
 from ecg_dicom.train.dataset import FOLDER_CLASSES, IMAGE_SUFFIXES
 
 NO_DETECTION = "no detection"
@@ -163,7 +163,7 @@ def evaluate(
     the true class and the classification.
     """
     from ecg_dicom.config import ModelSettings
-    from ecg_dicom.detect import Detector, decide, weights_checksum
+    from ecg_dicom.model.detector import Detector, decide, weights_checksum
     from ecg_dicom.train.export import load_rgb
 
     checksum = weights_checksum(Path(weights))

@@ -27,7 +27,7 @@ from ecg_dicom.config import ModelSettings
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "openvino", "openvino-int8")
-#: Synthetic pages (see :mod:`ecg_dicom.calibration`) used to calibrate int8.
+#: Synthetic pages (see :mod:`ecg_dicom.model.synthetic`) used to calibrate int8.
 CALIBRATION_PAGES = 48
 #: Bumped whenever the calibration pages or the quantisation recipe change, so a
 #: cached int8 model made the old way is never served.  2: full bias correction.
@@ -56,7 +56,7 @@ def quantize_openvino(
 
     Calibration inputs are ``pages`` (RGB, as the detector receives them) or, by
     default, :data:`CALIBRATION_PAGES` synthetic pages rendered by the service
-    (:func:`ecg_dicom.calibration.calibration_pages`), letterboxed exactly as the
+    (:func:`ecg_dicom.model.synthetic.calibration_pages`), letterboxed exactly as the
     detector does.  ``calibration.json`` beside the IR records ``source``, the page
     count and :data:`CALIBRATION_VERSION`.  The detection head's box decoding (DFL,
     the anchor arithmetic and the class sigmoids) stays in f32, as ultralytics' own
@@ -72,8 +72,8 @@ def quantize_openvino(
     """
     import openvino as ov
 
-    from ecg_dicom.calibration import calibration_pages
-    from ecg_dicom.detect import letterbox
+    from ecg_dicom.model.synthetic import calibration_pages
+    from ecg_dicom.model.detector import letterbox
 
     core = ov.Core()
     xml = next(Path(f32_dir).glob("*.xml"))
@@ -237,9 +237,9 @@ def calibrate_int8(
     ``calibration.json`` names the folder.  Check the result with ``ecg-dicom
     evaluate --runtime openvino-int8`` on pages that were *not* used here.
     """
-    from ecg_dicom.detect import blank_outside_frame
+    from ecg_dicom.model.detector import blank_outside_frame
     from ecg_dicom.errors import EcgDicomError
-    from ecg_dicom.pages import page_from_file
+    from ecg_dicom.pages.dispatch import page_from_file
 
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
     if len(files) > max_pages:  # evenly over the sorted names: every class folder is sampled
@@ -278,7 +278,7 @@ def agreement(
     Not interpretable label), ``class_agreement`` (same top class), ``max_conf_diff`` (largest
     difference of the top-box confidence) and ``max_score_diff`` (of abnormal_score).
     """
-    from ecg_dicom.detect import Detector
+    from ecg_dicom.model.detector import Detector
 
     reference = Detector(settings, runtime="pytorch")
     ref = [reference.detect(_page(image)) for image in images]
@@ -302,7 +302,7 @@ def agreement(
 
 
 def _page(image: np.ndarray) -> Any:
-    from ecg_dicom.stages import Page
+    from ecg_dicom.records import Page
 
     return Page(image=image, source_kind="image")
 

@@ -11,7 +11,7 @@ CID 7005).  A result of ecg-dicom names, in this order:
 2. the library that wrote the object (highdicom adds itself as (109102, DCM,
    "Processing Equipment"));
 3. ecg-dicom itself, the **processing algorithm** ((Newcode1, 99IHE, "Processing
-   Algorithm"), :func:`ecg_dicom.sc.algorithm_equipment`).
+   Algorithm"), :func:`ecg_dicom.results.sc.algorithm_equipment`).
 
 Why this module: highdicom describes the *first evidence image* of an SR as its
 acquisition equipment.  For our SR that is the annotated SC, made by ecg-dicom, so

@@ -4,13 +4,13 @@ The SC is built first because the SR points into it: its image regions are in
 the SC's pixel space and reference the SC's SOP Instance UID, and the SC is
 evidence of the SR (PS3.3 C.17.2.2).  Both are pure functions of the source,
 the page, the result and the settings; their UIDs follow that content
-(:func:`ecg_dicom.identity.content_key`), so the same ECG with the same model and
+(:func:`ecg_dicom.results.uids.content_key`), so the same ECG with the same model and
 settings always gives the same objects, and anything else gives new ones.
 
 Two facts come from the ledger, not from the ECG, and are passed in by the worker:
 
 * ``slot``: the ECG's place among the ECGs of its study that got results, which
-  chooses the Series Numbers (:func:`ecg_dicom.identity.series_numbers`), so
+  chooses the Series Numbers (:func:`ecg_dicom.results.uids.series_numbers`), so
   several ECGs of one study never share a result series number;
 * ``history``: the result the ECG was last delivered with.  When the content has
   changed since (new weights, runtime, decision settings, renderer...), the UIDs
@@ -24,10 +24,10 @@ from __future__ import annotations
 from pydicom import Dataset
 
 from ecg_dicom.config import Settings
-from ecg_dicom.identity import content_key, result_uids, series_numbers
-from ecg_dicom.sc import build_sc
-from ecg_dicom.sr import build_sr
-from ecg_dicom.stages import Classification, Outputs, Page, ResultHistory
+from ecg_dicom.results.uids import content_key, result_uids, series_numbers
+from ecg_dicom.results.sc import build_sc
+from ecg_dicom.results.sr import build_sr
+from ecg_dicom.records import Classification, Outputs, Page, ResultHistory
 
 
 def build_outputs(

@@ -28,7 +28,7 @@ presentation contexts):
   (each proposed in its own context), the first the peer accepts and the content
   fits (:func:`sr_fits_class`: no SCOORD3D outside 3D SR, no by-reference
   relationship in Enhanced SR).  In another class the SR is another instance, with
-  its own derived SOP Instance UID (:func:`ecg_dicom.identity.sr_uid_for_class`);
+  its own derived SOP Instance UID (:func:`ecg_dicom.results.uids.sr_uid_for_class`);
 * the SC in its own (compressed, lossless) transfer syntax, else Deflated Explicit
   VR Little Endian, else uncompressed: decompressed for a peer that takes nothing
   else, never re-compressed lossily.
@@ -66,9 +66,10 @@ from pynetdicom.status import code_to_category
 
 from ecg_dicom.config import Destination, Settings
 from ecg_dicom.errors import DeliveryError, is_transient_status
-from ecg_dicom.identity import sr_uid_for_class
+from ecg_dicom.results.uids import sr_uid_for_class
 
-log = logging.getLogger(__name__)
+# The logger keeps its v0.1 name: log consumers filter on it (docs/architecture.md).
+log = logging.getLogger("ecg_dicom.scu")
 
 #: A-ASSOCIATE-RJ result values (PS3.8 9.3.4).
 REJECTED_PERMANENT = 0x01

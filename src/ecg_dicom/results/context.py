@@ -55,7 +55,8 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.valuerep import PersonName, validate_value
 
-log = logging.getLogger(__name__)
+# The logger keeps its v0.1 name: log consumers filter on it (docs/architecture.md).
+log = logging.getLogger("ecg_dicom.context")
 
 #: Attributes copied as they are when the source has a value (module, keyword).
 COPIED: tuple[tuple[str, str], ...] = (

@@ -28,7 +28,7 @@ from the source ECG, then completed with what highdicom leaves to the caller:
   the ECG the page was made from.
 * Identity and order context (Issuer of Patient ID, Other Patient IDs, Accession
   Number issuer, Request Attributes, Timezone Offset, Specific Character Set...)
-  is completed by :func:`ecg_dicom.context.copy_context`.
+  is completed by :func:`ecg_dicom.results.context.copy_context`.
 * Pixel Spacing (0028,0030), for rendered waveforms only (:func:`pixel_spacing`):
   the SC Image module (C.8.6.2) includes the Basic Pixel Spacing Calibration
   Macro (PS3.3 Table 10-10), so a viewer's calipers measure millimetres of ECG
@@ -53,8 +53,8 @@ from the source ECG, then completed with what highdicom leaves to the caller:
   from it says so, with the ratio and method of that compression
   (:func:`lossy_history`).  A page rendered from a waveform says "00".
 
-Pixel coordinates: the image is :func:`ecg_dicom.annotate.draw_result` of the
-page; the page sits at :func:`ecg_dicom.annotate.layout_for` ``(page).offset``.
+Pixel coordinates: the image is :func:`ecg_dicom.results.annotate.draw_result` of the
+page; the page sits at :func:`ecg_dicom.results.annotate.layout_for` ``(page).offset``.
 """
 
 from __future__ import annotations
@@ -85,12 +85,12 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from ecg_dicom.annotate import draw_result, identity_line, short_version
+from ecg_dicom.results.annotate import draw_result, identity_line, short_version
 from ecg_dicom.config import Settings
-from ecg_dicom.context import character_set_for, copy_context
-from ecg_dicom.equipment import set_source_equipment
-from ecg_dicom.identity import ResultUIDs, content_key, result_uids
-from ecg_dicom.stages import Classification, Page
+from ecg_dicom.results.context import character_set_for, copy_context
+from ecg_dicom.results.equipment import set_source_equipment
+from ecg_dicom.results.uids import ResultUIDs, content_key, result_uids
+from ecg_dicom.records import Classification, Page
 
 #: Series Description of every annotated SC (LO: at most 64 characters).
 SC_SERIES_DESCRIPTION = "AI result - annotated ECG - not for diagnostic use"

@@ -5,7 +5,7 @@
 * :func:`decide` is the **one** decision rule, used by the service and by
   evaluation alike, so the figures in the model card are the service's figures.
 * :class:`Detector` loads the model once (PyTorch, ONNX Runtime or OpenVINO) and
-  turns a :class:`~ecg_dicom.stages.Page` into a :class:`~ecg_dicom.stages.Classification`.
+  turns a :class:`~ecg_dicom.records.Page` into a :class:`~ecg_dicom.records.Classification`.
   All three runtimes share the same letterbox pre-processing and the same
   non-maximum suppression, so they differ only in the arithmetic of the network.
   ONNX and OpenVINO models are derived from the ``.pt`` and cached under
@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ecg_dicom.errors import ModelError
-from ecg_dicom.stages import CLASS_NAMES, NORMAL_CLASS, Classification, Detection, Page
+from ecg_dicom.records import CLASS_NAMES, NORMAL_CLASS, Classification, Detection, Page
 
 if TYPE_CHECKING:  # annotations only: pre-processing and decide() need no configuration
     from ecg_dicom.config import ModelSettings
 
-log = logging.getLogger(__name__)
+# The logger keeps its v0.1 name: log consumers filter on it (docs/architecture.md).
+log = logging.getLogger("ecg_dicom.detect")
 
 #: Height / width of the network input.  ECG prints are landscape: the training pages
 #: and the service's own renderings are 1600 x 1137 (1.41 : 1), which at 832 px wide is
@@ -136,7 +137,7 @@ def decide(
       Abnormal), so the named class never contradicts the label; with the default
       threshold 0.5 that is the single most confident box.
     * Only the boxes carrying ``normal`` and ``abnormal`` count; the result names
-      them (:attr:`~ecg_dicom.stages.Classification.decisive`), and only they become
+      them (:attr:`~ecg_dicom.records.Classification.decisive`), and only they become
       coded findings in the SR.  ``probability`` is the score, or 1 minus it for Normal.
     * ``runtime`` (what computed the boxes) is carried into the result as given.
 

@@ -65,10 +65,10 @@ from ecg_dicom.errors import (
     UnreadableDatasetError,
     store_status_for,
 )
-from ecg_dicom.header import Header, HeaderError, read_header
+from ecg_dicom.dicom.scan import Header, HeaderError, read_header
 from ecg_dicom.logs import log_context
-from ecg_dicom.queue import JobQueue
-from ecg_dicom.sop import (
+from ecg_dicom.jobs.queue import JobQueue
+from ecg_dicom.dicom.sop import (
     DOCUMENT_SOP_CLASSES,
     ECG_INPUT_SOP_CLASSES,
     IMAGE_SOP_CLASSES,
@@ -78,9 +78,10 @@ from ecg_dicom.sop import (
     sop_class_name,
     transfer_syntaxes_for,
 )
-from ecg_dicom.spool import Spool
+from ecg_dicom.jobs.spool import Spool
 
-log = logging.getLogger(__name__)
+# The logger keeps its v0.1 name: log consumers filter on it (docs/architecture.md).
+log = logging.getLogger("ecg_dicom.scp")
 
 #: A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognised.
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from ecg_dicom.stages import Outputs
+from ecg_dicom.records import Outputs
 
 _VALID_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _NOT_UID = re.compile(r"[^0-9.]")

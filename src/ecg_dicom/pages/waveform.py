@@ -1,4 +1,4 @@
-"""DICOM waveform -> calibrated :class:`~ecg_dicom.stages.Signals` (PS3.3 C.10.9).
+"""DICOM waveform -> calibrated :class:`~ecg_dicom.records.Signals` (PS3.3 C.10.9).
 
 A waveform object (12-lead, General or Ambulatory ECG, Hemodynamic) carries one
 or more *multiplex groups* in the Waveform Sequence (5400,0100); each group has
@@ -35,7 +35,7 @@ as a "Not interpretable" result with the reason, never as Normal or Abnormal:
   well above it in every lead), i.e. nothing was recorded.
 
 Whether the leads and the duration make the 12-lead page the model reads is the
-renderer's question (:func:`ecg_dicom.render.interpretable_page`).
+renderer's question (:func:`ecg_dicom.pages.render.interpretable_page`).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
-from ecg_dicom.sop import HEMODYNAMIC_WAVEFORM
-from ecg_dicom.stages import Signals
-from ecg_dicom.waveform_text import header_lines
+from ecg_dicom.dicom.sop import HEMODYNAMIC_WAVEFORM
+from ecg_dicom.records import Signals
+from ecg_dicom.pages.header_text import header_lines
 
 #: numpy type of each Waveform Sample Interpretation (PS3.3 C.10.9.1.5); its
 #: size is the only Waveform Bits Allocated the interpretation allows.

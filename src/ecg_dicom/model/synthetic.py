@@ -3,7 +3,7 @@
 Post-training int8 quantisation (``model.runtime: openvino-int8``) needs a few
 dozen representative network inputs to measure activation ranges.  Shipping ECG
 pages is not an option (patient data, licences), so the calibration pages are the
-service's own renderings (:func:`ecg_dicom.render.render_page`, the same page a
+service's own renderings (:func:`ecg_dicom.pages.render.render_page`, the same page a
 DICOM waveform becomes) of **synthetic** 12-lead ECGs: a seeded dipole model of the
 heart's electrical axis (P, QRS and T waves as Gaussian pulses of a 3-D vector,
 projected on the 12 standard lead axes) with varied rate, axis, amplitudes, ST
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ecg_dicom.stages import Signals
+from ecg_dicom.records import Signals
 
 #: Standard leads in the order a cart stores them.
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -110,8 +110,8 @@ def synthetic_signals(seed: int) -> Signals:
 
 def calibration_pages(count: int = 32, seed: int = 0) -> Iterator[np.ndarray]:
     """``count`` RGB pages as the detector receives them (white outside the frame)."""
-    from ecg_dicom.detect import blank_outside_frame
-    from ecg_dicom.render import render_page
+    from ecg_dicom.model.detector import blank_outside_frame
+    from ecg_dicom.pages.render import render_page
 
     for k in range(count):
         page = render_page(synthetic_signals(seed * 100_003 + k))

@@ -1,8 +1,8 @@
-"""Pictures of ECGs -> :class:`~ecg_dicom.stages.Page` (RGB uint8).
+"""Pictures of ECGs -> :class:`~ecg_dicom.records.Page` (RGB uint8).
 
 Image SOP classes (PS3.3 A.8 Secondary Capture, single and multi-frame; A.32.4
 VL Photographic) are decoded through pydicom's pixel pipeline with its
-pylibjpeg / Pillow plug-ins, so every transfer syntax in :mod:`ecg_dicom.sop`
+pylibjpeg / Pillow plug-ins, so every transfer syntax in :mod:`ecg_dicom.dicom.sop`
 (native, deflated, big endian, JPEG baseline/extended/lossless, JPEG-LS,
 JPEG 2000, RLE) is read the same way.  Then, following PS3.3 C.11:
 
@@ -31,8 +31,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
 from ecg_dicom.errors import InputError, UnsupportedInputError
-from ecg_dicom.sop import COMPRESSED_TRANSFER_SYNTAXES, NATIVE_TRANSFER_SYNTAXES
-from ecg_dicom.stages import Page
+from ecg_dicom.dicom.sop import COMPRESSED_TRANSFER_SYNTAXES, NATIVE_TRANSFER_SYNTAXES
+from ecg_dicom.records import Page
 
 #: Width of a rendered PDF page, px (the training pages' width).
 PDF_WIDTH_PX = 1600

@@ -22,7 +22,7 @@ image, and it is the coordinates in that space that the SR carries as its image
 regions (PS3.3 C.18.6 SCOORD: column/row of the referenced image, origin at the
 top left pixel's top left corner).
 
-Text is drawn with TrueType fonts shipped in ``ecg_dicom/fonts`` (Pillow): DejaVu
+Text is drawn with TrueType fonts shipped in ``ecg_dicom/results/fonts`` (Pillow): DejaVu
 Sans for Latin, Greek, Cyrillic and punctuation, and WenQuanYi Micro Hei for
 the characters DejaVu lacks (CJK ideographs, kana, hangul), chosen character by
 character, so a name in any character set DICOM allows is drawn as written.
@@ -41,7 +41,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
 from pydicom.valuerep import PersonName
 
-from ecg_dicom.stages import NORMAL_CLASS, NOT_INTERPRETABLE, Classification, Page
+from ecg_dicom.records import NORMAL_CLASS, NOT_INTERPRETABLE, Classification, Page
 
 #: The notice on every annotated image.
 BANNER_TEXT = "AI result — not for diagnostic use"

@@ -39,7 +39,7 @@ from pydicom.uid import UID, generate_uid
 
 if TYPE_CHECKING:
     from ecg_dicom.config import Settings
-    from ecg_dicom.stages import Classification, Page
+    from ecg_dicom.records import Classification, Page
 
 #: The purpose tag mixed into every derivation, so that our UIDs can never
 #: collide with another use of generate_uid over the same inputs.

@@ -41,7 +41,7 @@ the detector was trained on 12-lead pages only (3 x 4 columns of 2.5 s and a
   its 2.5 s column (two beats at 60 bpm, one at 30 bpm); a shorter recording
   leaves columns empty;
 * no lead is flat where it is drawn (peak-to-peak below
-  :data:`ecg_dicom.waveform.FLAT_MICROVOLTS`: an electrode off, a lead not
+  :data:`ecg_dicom.pages.waveform.FLAT_MICROVOLTS`: an electrode off, a lead not
   recorded): the page would lack that lead.
 
 Otherwise :class:`~ecg_dicom.errors.NotInterpretableError` is raised with the
@@ -59,8 +59,8 @@ import cv2
 import numpy as np
 
 from ecg_dicom.errors import NotInterpretableError
-from ecg_dicom.stages import LeadRegion, Page, Signals
-from ecg_dicom.waveform import FLAT_MICROVOLTS
+from ecg_dicom.records import LeadRegion, Page, Signals
+from ecg_dicom.pages.waveform import FLAT_MICROVOLTS
 
 #: Pixels per millimetre of ECG paper, measured on the training pages' grid
 #: (FFT of the grid over 15 pages: 5.74-5.75; the whole page is 1600 px for

@@ -2,7 +2,7 @@
 
 Queue messages carry only the job id; the spool's ledger is the source of truth.
 A lost message (crash between ledger and queue) is recovered at start-up by
-:meth:`ecg_dicom.spool.Spool.recover`, and a duplicate message is harmless: the
+:meth:`ecg_dicom.jobs.spool.Spool.recover`, and a duplicate message is harmless: the
 worker claims a job atomically in the ledger before it runs.
 
 ``queue.backend: redis`` selects huey's RedisHuey with the same task code

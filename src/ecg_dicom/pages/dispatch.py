@@ -1,12 +1,12 @@
-"""Any accepted input -> the :class:`~ecg_dicom.stages.Page` the model reads.
+"""Any accepted input -> the :class:`~ecg_dicom.records.Page` the model reads.
 
 The one dispatch the service and the CLI call.  By SOP Class UID (PS3.4
-Annex B): the waveform classes are loaded (:mod:`ecg_dicom.waveform`) and
-rendered (:mod:`ecg_dicom.render`); a Hemodynamic Waveform whatever its Modality
+Annex B): the waveform classes are loaded (:mod:`ecg_dicom.pages.waveform`) and
+rendered (:mod:`ecg_dicom.pages.render`); a Hemodynamic Waveform whatever its Modality
 (0008,0060) (cath-lab systems send ECG, HD or others), as long as one of its
 channels is an ECG lead, else :class:`~ecg_dicom.errors.NotAnEcgError` (the
 worker skips the job); image classes and Encapsulated PDF go through
-:mod:`ecg_dicom.images`.
+:mod:`ecg_dicom.pages.images`.
 
 Whatever goes wrong with an input surfaces as :class:`InputError` (or its
 subclass :class:`UnsupportedInputError`) with a message naming what is
@@ -29,21 +29,21 @@ from ecg_dicom.errors import (
     NotInterpretableError,
     UnsupportedInputError,
 )
-from ecg_dicom.images import (
+from ecg_dicom.pages.images import (
     page_from_image_bytes,
     page_from_image_dataset,
     page_from_pdf_bytes,
     page_from_pdf_dataset,
 )
-from ecg_dicom.render import interpretable_page
-from ecg_dicom.sop import (
+from ecg_dicom.pages.render import interpretable_page
+from ecg_dicom.dicom.sop import (
     DOCUMENT_SOP_CLASSES,
     HEMODYNAMIC_WAVEFORM,
     IMAGE_SOP_CLASSES,
     WAVEFORM_SOP_CLASSES,
 )
-from ecg_dicom.stages import Page
-from ecg_dicom.waveform import load_waveform, read_groups
+from ecg_dicom.records import Page
+from ecg_dicom.pages.waveform import load_waveform, read_groups
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"

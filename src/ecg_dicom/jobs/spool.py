@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ecg_dicom.errors import StorageError
-from ecg_dicom.stages import DocumentReference, ResultHistory
+from ecg_dicom.records import DocumentReference, ResultHistory
 
 RECEIVED = "received"
 PROCESSING = "processing"

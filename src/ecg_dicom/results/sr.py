@@ -24,7 +24,7 @@ Report" (126000, DCM), built with highdicom's templates, never by hand:
   (122157) with unit "1" (UCUM, no units), and the box as an Image Region
   (111030) — a closed POLYLINE (SR has no rectangle, PS3.3 C.18.6.1.2) in
   pixel coordinates of the **annotated SC**
-  (the page offset of :func:`ecg_dicom.annotate.to_sc_pixels`).
+  (the page offset of :func:`ecg_dicom.results.annotate.to_sc_pixels`).
   Other boxes do not count for the decision and are not coded in the SR (the
   annotated SC still draws them, for the person looking at it); their number in
   the Tracking Identifier ("Detection 3") is their place in the result's list.
@@ -50,7 +50,7 @@ Report" (126000, DCM), built with highdicom's templates, never by hand:
   does not say how many leads were recorded.
 * Contributing Equipment (PS3.3 C.12.1): the source device as (109101, DCM,
   "Acquisition Equipment"), highdicom, and ecg-dicom as (Newcode1, 99IHE,
-  "Processing Algorithm") (:mod:`ecg_dicom.equipment`).
+  "Processing Algorithm") (:mod:`ecg_dicom.results.equipment`).
 * Evidence (PS3.3 C.17.2.2): the source ECG and the SC, both in the study, in
   Current Requested Procedure Evidence.  For waveform sources this is the
   waveform's reference: the ECG object itself is evidence.
@@ -81,26 +81,26 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from ecg_dicom.annotate import to_sc_pixels
+from ecg_dicom.results.annotate import to_sc_pixels
 from ecg_dicom.config import Settings
-from ecg_dicom.context import copy_context
-from ecg_dicom.equipment import set_source_equipment
-from ecg_dicom.identity import (
+from ecg_dicom.results.context import copy_context
+from ecg_dicom.results.equipment import set_source_equipment
+from ecg_dicom.results.uids import (
     ResultUIDs,
     content_key,
     device_observer_uid,
     result_uids,
     tracking_uid,
 )
-from ecg_dicom.render import STANDARD_LEADS
-from ecg_dicom.sc import add_contributing_equipment, algorithm_equipment
-from ecg_dicom.sop import (
+from ecg_dicom.pages.render import STANDARD_LEADS
+from ecg_dicom.results.sc import add_contributing_equipment, algorithm_equipment
+from ecg_dicom.dicom.sop import (
     AMBULATORY_ECG,
     HEMODYNAMIC_WAVEFORM,
     TWELVE_LEAD_ECG,
     WAVEFORM_SOP_CLASSES,
 )
-from ecg_dicom.stages import (
+from ecg_dicom.records import (
     NOT_INTERPRETABLE,
     Classification,
     Detection,
@@ -150,7 +150,7 @@ def finding_code(class_name: str) -> Code:
         return FINDING_CODES[class_name]
     except KeyError:
         raise ValueError(
-            f"detector class {class_name!r} has no code: add it to ecg_dicom.sr.FINDING_CODES"
+            f"detector class {class_name!r} has no code: add it to ecg_dicom.results.sr.FINDING_CODES"
         ) from None
 
 
@@ -309,7 +309,7 @@ def build_sr(
 ) -> Dataset:
     """The TID 1500 Comprehensive 3D SR for one page of one source instance.
 
-    ``sc`` is the annotated SC built by :func:`ecg_dicom.sc.build_sc` from the same
+    ``sc`` is the annotated SC built by :func:`ecg_dicom.results.sc.build_sc` from the same
     inputs: the SR's image regions are in its pixel space and reference it.
     """
     if result.label not in LABEL_CODES and result.label != NOT_INTERPRETABLE:
@@ -365,5 +365,5 @@ def build_sr(
     set_source_equipment(sr, source)  # the cart, not our SC, acquired the ECG
     if predecessor is not None and predecessor.sop_instance_uid != sr.SOPInstanceUID:
         sr.PredecessorDocumentsSequence = list(predecessor_documents(predecessor))
-    copy_context(source, sr)  # identity and order context (ecg_dicom.context)
+    copy_context(source, sr)  # identity and order context (ecg_dicom.results.context)
     return sr
