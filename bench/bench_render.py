@@ -42,8 +42,8 @@ from ecg_dicom.pages.render import (
     px_per_second,
     render_page,
 )
-from ecg_dicom.records import Signals
 from ecg_dicom.pages.waveform import load_waveform
+from ecg_dicom.records import Signals
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dicom-ecg"

@@ -54,7 +54,6 @@ def main() -> int:
     import openvino as ov
     from pydicom import examples
 
-    from ecg_dicom.model.synthetic import calibration_pages
     from ecg_dicom.model.detector import (
         blank_outside_frame,
         decide,
@@ -62,6 +61,7 @@ def main() -> int:
         postprocess,
         weights_checksum,
     )
+    from ecg_dicom.model.synthetic import calibration_pages
     from ecg_dicom.pages.dispatch import page_from_file
     from ecg_dicom.train.evaluate import collect_pages
     from ecg_dicom.train.export import CALIBRATION_PAGES, cached_export, load_rgb, quantize_model

@@ -21,8 +21,8 @@ from huey.consumer import Consumer
 
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
-from ecg_dicom.jobs.queue import JobQueue
 from ecg_dicom.dicom.scp import StorageSCP
+from ecg_dicom.jobs.queue import JobQueue
 from ecg_dicom.jobs.spool import Spool
 from ecg_dicom.worker import Pipeline, Worker
 

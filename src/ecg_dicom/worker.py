@@ -35,7 +35,6 @@ from ecg_dicom.errors import (
     NotAnEcgError,
     NotInterpretableError,
 )
-from ecg_dicom.logs import log_context
 from ecg_dicom.jobs.queue import JobQueue
 from ecg_dicom.jobs.spool import (
     DELIVERING,
@@ -47,6 +46,7 @@ from ecg_dicom.jobs.spool import (
     Job,
     Spool,
 )
+from ecg_dicom.logs import log_context
 from ecg_dicom.records import Classification, DocumentReference, Outputs, Page, ResultHistory
 
 if TYPE_CHECKING:
@@ -285,8 +285,8 @@ class Worker:
 
         ``outputs`` are the objects just built; a retry reads the copies kept in the spool.
         """
-        from ecg_dicom.results.files import write_outputs
         from ecg_dicom.dicom.scu import destinations_for, send_outputs, stow_outputs
+        from ecg_dicom.results.files import write_outputs
 
         delivery = self.settings.delivery
         if outputs is None:

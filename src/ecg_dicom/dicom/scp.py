@@ -56,18 +56,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from ecg_dicom import metrics
 from ecg_dicom.config import AllowedCaller, Settings
-from ecg_dicom.errors import (
-    CANNOT_UNDERSTAND,
-    SOP_CLASS_NOT_SUPPORTED,
-    SUCCESS,
-    DatasetMismatchError,
-    EcgDicomError,
-    UnreadableDatasetError,
-    store_status_for,
-)
 from ecg_dicom.dicom.scan import Header, HeaderError, read_header
-from ecg_dicom.logs import log_context
-from ecg_dicom.jobs.queue import JobQueue
 from ecg_dicom.dicom.sop import (
     DOCUMENT_SOP_CLASSES,
     ECG_INPUT_SOP_CLASSES,
@@ -78,7 +67,18 @@ from ecg_dicom.dicom.sop import (
     sop_class_name,
     transfer_syntaxes_for,
 )
+from ecg_dicom.errors import (
+    CANNOT_UNDERSTAND,
+    SOP_CLASS_NOT_SUPPORTED,
+    SUCCESS,
+    DatasetMismatchError,
+    EcgDicomError,
+    UnreadableDatasetError,
+    store_status_for,
+)
+from ecg_dicom.jobs.queue import JobQueue
 from ecg_dicom.jobs.spool import Spool
+from ecg_dicom.logs import log_context
 
 # The logger keeps its v0.1 name: log consumers filter on it (docs/architecture.md).
 log = logging.getLogger("ecg_dicom.scp")

@@ -22,6 +22,12 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from ecg_dicom.dicom.sop import (
+    DOCUMENT_SOP_CLASSES,
+    HEMODYNAMIC_WAVEFORM,
+    IMAGE_SOP_CLASSES,
+    WAVEFORM_SOP_CLASSES,
+)
 from ecg_dicom.errors import (
     EcgDicomError,
     InputError,
@@ -36,14 +42,8 @@ from ecg_dicom.pages.images import (
     page_from_pdf_dataset,
 )
 from ecg_dicom.pages.render import interpretable_page
-from ecg_dicom.dicom.sop import (
-    DOCUMENT_SOP_CLASSES,
-    HEMODYNAMIC_WAVEFORM,
-    IMAGE_SOP_CLASSES,
-    WAVEFORM_SOP_CLASSES,
-)
-from ecg_dicom.records import Page
 from ecg_dicom.pages.waveform import load_waveform, read_groups
+from ecg_dicom.records import Page
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"

@@ -30,8 +30,8 @@ import pypdfium2 as pdfium
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from ecg_dicom.errors import InputError, UnsupportedInputError
 from ecg_dicom.dicom.sop import COMPRESSED_TRANSFER_SYNTAXES, NATIVE_TRANSFER_SYNTAXES
+from ecg_dicom.errors import InputError, UnsupportedInputError
 from ecg_dicom.records import Page
 
 #: Width of a rendered PDF page, px (the training pages' width).

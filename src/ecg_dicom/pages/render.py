@@ -59,8 +59,8 @@ import cv2
 import numpy as np
 
 from ecg_dicom.errors import NotInterpretableError
-from ecg_dicom.records import LeadRegion, Page, Signals
 from ecg_dicom.pages.waveform import FLAT_MICROVOLTS
+from ecg_dicom.records import LeadRegion, Page, Signals
 
 #: Pixels per millimetre of ECG paper, measured on the training pages' grid
 #: (FFT of the grid over 15 pages: 5.74-5.75; the whole page is 1600 px for

@@ -46,10 +46,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
 from ecg_dicom.dicom.sop import HEMODYNAMIC_WAVEFORM
-from ecg_dicom.records import Signals
+from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
 from ecg_dicom.pages.header_text import header_lines
+from ecg_dicom.records import Signals
 
 #: numpy type of each Waveform Sample Interpretation (PS3.3 C.10.9.1.5); its
 #: size is the only Waveform Bits Allocated the interpretation allows.

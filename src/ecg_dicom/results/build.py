@@ -24,10 +24,10 @@ from __future__ import annotations
 from pydicom import Dataset
 
 from ecg_dicom.config import Settings
-from ecg_dicom.results.uids import content_key, result_uids, series_numbers
+from ecg_dicom.records import Classification, Outputs, Page, ResultHistory
 from ecg_dicom.results.sc import build_sc
 from ecg_dicom.results.sr import build_sr
-from ecg_dicom.records import Classification, Outputs, Page, ResultHistory
+from ecg_dicom.results.uids import content_key, result_uids, series_numbers
 
 
 def build_outputs(

@@ -85,12 +85,12 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from ecg_dicom.results.annotate import draw_result, identity_line, short_version
 from ecg_dicom.config import Settings
+from ecg_dicom.records import Classification, Page
+from ecg_dicom.results.annotate import draw_result, identity_line, short_version
 from ecg_dicom.results.context import character_set_for, copy_context
 from ecg_dicom.results.equipment import set_source_equipment
 from ecg_dicom.results.uids import ResultUIDs, content_key, result_uids
-from ecg_dicom.records import Classification, Page
 
 #: Series Description of every annotated SC (LO: at most 64 characters).
 SC_SERIES_DESCRIPTION = "AI result - annotated ECG - not for diagnostic use"

@@ -81,31 +81,31 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from ecg_dicom.results.annotate import to_sc_pixels
 from ecg_dicom.config import Settings
-from ecg_dicom.results.context import copy_context
-from ecg_dicom.results.equipment import set_source_equipment
-from ecg_dicom.results.uids import (
-    ResultUIDs,
-    content_key,
-    device_observer_uid,
-    result_uids,
-    tracking_uid,
-)
-from ecg_dicom.pages.render import STANDARD_LEADS
-from ecg_dicom.results.sc import add_contributing_equipment, algorithm_equipment
 from ecg_dicom.dicom.sop import (
     AMBULATORY_ECG,
     HEMODYNAMIC_WAVEFORM,
     TWELVE_LEAD_ECG,
     WAVEFORM_SOP_CLASSES,
 )
+from ecg_dicom.pages.render import STANDARD_LEADS
 from ecg_dicom.records import (
     NOT_INTERPRETABLE,
     Classification,
     Detection,
     DocumentReference,
     Page,
+)
+from ecg_dicom.results.annotate import to_sc_pixels
+from ecg_dicom.results.context import copy_context
+from ecg_dicom.results.equipment import set_source_equipment
+from ecg_dicom.results.sc import add_contributing_equipment, algorithm_equipment
+from ecg_dicom.results.uids import (
+    ResultUIDs,
+    content_key,
+    device_observer_uid,
+    result_uids,
+    tracking_uid,
 )
 
 # --- Codes (dicom-outputs.md; pydicom 3 concept dictionary, PS3.16) ----------

@@ -72,8 +72,8 @@ def quantize_openvino(
     """
     import openvino as ov
 
-    from ecg_dicom.model.synthetic import calibration_pages
     from ecg_dicom.model.detector import letterbox
+    from ecg_dicom.model.synthetic import calibration_pages
 
     core = ov.Core()
     xml = next(Path(f32_dir).glob("*.xml"))
@@ -237,8 +237,8 @@ def calibrate_int8(
     ``calibration.json`` names the folder.  Check the result with ``ecg-dicom
     evaluate --runtime openvino-int8`` on pages that were *not* used here.
     """
-    from ecg_dicom.model.detector import blank_outside_frame
     from ecg_dicom.errors import EcgDicomError
+    from ecg_dicom.model.detector import blank_outside_frame
     from ecg_dicom.pages.dispatch import page_from_file
 
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())

@@ -39,8 +39,8 @@ MAX_UPLOAD = 64 * 1024 * 1024
 
 def classify_upload(service: Service, data: bytes, filename: str) -> dict[str, Any]:
     """Run render + detect on uploaded bytes; return the result and the annotated page."""
-    from ecg_dicom.results.annotate import draw_result
     from ecg_dicom.pages.dispatch import page_from_file
+    from ecg_dicom.results.annotate import draw_result
 
     suffix = Path(filename).suffix.lower() or ".dcm"
     if suffix not in {".dcm", ".png", ".jpg", ".jpeg", ".pdf"}:

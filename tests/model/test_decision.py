@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ecg_dicom.config import ModelSettings
+from ecg_dicom.errors import ModelError
 from ecg_dicom.model.detector import (
     NO_CHART_REASON,
     decide,
@@ -16,7 +17,6 @@ from ecg_dicom.model.detector import (
     verify_weights,
     weights_checksum,
 )
-from ecg_dicom.errors import ModelError
 from ecg_dicom.records import Detection
 
 BOX = (10.0, 20.0, 300.0, 200.0)

@@ -30,7 +30,7 @@ from ecg_dicom.dicom.sop import (
 )
 from ecg_dicom.pages.waveform import lead_name
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 REAL_ECGS: dict[str, Path] = {
     "ge-muse-mv360": SHARED_DATA / "dicom-ecg" / "ge-muse-mv360" / "ecg.dcm",

@@ -10,7 +10,7 @@ import yaml
 from ecg_dicom.config import Settings, default_yaml, load_settings
 from ecg_dicom.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_config_default_yaml_is_the_embedded_defaults() -> None:

@@ -13,6 +13,7 @@ import pytest
 from pydicom import Dataset
 
 from ecg_dicom.config import Settings
+from ecg_dicom.records import Classification, Page
 from ecg_dicom.results.uids import (
     ResultUIDs,
     content_key,
@@ -22,7 +23,6 @@ from ecg_dicom.results.uids import (
     sr_uid_for_class,
     tracking_uid,
 )
-from ecg_dicom.records import Classification, Page
 
 ROOT = "1.2.826.0.1.3680043.8.498."
 SOURCE = "1.3.6.1.4.1.40744.65.151382287121881585835965669107954106925"

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_render import (
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+
+from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
+from ecg_dicom.pages.dispatch import page_from_dataset
+from ecg_dicom.pages.render import blank_page, not_interpretable_page, with_limb_leads
+from ecg_dicom.pages.waveform import decode_samples, lead_name, load_waveform
+from ecg_dicom.records import Page
+from variants import (
     REAL_ECGS,
     REAL_GEOMETRY,
     STANDARD,
@@ -27,16 +37,6 @@ from conftest_render import (
     recode,
     roundtrip,
 )
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
-from pydicom.tag import Tag
-
-from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
-from ecg_dicom.pages.dispatch import page_from_dataset
-from ecg_dicom.pages.render import blank_page, not_interpretable_page, with_limb_leads
-from ecg_dicom.records import Page
-from ecg_dicom.pages.waveform import decode_samples, lead_name, load_waveform
 
 MAC55 = "ge-mac55"
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pydicom import Dataset
 
+from ecg_dicom.records import CLASS_NAMES, NOT_INTERPRETABLE, Classification, Detection, Page
 from ecg_dicom.results.annotate import (
     BANNER_TEXT,
     CJK_FONT,
@@ -25,7 +26,6 @@ from ecg_dicom.results.annotate import (
     text_width,
     to_sc_pixels,
 )
-from ecg_dicom.records import CLASS_NAMES, NOT_INTERPRETABLE, Classification, Detection, Page
 
 IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ecg-images"
 VERSION = "0123456789abcdef" * 4

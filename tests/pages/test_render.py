@@ -13,7 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest_render import (
+
+from ecg_dicom.pages.render import PX_PER_MM, render_page, write_page_png
+from ecg_dicom.pages.waveform import load_waveform
+from ecg_dicom.records import Page, Signals
+from variants import (
     REAL_ECGS,
     STANDARD,
     ambulatory_ecg,
@@ -23,10 +27,6 @@ from conftest_render import (
     read_real,
     training_page,
 )
-
-from ecg_dicom.pages.render import PX_PER_MM, render_page, write_page_png
-from ecg_dicom.records import Page, Signals
-from ecg_dicom.pages.waveform import load_waveform
 
 SPEED_PX_S = 25.0 * PX_PER_MM  # 25 mm/s
 GAIN_PX_UV = 10.0 * PX_PER_MM / 1000.0  # 10 mm/mV

@@ -12,18 +12,6 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-from conftest_render import (
-    REAL_ECGS,
-    STANDARD,
-    ambulatory_ecg,
-    encapsulated_pdf,
-    general_ecg,
-    hemodynamic,
-    pdf_of,
-    read_real,
-    roundtrip,
-    secondary_capture,
-)
 from pydicom.dataset import FileMetaDataset
 
 from ecg_dicom.errors import (
@@ -35,6 +23,18 @@ from ecg_dicom.errors import (
 from ecg_dicom.pages.dispatch import page_from_dataset, page_from_file
 from ecg_dicom.pages.render import PX_PER_MM, render_page
 from ecg_dicom.pages.waveform import load_waveform
+from variants import (
+    REAL_ECGS,
+    STANDARD,
+    ambulatory_ecg,
+    encapsulated_pdf,
+    general_ecg,
+    hemodynamic,
+    pdf_of,
+    read_real,
+    roundtrip,
+    secondary_capture,
+)
 
 
 @pytest.mark.parametrize("name", sorted(REAL_ECGS))

@@ -14,15 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest_render import (
-    dcmtk,
-    encapsulated_pdf,
-    grey_capture,
-    pdf_of,
-    read_real,
-    roundtrip,
-    secondary_capture,
-)
 from pydicom import examples
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
@@ -39,6 +30,13 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from ecg_dicom.dicom.sop import (
+    COMPRESSED_TRANSFER_SYNTAXES,
+    MULTIFRAME_GRAYSCALE_WORD_SC,
+    MULTIFRAME_SINGLE_BIT_SC,
+    MULTIFRAME_TRUE_COLOR_SC,
+    VL_PHOTOGRAPHIC,
+)
 from ecg_dicom.errors import InputError, UnsupportedInputError
 from ecg_dicom.pages.images import (
     PDF_WIDTH_PX,
@@ -48,15 +46,17 @@ from ecg_dicom.pages.images import (
     page_from_pdf_dataset,
 )
 from ecg_dicom.pages.render import render_page
-from ecg_dicom.dicom.sop import (
-    COMPRESSED_TRANSFER_SYNTAXES,
-    MULTIFRAME_GRAYSCALE_WORD_SC,
-    MULTIFRAME_SINGLE_BIT_SC,
-    MULTIFRAME_TRUE_COLOR_SC,
-    VL_PHOTOGRAPHIC,
-)
 from ecg_dicom.pages.waveform import load_waveform
 from peers import require_tool
+from variants import (
+    dcmtk,
+    encapsulated_pdf,
+    grey_capture,
+    pdf_of,
+    read_real,
+    roundtrip,
+    secondary_capture,
+)
 
 
 @pytest.fixture(scope="module")

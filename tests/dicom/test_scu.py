@@ -25,12 +25,12 @@ from pydicom.uid import SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage
 
-from ecg_dicom.results.build import build_outputs
 from ecg_dicom.config import Destination, Settings
+from ecg_dicom.dicom.scu import destinations_for, send_outputs, sr_fits_class, stow_outputs
 from ecg_dicom.errors import DeliveryError
 from ecg_dicom.pages.dispatch import page_from_dataset
-from ecg_dicom.dicom.scu import destinations_for, send_outputs, sr_fits_class, stow_outputs
 from ecg_dicom.records import Classification, Detection, Outputs
+from ecg_dicom.results.build import build_outputs
 from peers import LOOPBACK, dciodvfy, free_port, run_storescp, wait_for_port
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 "Not interpretable" coded with its reason, Procedure Reported per input kind, and the
 source device as Acquisition Equipment.
 
-Built from the real cart ECGs (and variants made from them: conftest_render), with
+Built from the real cart ECGs (and variants made from them: variants), with
 results from the real decision rule (detect.decide) or for a real not-interpretable
 input (a flat copy of the GE MAC55).  Read back with highdicom and dcmtk's dsrdump;
 every SR is checked with dciodvfy (dicom3tools).  A missing tool fails the test.
@@ -19,7 +19,19 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from conftest_render import (
+from pydicom import Dataset
+
+from ecg_dicom.config import Settings
+from ecg_dicom.dicom.sop import GENERAL_ECG
+from ecg_dicom.errors import NotInterpretableError
+from ecg_dicom.model.detector import NO_CHART_REASON, decide, not_interpretable
+from ecg_dicom.pages.dispatch import page_from_dataset
+from ecg_dicom.pages.render import not_interpretable_page
+from ecg_dicom.records import Classification, Detection, Outputs, Page
+from ecg_dicom.results.build import build_outputs
+from ecg_dicom.results.equipment import source_equipment
+from peers import dcmtk_env, require_tool
+from variants import (
     ambulatory_ecg,
     general_ecg,
     hemodynamic,
@@ -29,18 +41,6 @@ from conftest_render import (
     secondary_capture,
     training_page,
 )
-from pydicom import Dataset
-
-from ecg_dicom.results.build import build_outputs
-from ecg_dicom.config import Settings
-from ecg_dicom.model.detector import NO_CHART_REASON, decide, not_interpretable
-from ecg_dicom.results.equipment import source_equipment
-from ecg_dicom.errors import NotInterpretableError
-from ecg_dicom.pages.dispatch import page_from_dataset
-from ecg_dicom.pages.render import not_interpretable_page
-from ecg_dicom.dicom.sop import GENERAL_ECG
-from ecg_dicom.records import Classification, Detection, Outputs, Page
-from peers import dcmtk_env, require_tool
 
 MODEL = "ecg-dicom YOLOv8m"
 VERSION = "5e1f" * 16

@@ -45,12 +45,12 @@ from pydicom.uid import (
 from pynetdicom import AE
 
 from conftest import DICOM_ECG_DIR, ECG_IMAGES_DIR, copies_with_new_uids
-from ecg_dicom.pages.dispatch import page_from_dataset
 from ecg_dicom.dicom.sop import (
     GENERAL_32BIT_ECG,
     HEMODYNAMIC_WAVEFORM,
     SECONDARY_CAPTURE,
 )
+from ecg_dicom.pages.dispatch import page_from_dataset
 from peers import require_tool, run_storescp
 from serve_proc import ServeProcess, run_tool
 

@@ -12,9 +12,9 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from ecg_dicom.records import Outputs
 from ecg_dicom.results import files as outputs_dir
 from ecg_dicom.results.files import safe_uid, write_outputs
-from ecg_dicom.records import Outputs
 
 #: The tests build datasets with deliberately ill-formed UIDs.
 pytestmark = [
