@@ -50,7 +50,7 @@ SOURCE = ROOT.parent / "shared" / "data" / "dicom-ecg" / "ge-mac55" / "ecg.dcm"
 BARE_SCP = r'''
 import os, sys
 from pynetdicom import AE, evt, _config
-from ecg_dicom.dicom.sop import ACCEPTED_SOP_CLASSES, transfer_syntaxes_for
+from ecg_dicom.sop import ACCEPTED_SOP_CLASSES, transfer_syntaxes_for
 out, port = sys.argv[1], int(sys.argv[2])
 n = 0
 def on_store(event):

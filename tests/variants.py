@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from ecg_dicom.dicom.sop import (
+from ecg_dicom.sop import (
     AMBULATORY_ECG,
     ENCAPSULATED_PDF,
     GENERAL_ECG,

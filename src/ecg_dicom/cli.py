@@ -95,7 +95,7 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:
     from ecg_dicom.jobs.queue import JobQueue
     from ecg_dicom.jobs.spool import Spool
-    from ecg_dicom.worker import retry_failed
+    from ecg_dicom.jobs.retry import retry_failed
 
     spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)
     if args.jobs_command == "list":

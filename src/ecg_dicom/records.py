@@ -30,6 +30,12 @@ NORMAL_CLASS = "Normal-ECG"
 Label = Literal["Normal", "Abnormal", "Not interpretable"]
 NOT_INTERPRETABLE: Label = "Not interpretable"
 
+#: The twelve standard leads, in the order of the printed page (and of the SR's
+#: statement that a 12-lead page was read).
+STANDARD_LEADS: tuple[str, ...] = (
+    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
+)
+
 
 @dataclass(frozen=True)
 class Signals:

@@ -13,7 +13,8 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from ecg_dicom.dicom import scu, sop
+from ecg_dicom import sop
+from ecg_dicom.dicom import scu
 from ecg_dicom.results.sc import SC_TRANSFER_SYNTAX
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"

@@ -19,7 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from conftest import ECG_IMAGES_DIR
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom.scp import check_dataset, result_origin
-from ecg_dicom.dicom.sop import SECONDARY_CAPTURE
+from ecg_dicom.sop import SECONDARY_CAPTURE
 
 OURS = Settings().output.manufacturer
 SITE_ROOT = "1.2.999.42."

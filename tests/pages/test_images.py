@@ -30,7 +30,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from ecg_dicom.dicom.sop import (
+from ecg_dicom.sop import (
     COMPRESSED_TRANSFER_SYNTAXES,
     MULTIFRAME_GRAYSCALE_WORD_SC,
     MULTIFRAME_SINGLE_BIT_SC,

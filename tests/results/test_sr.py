@@ -22,7 +22,7 @@ import pytest
 from pydicom import Dataset
 
 from ecg_dicom.config import Settings
-from ecg_dicom.dicom.sop import GENERAL_ECG
+from ecg_dicom.sop import GENERAL_ECG
 from ecg_dicom.errors import NotInterpretableError
 from ecg_dicom.model.detector import NO_CHART_REASON, decide, not_interpretable
 from ecg_dicom.pages.dispatch import page_from_dataset

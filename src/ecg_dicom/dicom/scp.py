@@ -57,7 +57,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from ecg_dicom import metrics
 from ecg_dicom.config import AllowedCaller, Settings
 from ecg_dicom.dicom.scan import Header, HeaderError, read_header
-from ecg_dicom.dicom.sop import (
+from ecg_dicom.sop import (
     DOCUMENT_SOP_CLASSES,
     ECG_INPUT_SOP_CLASSES,
     IMAGE_SOP_CLASSES,

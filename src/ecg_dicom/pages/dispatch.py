@@ -22,7 +22,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
-from ecg_dicom.dicom.sop import (
+from ecg_dicom.sop import (
     DOCUMENT_SOP_CLASSES,
     HEMODYNAMIC_WAVEFORM,
     IMAGE_SOP_CLASSES,

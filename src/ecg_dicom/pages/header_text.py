@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from ecg_dicom.dicom.sop import HEMODYNAMIC_WAVEFORM
+from ecg_dicom.sop import HEMODYNAMIC_WAVEFORM
 
 if TYPE_CHECKING:
     from ecg_dicom.pages.waveform import MultiplexGroup

@@ -2,7 +2,7 @@
 
 Image SOP classes (PS3.3 A.8 Secondary Capture, single and multi-frame; A.32.4
 VL Photographic) are decoded through pydicom's pixel pipeline with its
-pylibjpeg / Pillow plug-ins, so every transfer syntax in :mod:`ecg_dicom.dicom.sop`
+pylibjpeg / Pillow plug-ins, so every transfer syntax in :mod:`ecg_dicom.sop`
 (native, deflated, big endian, JPEG baseline/extended/lossless, JPEG-LS,
 JPEG 2000, RLE) is read the same way.  Then, following PS3.3 C.11:
 
@@ -30,7 +30,7 @@ import pypdfium2 as pdfium
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from ecg_dicom.dicom.sop import COMPRESSED_TRANSFER_SYNTAXES, NATIVE_TRANSFER_SYNTAXES
+from ecg_dicom.sop import COMPRESSED_TRANSFER_SYNTAXES, NATIVE_TRANSFER_SYNTAXES
 from ecg_dicom.errors import InputError, UnsupportedInputError
 from ecg_dicom.records import Page
 

@@ -60,7 +60,7 @@ import numpy as np
 
 from ecg_dicom.errors import NotInterpretableError
 from ecg_dicom.pages.waveform import FLAT_MICROVOLTS
-from ecg_dicom.records import LeadRegion, Page, Signals
+from ecg_dicom.records import STANDARD_LEADS, LeadRegion, Page, Signals
 
 #: Pixels per millimetre of ECG paper, measured on the training pages' grid
 #: (FFT of the grid over 15 pages: 5.74-5.75; the whole page is 1600 px for
@@ -95,9 +95,6 @@ HEADER_LINE_PX = 17
 _SHIFT = 4  # fixed-point bits for sub-pixel polylines
 _ONE = 1 << _SHIFT
 
-STANDARD_LEADS: tuple[str, ...] = (
-    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
-)
 #: The shortest recording whose 12-lead page the model can read (module docstring).
 MIN_TWELVE_LEAD_SECONDS = 3 * COLUMN_SECONDS + 2.0
 

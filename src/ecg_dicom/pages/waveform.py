@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ecg_dicom.dicom.sop import HEMODYNAMIC_WAVEFORM
+from ecg_dicom.sop import HEMODYNAMIC_WAVEFORM
 from ecg_dicom.errors import InputError, NotInterpretableError, UnsupportedInputError
 from ecg_dicom.pages.header_text import header_lines
 from ecg_dicom.records import Signals

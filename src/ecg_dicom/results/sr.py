@@ -82,15 +82,9 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from ecg_dicom.config import Settings
-from ecg_dicom.dicom.sop import (
-    AMBULATORY_ECG,
-    HEMODYNAMIC_WAVEFORM,
-    TWELVE_LEAD_ECG,
-    WAVEFORM_SOP_CLASSES,
-)
-from ecg_dicom.pages.render import STANDARD_LEADS
 from ecg_dicom.records import (
     NOT_INTERPRETABLE,
+    STANDARD_LEADS,
     Classification,
     Detection,
     DocumentReference,
@@ -106,6 +100,12 @@ from ecg_dicom.results.uids import (
     device_observer_uid,
     result_uids,
     tracking_uid,
+)
+from ecg_dicom.sop import (
+    AMBULATORY_ECG,
+    HEMODYNAMIC_WAVEFORM,
+    TWELVE_LEAD_ECG,
+    WAVEFORM_SOP_CLASSES,
 )
 
 # --- Codes (dicom-outputs.md; pydicom 3 concept dictionary, PS3.16) ----------

@@ -96,7 +96,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.post("/jobs/{job_id}/retry")
     def retry(job_id: str) -> dict[str, Any]:
-        from ecg_dicom.worker import retry_failed
+        from ecg_dicom.jobs.retry import retry_failed
 
         if not job_id.isalnum():
             raise HTTPException(404, f"no job {job_id}")
