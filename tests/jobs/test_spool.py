@@ -7,12 +7,19 @@ from pathlib import Path
 import pytest
 
 from ecg_dicom.errors import StorageError
-from ecg_dicom.jobs.spool import DELIVERING, DONE, FAILED, PROCESSING, RECEIVED, SKIPPED, Spool
+from ecg_dicom.jobs import JobState, Spool
+
+
+def arrived(spool: Spool, data: bytes) -> Path:
+    """A data set as pynetdicom leaves it: a file in the spool's tmp/ folder."""
+    path = spool.tmp_dir / f"tmp{spool.new_job_id()}.dcm"
+    path.write_bytes(data)
+    return path
 
 
 def received(spool: Spool, data: bytes = b"x" * 10, uid: str = "1.2.3") -> str:
     job_id = spool.new_job_id()
-    spool.write_bytes(job_id, data)
+    spool.adopt_file(job_id, arrived(spool, data))
     spool.record_received(job_id, sop_class_uid="1.2.840.10008.5.1.4.1.1.9.1.1",
                           sop_instance_uid=uid, calling_ae="CART", size=len(data))
     return job_id
@@ -24,31 +31,32 @@ def test_received_instance_is_stored_and_recorded(tmp_path: Path) -> None:
     assert spool.instance_path(job_id).read_bytes() == b"DICOM bytes"
     assert list(spool.tmp_dir.iterdir()) == []
     job = spool.get(job_id)
-    assert job is not None and job.state == RECEIVED and job.calling_ae == "CART"
-    assert spool.counts()[RECEIVED] == 1
+    assert job is not None and job.state == JobState.RECEIVED and job.calling_ae == "CART"
+    assert spool.counts()[JobState.RECEIVED] == 1
 
 
 def test_claim_is_atomic_and_refuses_duplicates(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     job_id = received(spool)
-    assert spool.claim(job_id, (RECEIVED,), PROCESSING) is not None
-    assert spool.claim(job_id, (RECEIVED,), PROCESSING) is None  # duplicate queue message
-    spool.update(job_id, state=DONE, result={"label": "Normal"})
+    assert spool.claim(job_id, (JobState.RECEIVED,), JobState.PROCESSING) is not None
+    # A duplicate queue message:
+    assert spool.claim(job_id, (JobState.RECEIVED,), JobState.PROCESSING) is None
+    spool.update(job_id, state=JobState.DONE, result={"label": "Normal"})
     assert spool.get(job_id).result == {"label": "Normal"}  # type: ignore[union-attr]
 
 
 def test_recover_requeues_everything_unfinished(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     ids = [received(spool, uid=f"1.2.{i}") for i in range(5)]
-    spool.claim(ids[1], (RECEIVED,), PROCESSING)  # crashed while processing
-    spool.update(ids[2], state=DELIVERING)  # crashed while sending
-    spool.update(ids[3], state=DONE)
-    spool.update(ids[4], state=FAILED, reason="bad input")
+    spool.claim(ids[1], (JobState.RECEIVED,), JobState.PROCESSING)  # crashed while processing
+    spool.update(ids[2], state=JobState.DELIVERING)  # crashed while sending
+    spool.update(ids[3], state=JobState.DONE)
+    spool.update(ids[4], state=JobState.FAILED, reason="bad input")
     # A fresh Spool on the same folder, as after a restart:
     again = Spool(tmp_path)
     assert sorted(again.recover()) == sorted(ids[:3])
-    assert again.get(ids[1]).state == RECEIVED  # type: ignore[union-attr]
-    assert again.get(ids[2]).state == DELIVERING  # type: ignore[union-attr]
+    assert again.get(ids[1]).state == JobState.RECEIVED  # type: ignore[union-attr]
+    assert again.get(ids[2]).state == JobState.DELIVERING  # type: ignore[union-attr]
 
 
 def test_partial_transfers_are_cleaned_at_start(tmp_path: Path) -> None:
@@ -78,7 +86,7 @@ def test_failed_write_raises_storage_error(tmp_path: Path) -> None:
     job_id = spool.new_job_id()
     spool.instance_path(job_id).mkdir()  # the rename target cannot be replaced
     with pytest.raises(StorageError):
-        spool.write_bytes(job_id, b"x")
+        spool.adopt_file(job_id, arrived(spool, b"x"))
 
 
 def test_skipped_is_terminal_with_its_reason_and_keeps_no_file(tmp_path: Path) -> None:
@@ -89,12 +97,12 @@ def test_skipped_is_terminal_with_its_reason_and_keeps_no_file(tmp_path: Path) -
                          calling_ae="PACS", peer_address="127.0.0.1", size=1234,
                          reason="skipped: Comprehensive 3D SR Storage is not an ECG input")
     job = spool.get(job_id)
-    assert job is not None and job.state == SKIPPED and job.size == 1234
+    assert job is not None and job.state == JobState.SKIPPED and job.size == 1234
     assert job.reason == "skipped: Comprehensive 3D SR Storage is not an ECG input"
     assert not spool.instance_path(job_id).exists()
     # A job the worker ends as skipped (e.g. a Hemodynamic object without ECG leads).
     read = received(spool, uid="1.2.10")
-    spool.update(read, state=SKIPPED, reason="skipped: render: not an ECG")
-    assert spool.counts()[SKIPPED] == 2
-    assert [j.job_id for j in spool.list_jobs(SKIPPED)] == [read, job_id]
+    spool.update(read, state=JobState.SKIPPED, reason="skipped: render: not an ECG")
+    assert spool.counts()[JobState.SKIPPED] == 2
+    assert [j.job_id for j in spool.list_jobs(JobState.SKIPPED)] == [read, job_id]
     assert Spool(tmp_path).recover() == []  # never taken up again after a restart

@@ -54,12 +54,6 @@ class JobQueue:
         else:
             self._task(job_id)
 
-    def pending(self) -> int:
-        return int(self.huey.pending_count())
-
-    def scheduled(self) -> int:
-        return int(self.huey.scheduled_count())
-
     def consumer(self, workers: int) -> Consumer:
         """A huey consumer with ``workers`` threads, polling an idle queue every 0.1 s
         (an SQLite read; it bounds the wait of a new job before a worker takes it)."""
@@ -70,6 +64,3 @@ class JobQueue:
             max_delay=0.1,
             check_worker_health=True,
         )
-
-    def flush(self) -> None:
-        self.huey.flush()

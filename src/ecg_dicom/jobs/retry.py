@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ecg_dicom.jobs.queue import JobQueue
-from ecg_dicom.jobs.spool import DELIVERING, FAILED, RECEIVED, Spool
+from ecg_dicom.jobs.spool import Spool
+from ecg_dicom.jobs.state import JobState
 
 
 def retry_failed(spool: Spool, queue: JobQueue, job_ids: list[str] | None = None) -> list[str]:
@@ -12,11 +13,13 @@ def retry_failed(spool: Spool, queue: JobQueue, job_ids: list[str] | None = None
     A job whose SR/SC were built goes straight back to delivery; the others are
     processed again from the received instance.
     """
-    targets = job_ids or [j.job_id for j in spool.list_jobs(FAILED, limit=100000)]
+    targets = job_ids or [j.job_id for j in spool.list_jobs(JobState.FAILED, limit=100000)]
     queued = []
     for job_id in targets:
         has_results = any(spool.results_path(job_id).glob("*.dcm"))
-        job = spool.claim(job_id, (FAILED,), DELIVERING if has_results else RECEIVED)
+        job = spool.claim(
+            job_id, (JobState.FAILED,), JobState.DELIVERING if has_results else JobState.RECEIVED
+        )
         if job is None:
             continue
         spool.update(job_id, delivery_attempts=0, attempts=0, reason="queued again by retry")

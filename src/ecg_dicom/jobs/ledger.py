@@ -1,0 +1,232 @@
+"""The job ledger: one row per acknowledged object in ``ledger.sqlite3``, and its states.
+
+A row is written (and committed with ``synchronous=FULL``) only after the object's
+file is durable, and the C-STORE is acknowledged only after the row.  State changes
+are single UPDATE statements, so a job is claimed by exactly one worker
+(:meth:`JobLedger.claim`); on start-up every job that is not ``done``, ``failed`` or
+``skipped`` is queued again (:meth:`JobLedger.recover`).  The states and their
+strings: :class:`~ecg_dicom.jobs.state.JobState`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecg_dicom.errors import StorageError
+from ecg_dicom.jobs.state import JobState
+
+JOBS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    study_instance_uid TEXT NOT NULL DEFAULT '',
+    calling_ae TEXT NOT NULL DEFAULT '',
+    peer_address TEXT NOT NULL DEFAULT '',
+    size INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    delivery_attempts INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL DEFAULT '',
+    received_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_sop ON jobs(sop_instance_uid);
+"""
+
+#: The columns :meth:`JobLedger.update` may set.
+_UPDATABLE = frozenset({"state", "reason", "attempts", "delivery_attempts", "result"})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the ledger."""
+
+    job_id: str
+    state: JobState
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    calling_ae: str
+    peer_address: str
+    size: int
+    attempts: int
+    delivery_attempts: int
+    reason: str
+    result: dict[str, Any]
+    received_at: float
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class LedgerConnection:
+    """Per-thread connections to ``ledger.sqlite3`` (WAL; ``synchronous=FULL`` with fsync)."""
+
+    def __init__(self, ledger_path: Path, *, fsync: bool, schemas: Iterable[str]) -> None:
+        self.ledger_path = ledger_path
+        self._synchronous = "FULL" if fsync else "OFF"
+        self._local = threading.local()
+        with self._db() as db:
+            for schema in schemas:
+                db.executescript(schema)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection to the ledger (opened once per thread)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(
+                self.ledger_path, timeout=30.0, isolation_level=None, check_same_thread=True
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        yield db
+
+
+class JobLedger(LedgerConnection):
+    """The ``jobs`` table: recording, claiming, updating and listing jobs."""
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> Job:
+        data = dict(row)
+        data["state"] = JobState(data["state"])
+        data["result"] = json.loads(data["result"]) if data["result"] else {}
+        return Job(**data)
+
+    def _insert(self, job_id: str, state: JobState, reason: str, *, sop_class_uid: str,
+                sop_instance_uid: str, study_instance_uid: str, calling_ae: str,
+                peer_address: str, size: int) -> None:
+        now = time.time()
+        try:
+            with self._db() as db:
+                db.execute(
+                    "INSERT INTO jobs (job_id, state, sop_class_uid, sop_instance_uid,"
+                    " study_instance_uid, calling_ae, peer_address, size, reason,"
+                    " received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (job_id, state, sop_class_uid, sop_instance_uid, study_instance_uid,
+                     calling_ae, peer_address, size, reason, now, now),
+                )
+        except sqlite3.Error as exc:
+            raise StorageError(f"could not record {state} instance in the ledger: {exc}") from exc
+
+    def record_received(
+        self,
+        job_id: str,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        study_instance_uid: str = "",
+        calling_ae: str = "",
+        peer_address: str = "",
+        size: int = 0,
+    ) -> None:
+        """Record an instance whose file is durable; committed before the C-STORE answers."""
+        self._insert(job_id, JobState.RECEIVED, "", sop_class_uid=sop_class_uid,
+                     sop_instance_uid=sop_instance_uid, study_instance_uid=study_instance_uid,
+                     calling_ae=calling_ae, peer_address=peer_address, size=size)
+
+    def record_skipped(
+        self,
+        job_id: str,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        reason: str,
+        study_instance_uid: str = "",
+        calling_ae: str = "",
+        peer_address: str = "",
+        size: int = 0,
+    ) -> None:
+        """Record an acknowledged object that will not be processed, with the reason.
+
+        No file is kept for it (the caller discards the received bytes); ``size``
+        records how many bytes arrived.  Committed before the C-STORE answers.
+        """
+        self._insert(job_id, JobState.SKIPPED, reason, sop_class_uid=sop_class_uid,
+                     sop_instance_uid=sop_instance_uid, study_instance_uid=study_instance_uid,
+                     calling_ae=calling_ae, peer_address=peer_address, size=size)
+
+    def claim(
+        self, job_id: str, from_states: tuple[JobState, ...], to_state: JobState
+    ) -> Job | None:
+        """Atomically move a job from one of ``from_states`` to ``to_state``.
+
+        Returns the job, or ``None`` when it is not in one of those states (for
+        example a duplicate queue message for a job already done).
+        """
+        marks = ",".join("?" * len(from_states))
+        with self._db() as db:
+            cur = db.execute(
+                f"UPDATE jobs SET state=?, updated_at=? WHERE job_id=? AND state IN ({marks})",
+                (to_state, time.time(), job_id, *from_states),
+            )
+            if cur.rowcount != 1:
+                return None
+            row = db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return self._job(row)
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set columns of a job (state, reason, attempts, result, ...)."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        if "result" in fields and not isinstance(fields["result"], str):
+            fields["result"] = json.dumps(fields["result"])
+        fields["updated_at"] = time.time()
+        names = ", ".join(f"{k}=?" for k in fields)
+        with self._db() as db:
+            db.execute(f"UPDATE jobs SET {names} WHERE job_id=?", (*fields.values(), job_id))
+
+    def get(self, job_id: str) -> Job | None:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return self._job(row) if row else None
+
+    def list_jobs(self, state: str | None = None, limit: int = 1000) -> list[Job]:
+        query = "SELECT * FROM jobs"
+        args: tuple[Any, ...] = ()
+        if state:
+            query += " WHERE state=?"
+            args = (state,)
+        query += " ORDER BY received_at DESC LIMIT ?"
+        with self._db() as db:
+            rows = db.execute(query, (*args, limit)).fetchall()
+        return [self._job(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state, every state named (0 when none)."""
+        with self._db() as db:
+            rows = db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        found = {r[0]: r[1] for r in rows}
+        return {state.value: found.get(state.value, 0) for state in JobState}
+
+    def recover(self) -> list[str]:
+        """Jobs to queue again after a restart: everything not done, failed or skipped.
+
+        Jobs left ``processing`` by a crash go back to ``received``; jobs left
+        ``delivering`` stay there (their outputs are already built).
+        """
+        with self._db() as db:
+            db.execute(
+                "UPDATE jobs SET state=?, updated_at=? WHERE state=?",
+                (JobState.RECEIVED, time.time(), JobState.PROCESSING),
+            )
+            rows = db.execute(
+                "SELECT job_id FROM jobs WHERE state IN (?,?) ORDER BY received_at",
+                (JobState.RECEIVED, JobState.DELIVERING),
+            ).fetchall()
+        return [r[0] for r in rows]
