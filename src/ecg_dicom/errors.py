@@ -7,20 +7,25 @@ and PS3.7 Annex C.  Handlers never raise: they map what went wrong through
 
 from __future__ import annotations
 
-# --- DIMSE status codes used by ecg-dicom (PS3.4 B.2.3, PS3.7 C) -------------
-SUCCESS = 0x0000
-#: Warning: coercion of data elements (unused: we never modify what we store).
-WARNING_COERCION = 0xB000
-#: Refused: out of resources (we could not store the bytes durably).
-OUT_OF_RESOURCES = 0xA700
-#: Error: data set does not match SOP class.
-DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-#: Error: cannot understand (the data set could not be parsed).
-CANNOT_UNDERSTAND = 0xC000
-#: Refused: SOP class not supported (PS3.7 C.5.20).
-SOP_CLASS_NOT_SUPPORTED = 0x0122
-#: Failure: processing failure (PS3.7 C.4.1).
-PROCESSING_FAILURE = 0x0110
+from enum import IntEnum
+
+
+class StoreStatus(IntEnum):
+    """The C-STORE statuses ecg-dicom answers (PS3.4 B.2.3, PS3.7 C)."""
+
+    SUCCESS = 0x0000
+    #: Refused: out of resources (we could not store the bytes durably).
+    OUT_OF_RESOURCES = 0xA700
+    #: Error: data set does not match SOP class.
+    DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+    #: Error: cannot understand (the data set could not be parsed).
+    CANNOT_UNDERSTAND = 0xC000
+    #: Error (``dicom.non_ecg_objects: refuse``): an image of an ECG input class that
+    #: is an AI result, ours or another's; in the "cannot understand" range, since
+    #: the SOP class itself is supported.
+    NOT_AN_ECG = 0xC001
+    #: Refused: SOP class not supported (PS3.7 C.5.20).
+    SOP_CLASS_NOT_SUPPORTED = 0x0122
 
 
 class EcgDicomError(Exception):
@@ -84,7 +89,7 @@ class NotAnEcgError(InputError):
 
     A Hemodynamic Waveform whose channels include no ECG lead (only pressures,
     respiration...): nothing is wrong with it and there is nothing to classify.
-    The worker ends such a job as ``skipped`` (spool.SKIPPED) with
+    The worker ends such a job as ``skipped`` (JobState.SKIPPED) with
     ``"skipped: " + str(exc)`` as the reason, builds and sends nothing, and does
     not count it as a failure (metrics.SKIPPED kind "not_an_ecg").
     """
@@ -99,21 +104,21 @@ class DeliveryError(EcgDicomError):
         self.status = status
 
 
-_STORE_STATUS: tuple[tuple[type[BaseException], int], ...] = (
-    (StorageError, OUT_OF_RESOURCES),
-    (OSError, OUT_OF_RESOURCES),
-    (MemoryError, OUT_OF_RESOURCES),
-    (DatasetMismatchError, DATASET_DOES_NOT_MATCH_SOP_CLASS),
-    (UnreadableDatasetError, CANNOT_UNDERSTAND),
+_STORE_STATUS: tuple[tuple[type[BaseException], StoreStatus], ...] = (
+    (StorageError, StoreStatus.OUT_OF_RESOURCES),
+    (OSError, StoreStatus.OUT_OF_RESOURCES),
+    (MemoryError, StoreStatus.OUT_OF_RESOURCES),
+    (DatasetMismatchError, StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS),
+    (UnreadableDatasetError, StoreStatus.CANNOT_UNDERSTAND),
 )
 
 
-def store_status_for(exc: BaseException) -> int:
+def store_status_for(exc: BaseException) -> StoreStatus:
     """The C-STORE status to answer for an exception raised while storing."""
     for kind, status in _STORE_STATUS:
         if isinstance(exc, kind):
             return status
-    return CANNOT_UNDERSTAND
+    return StoreStatus.CANNOT_UNDERSTAND
 
 
 def is_transient_status(status: int) -> bool:

@@ -1,4 +1,4 @@
-"""scp.result_origin: which received images are AI results (issue 10, item 1).
+"""ingest.result_origin: which received images are AI results (issue 10, item 1).
 
 Each case is a Secondary Capture of a real ECG print-out (../shared/data/ecg-images),
 written as a Part 10 file and read the way the C-STORE handler reads it (the fast header
@@ -18,7 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from conftest import ECG_IMAGES_DIR
 from ecg_dicom.config import Settings
-from ecg_dicom.dicom.scp import check_dataset, result_origin
+from ecg_dicom.dicom.ingest import check_dataset, result_origin
 from ecg_dicom.sop import SECONDARY_CAPTURE
 
 OURS = Settings().output.manufacturer

@@ -1,0 +1,137 @@
+"""What a received object is: a well-formed ECG input, or an AI result to decline.
+
+Every storage SOP class is accepted at negotiation (a PACS sending a whole study
+gets its ECG through); then, per object:
+
+* :func:`check_dataset`: the header matches the C-STORE's SOP class (a waveform
+  has Waveform Sequence, an image Pixel Data, a PDF Encapsulated Document), read
+  by the fast top-level element scan (:mod:`ecg_dicom.dicom.scan`), never decoding
+  pixels or waveforms;
+* :func:`result_origin`: an image that is our own result is declined always (its
+  Contributing Equipment (0018,A001) has a Processing Algorithm item (Newcode1,
+  99IHE, IHE AIR) whose Manufacturer is ``output.manufacturer``, or its SOP
+  Instance UID is under ``output.uid_root``: alone when the root is the site's
+  own, together with Manufacturer (0008,0070) = ``output.manufacturer`` when it is
+  pydicom's shared default root, which other software also generates UIDs under);
+  with ``dicom.skip_ai_results`` (default), an image another AI burned its result
+  into: Burned In Annotation (0028,0301) YES and a Processing Algorithm item in
+  Contributing Equipment.
+
+Only an image whose header has Contributing Equipment is read further, with
+pydicom, stopping before the pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+from pydicom.uid import PYDICOM_ROOT_UID
+
+from ecg_dicom.config import Settings
+from ecg_dicom.dicom.scan import Header, HeaderError, read_header
+from ecg_dicom.errors import DatasetMismatchError, UnreadableDatasetError
+from ecg_dicom.sop import (
+    DOCUMENT_SOP_CLASSES,
+    IMAGE_SOP_CLASSES,
+    PROCESSING_ALGORITHM,
+    WAVEFORM_SOP_CLASSES,
+)
+
+#: The short string elements read from a received data set.
+HEADER_VALUES = (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality",
+    "BurnedInAnnotation", "Manufacturer",
+)
+
+
+def check_dataset(path: Path, sop_class_uid: str) -> Header:
+    """Scan the header of a received file and check it matches its SOP class.
+
+    Only top-level element headers are walked (see scan.py); pixel and
+    waveform data are skipped by their lengths, never decoded.  Returns the
+    header.  Raises UnreadableDatasetError or DatasetMismatchError.
+    """
+    try:
+        header = read_header(path, HEADER_VALUES)
+    except (HeaderError, OSError) as exc:
+        raise UnreadableDatasetError(f"data set cannot be parsed: {exc}") from exc
+    found = header.get("SOPClassUID")
+    if found and found != sop_class_uid:
+        raise DatasetMismatchError(
+            f"SOP Class UID in data set ({found}) differs from the C-STORE's ({sop_class_uid})"
+        )
+    if not header.get("SOPInstanceUID"):
+        raise DatasetMismatchError("SOP Instance UID (0008,0018) is missing")
+    if sop_class_uid in WAVEFORM_SOP_CLASSES and not header.has("WaveformSequence"):
+        raise DatasetMismatchError("a waveform object without Waveform Sequence (5400,0100)")
+    if sop_class_uid in IMAGE_SOP_CLASSES and not (
+        header.has("PixelData") or header.has("FloatPixelData")
+    ):
+        raise DatasetMismatchError("an image object without Pixel Data (7FE0,0010)")
+    if sop_class_uid in DOCUMENT_SOP_CLASSES and not header.has("EncapsulatedDocument"):
+        raise DatasetMismatchError("an encapsulated PDF without Encapsulated Document (0042,0011)")
+    return header
+
+
+def study_of(path: Path) -> str:
+    """The Study Instance UID of a received file, "" when its header cannot be read
+    (for the ledger row of a declined object only)."""
+    try:
+        return read_header(path, ("StudyInstanceUID",)).get("StudyInstanceUID")
+    except (HeaderError, OSError):
+        return ""
+
+
+def _is_processing_algorithm(item: Dataset) -> bool:
+    """Whether a Contributing Equipment item's Purpose of Reference is IHE AIR's
+    (Newcode1, 99IHE, "Processing Algorithm")."""
+    for code in item.get("PurposeOfReferenceCodeSequence") or []:
+        value = str(code.get("CodeValue", "")).strip()
+        scheme = str(code.get("CodingSchemeDesignator", "")).strip()
+        meaning = str(code.get("CodeMeaning", "")).strip()
+        if (value, scheme) == PROCESSING_ALGORITHM[:2] or meaning.lower() == "processing algorithm":
+            return True
+    return False
+
+
+def _equipment_name(item: Dataset) -> str:
+    parts = [str(item.get(k, "") or "").strip() for k in ("Manufacturer", "ManufacturerModelName")]
+    return " / ".join(p for p in parts if p) or "an unnamed algorithm"
+
+
+def result_origin(path: Path, header: Header, settings: Settings) -> tuple[str, str] | None:
+    """Whether a received image is an AI result: ``(kind, why)`` or None.
+
+    ``kind`` is "own_result" (an ecg-dicom result: always declined) or
+    "ai_result" (another AI's burned-in result: declined when
+    ``dicom.skip_ai_results``).  See the module docstring for the rules.  Reads
+    nothing more than the header scan unless the image has Contributing
+    Equipment; then only its header, with pydicom.
+    """
+    root = settings.output.uid_root
+    ours = settings.output.manufacturer.strip()
+    under_root = header.get("SOPInstanceUID").startswith(root)
+    if under_root and root != PYDICOM_ROOT_UID:
+        return "own_result", f"an ecg-dicom result (SOP Instance UID under output.uid_root {root})"
+    if under_root and ours and header.get("Manufacturer") == ours:
+        return "own_result", f"an ecg-dicom result (UID root {root}, Manufacturer {ours!r})"
+    if not header.has("ContributingEquipmentSequence"):
+        return None
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=["ContributingEquipmentSequence"])
+        items = list(ds.get("ContributingEquipmentSequence") or [])
+    except Exception as exc:  # pydicom raises many types on a malformed sequence
+        raise UnreadableDatasetError(
+            f"Contributing Equipment Sequence (0018,A001) cannot be parsed: {exc}"
+        ) from exc
+    algorithms = [item for item in items if _is_processing_algorithm(item)]
+    for item in algorithms:
+        if ours and str(item.get("Manufacturer", "") or "").strip() == ours:
+            return "own_result", (
+                f"an ecg-dicom result (Contributing Equipment names {_equipment_name(item)} "
+                "as its processing algorithm)"
+            )
+    if settings.dicom.skip_ai_results and algorithms and header.get("BurnedInAnnotation") == "YES":
+        return "ai_result", f"burned-in AI result of {_equipment_name(algorithms[0])}"
+    return None
