@@ -67,7 +67,7 @@ def stored_sc_sizes(folder: Path) -> tuple[list[int], set[str]]:
 
 def bare_inference_ms(paths: list[Path]) -> list[float]:
     from ecg_dicom.config import ModelSettings
-    from ecg_dicom.model.detector import Detector
+    from ecg_dicom.model import Detector
     from ecg_dicom.pages.dispatch import page_from_dataset
 
     detector = Detector(ModelSettings(weights=serve_proc.WEIGHTS))

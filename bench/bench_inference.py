@@ -5,21 +5,22 @@ into another) on the same real validation pages, in the same invocation:
 
 * ``ultralytics-default``: ``YOLO(weights).predict(page)`` as it comes (what the
   original application ran; ultralytics uses 1 thread on a 2-core machine);
-* ``pytorch``: :class:`ecg_dicom.model.detector.Detector`, PyTorch f32, all cores;
+* ``pytorch``: :class:`ecg_dicom.model.Detector`, PyTorch f32, all cores;
 * ``onnx``: ONNX Runtime (CPU);
 * ``openvino-auto``: OpenVINO, precision chosen by OpenVINO (bf16 on AVX-512 bf16 CPUs);
 * ``openvino-f32``: OpenVINO forced to f32;
 * ``openvino-int8``: the int8 IR NNCF makes from the f32 one, calibrated on synthetic
   pages the service renders (:mod:`ecg_dicom.model.synthetic`), never on these pages;
 * ``default``: what the service runs with its embedded defaults on this machine
-  (``model.runtime: auto``, resolved by :func:`ecg_dicom.model.detector.resolve_runtime`).
+  (``model.runtime: auto``, resolved by :func:`ecg_dicom.model.resolve_runtime`).
 
 The last lines say whether the default meets the project's target: at least 4x
 ultralytics' ``predict`` with at least 99 % Normal/Abnormal agreement with PyTorch f32.
 
 For each: median and mean ms/page (after two warm-up pages), speed-up over the
 default path, and Normal/Abnormal agreement with PyTorch f32 (plus the largest
-difference of the top-box confidence).  Prints a table and writes JSON to
+difference of the top-box confidence).  Pages are read by the service's own page
+reader (:func:`ecg_dicom.pages.dispatch.page_from_file`).  Prints a table and writes JSON to
 ``bench/results/``.
 
     .venv/bin/python bench/bench_inference.py --weights weights/ecg-yolov8m.pt \
@@ -55,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 
 def page_files(source: Path, n: int) -> list[Path]:
     """The first ``n`` validation pages (a built dataset's split.json, or class folders)."""
-    from ecg_dicom.train.evaluate import collect_pages
+    from ecg_dicom.train import collect_pages
 
     pages = collect_pages(source, "val")
     # Interleave classes so a short run still sees every class.
@@ -70,14 +71,16 @@ def page_files(source: Path, n: int) -> list[Path]:
     return ordered
 
 
-def run_worker(runtime: str, weights: Path, files: list[Path], imgsz: int, conf: float) -> dict[str, Any]:
+def run_worker(
+    runtime: str, weights: Path, files: list[Path], imgsz: int, conf: float
+) -> dict[str, Any]:
     """Time one runtime on the pages (runs inside the subprocess)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ecg_dicom.model.detector import decide, weights_checksum
+    from ecg_dicom.model import decide, weights_checksum
+    from ecg_dicom.pages.dispatch import page_from_file
     from ecg_dicom.records import Detection
-    from ecg_dicom.train.export import load_rgb
 
-    images = [load_rgb(p) for p in files]
+    images = [page_from_file(p).image for p in files]
     checksum = weights_checksum(weights)
     if runtime == "ultralytics-default":
         from ultralytics import YOLO
@@ -86,19 +89,27 @@ def run_worker(runtime: str, weights: Path, files: list[Path], imgsz: int, conf:
         resolved = "pytorch f32 (ultralytics, 1 thread)"
 
         def infer(image: Any) -> Any:
-            result = model.predict(image[..., ::-1], imgsz=imgsz, conf=conf, verbose=False)[0]
+            found: Any = model.predict(image[..., ::-1], imgsz=imgsz, conf=conf, verbose=False)
+            result = found[0]
             names = result.names
             boxes = [
-                Detection(names[int(c)], float(s), tuple(float(v) for v in xyxy))  # type: ignore[arg-type]
+                Detection(
+                    names[int(c)], float(s), tuple(float(v) for v in xyxy)  # type: ignore[arg-type]
+                )
                 for xyxy, s, c in zip(
-                    result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), result.boxes.cls.tolist()
+                    result.boxes.xyxy.tolist(),
+                    result.boxes.conf.tolist(),
+                    result.boxes.cls.tolist(),
+                    strict=True,
                 )
             ]
             return decide(boxes, model_name="default", model_version=checksum)
     else:
         from ecg_dicom.config import ModelSettings
-        from ecg_dicom.model.detector import Detector
+        from ecg_dicom.model import Detector
 
+        name: str
+        precision: str
         if runtime == "default":  # the embedded defaults: model.runtime auto
             defaults = ModelSettings()
             name, precision = defaults.runtime, defaults.precision
@@ -174,10 +185,11 @@ def main() -> int:
 
     base = rows.get("ultralytics-default")
     ref = rows.get("pytorch")
-    from ecg_dicom.train.training import hardware_description
+    from ecg_dicom.train import hardware_description
 
     hardware = hardware_description()
-    print(f"\n{len(files)} pages, imgsz {args.imgsz}, {hardware['cpu_count']} CPUs, {hardware['cpu']}")
+    print(f"\n{len(files)} pages, imgsz {args.imgsz}, {hardware['cpu_count']} CPUs, "
+          f"{hardware['cpu']}")
     print(f"{'runtime':<20} {'ms/page':>8} {'mean':>8} {'speed-up':>9} {'agree N/A':>10} "
           f"{'max dconf':>10}  runs as")
     for name, row in rows.items():
@@ -185,11 +197,12 @@ def main() -> int:
             row["speedup_vs_default"] = base["ms_median"] / row["ms_median"]
         if ref:
             n = len(files)
-            row["agreement_vs_pytorch_f32"] = sum(a == b for a, b in zip(ref["labels"], row["labels"])) / n
+            row["agreement_vs_pytorch_f32"] = sum(
+                a == b for a, b in zip(ref["labels"], row["labels"], strict=True)) / n
             row["class_agreement_vs_pytorch_f32"] = sum(
-                a == b for a, b in zip(ref["classes"], row["classes"])) / n
+                a == b for a, b in zip(ref["classes"], row["classes"], strict=True)) / n
             row["max_conf_diff_vs_pytorch_f32"] = max(
-                abs(a - b) for a, b in zip(ref["confidences"], row["confidences"]))
+                abs(a - b) for a, b in zip(ref["confidences"], row["confidences"], strict=True))
         print(f"{name:<20} {row['ms_median']:>8.0f} {row['ms_mean']:>8.0f} "
               f"{row.get('speedup_vs_default', float('nan')):>8.2f}x "
               f"{100 * row.get('agreement_vs_pytorch_f32', float('nan')):>9.1f}% "

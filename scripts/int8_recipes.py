@@ -1,8 +1,8 @@
 """Compare int8 quantisation recipes against f32 on pages the choice is not made on.
 
-How the shipped int8 recipe (``ecg_dicom.train.export.quantize_model`` defaults) was
+How the shipped int8 recipe (``ecg_dicom.model.derive.quantize_model`` defaults) was
 chosen, re-runnable.  Every recipe is calibrated on the service's 48 synthetic
-calibration pages (``calibration_pages(48, seed=0)``) and compared, page by page,
+calibration pages (``int8_calibration_pages(48, seed=0)``) and compared, page by page,
 with the f32 model through OpenVINO f32 (which gives PyTorch f32's label on every
 validation page, largest confidence difference < 0.0001) on four sets:
 
@@ -54,36 +54,42 @@ def main() -> int:
     import openvino as ov
     from pydicom import examples
 
-    from ecg_dicom.model.detector import (
+    from ecg_dicom.model import (
+        INT8_CALIBRATION_PAGES,
         blank_outside_frame,
+        boxes_on_page,
+        cached_export,
         decide,
+        int8_calibration_pages,
         letterbox,
-        postprocess,
+        quantize_model,
         weights_checksum,
     )
-    from ecg_dicom.model.synthetic import calibration_pages
     from ecg_dicom.pages.dispatch import page_from_file
-    from ecg_dicom.train.evaluate import collect_pages
-    from ecg_dicom.train.export import CALIBRATION_PAGES, cached_export, load_rgb, quantize_model
+    from ecg_dicom.train import collect_pages
 
     checksum = weights_checksum(args.weights)
     f32_dir = cached_export(args.weights, checksum, "openvino", SHAPE, args.cache)
     core = ov.Core()
     base = core.read_model(str(next(f32_dir.glob("*.xml"))))
 
-    def tensors(images: list[np.ndarray]) -> list[tuple[np.ndarray, float, tuple[float, float], tuple[int, int]]]:
+    def tensors(
+        images: list[np.ndarray],
+    ) -> list[tuple[np.ndarray, float, tuple[float, float], tuple[int, int]]]:
         return [(*letterbox(img, SHAPE), img.shape[:2]) for img in images]
 
     reals = sorted((ROOT.parent / "shared/data/dicom-ecg").glob("*/ecg.dcm"))
     reals.append(Path(examples.get_path("waveform")))
     real_pages = [page_from_file(p) for p in reals]
     sets = {
-        "synthetic": tensors(list(calibration_pages(args.synthetic, seed=7))),
+        "synthetic": tensors(list(int8_calibration_pages(args.synthetic, seed=7))),
         "real": tensors([blank_outside_frame(p.image, p.frame) for p in real_pages]),
-        "train": tensors([load_rgb(p) for _, p in collect_pages(args.data, "train")]),
-        "val": tensors([load_rgb(p) for _, p in collect_pages(args.data, "val")]),
+        "train": tensors([page_from_file(p).image for _, p in collect_pages(args.data, "train")]),
+        "val": tensors([page_from_file(p).image for _, p in collect_pages(args.data, "val")]),
     }
-    calibration = [letterbox(page, SHAPE)[0] for page in calibration_pages(CALIBRATION_PAGES)]
+    calibration = [
+        letterbox(page, SHAPE)[0] for page in int8_calibration_pages(INT8_CALIBRATION_PAGES)
+    ]
 
     def run(model: Any, data: list[Any], f32: bool = False) -> tuple[list[Any], float]:
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
@@ -95,7 +101,7 @@ def main() -> int:
             start = time.perf_counter()
             raw = np.asarray(next(iter(request.infer({0: tensor}).values())))
             times.append(1000 * (time.perf_counter() - start))
-            results.append(decide(postprocess(raw, scale, pad, shape, 0.05), model_name="m",
+            results.append(decide(boxes_on_page(raw, scale, pad, shape, 0.05), model_name="m",
                                   model_version=checksum))
         return results, statistics.median(times)
 
@@ -108,12 +114,13 @@ def main() -> int:
             got, ms = run(model, data)
             times.append(ms)
             ref = reference[name]
-            dscore = [abs(a.abnormal_score - b.abnormal_score) for a, b in zip(ref, got)]
-            dconf = [abs(a.confidence - b.confidence) for a, b in zip(ref, got)]
+            pairs = list(zip(ref, got, strict=True))
+            dscore = [abs(a.abnormal_score - b.abnormal_score) for a, b in pairs]
+            dconf = [abs(a.confidence - b.confidence) for a, b in pairs]
             row[name] = {
                 "pages": len(ref),
-                "same_label": sum(a.label == b.label for a, b in zip(ref, got)),
-                "same_class": sum(a.class_name == b.class_name for a, b in zip(ref, got)),
+                "same_label": sum(a.label == b.label for a, b in pairs),
+                "same_class": sum(a.class_name == b.class_name for a, b in pairs),
                 "max_dscore": max(dscore), "mean_dscore": float(np.mean(dscore)),
                 "max_dconf": max(dconf), "mean_dconf": float(np.mean(dconf)),
             }

@@ -11,7 +11,7 @@ One call:
 1. writes a copy of the dataset for every other training width (area averaging again);
 2. trains one YOLOv8m per width **at the same time** on the one GPU (each run is
    small for an H100; two in parallel use it better than one), each with the same
-   time budget, through :func:`ecg_dicom.train.training.train_model`;
+   time budget, through :func:`ecg_dicom.train.train_model`;
 3. scores ``best.pt`` and ``last.pt`` of every run on the validation pages with the
    service's Normal/Abnormal rule (accuracy and AUROC of ``abnormal_score``) and keeps
    the one with the highest accuracy + AUROC — a choice made on the validation split,
@@ -101,7 +101,8 @@ def _write_yaml(src: Path, dst: Path) -> Path:
 def _train_one(args: argparse.Namespace) -> int:
     """Worker: one training run (a subprocess of the coordinator)."""
     os.environ["YOLO_OFFLINE"] = "1"
-    from ecg_dicom.train.training import TrainConfig, prepare_offline, train_model
+    from ecg_dicom.model import prepare_offline
+    from ecg_dicom.train import TrainConfig, train_model
 
     prepare_offline(args.threads)
     _patch_ultralytics_offline()
@@ -139,7 +140,7 @@ def _train_one(args: argparse.Namespace) -> int:
 
 def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, object]:
     """Normal/Abnormal accuracy and AUROC on the validation pages, with the service's
-    own rule (:func:`ecg_dicom.model.detector.decide`) applied to ultralytics' boxes.
+    own rule (:func:`ecg_dicom.model.decide`) applied to ultralytics' boxes.
 
     This only ranks checkpoints; the shipped one is judged afterwards with
     ``ecg-dicom evaluate`` on the full-size pages.
@@ -148,7 +149,7 @@ def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, obje
     from sklearn.metrics import roc_auc_score
     from ultralytics import YOLO
 
-    from ecg_dicom.model.detector import decide
+    from ecg_dicom.model import decide
     from ecg_dicom.records import NORMAL_CLASS, Detection
 
     names = yaml.safe_load((data / "data.yaml").read_text(encoding="utf-8"))["names"]
@@ -163,7 +164,9 @@ def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, obje
         result = decide(
             [
                 Detection(names[int(k)], float(c), tuple(xyxy))
-                for k, c, xyxy in zip(boxes.cls.tolist(), boxes.conf.tolist(), boxes.xyxy.tolist())
+                for k, c, xyxy in zip(
+                    boxes.cls.tolist(), boxes.conf.tolist(), boxes.xyxy.tolist(), strict=True
+                )
             ],
             model_name="candidate",
             model_version=str(weights),
@@ -172,7 +175,7 @@ def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, obje
         scores.append(result.abnormal_score)
         top_right += int(result.class_name == true_class)
     predicted = [int(s >= 0.5) for s in scores]
-    accuracy = sum(int(p == t) for p, t in zip(predicted, truths)) / len(truths)
+    accuracy = sum(int(p == t) for p, t in zip(predicted, truths, strict=True)) / len(truths)
     return {
         "weights": str(weights),
         "imgsz": imgsz,

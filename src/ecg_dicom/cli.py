@@ -18,7 +18,7 @@ from ecg_dicom import __version__
 from ecg_dicom.config import Settings, default_yaml, load_settings
 from ecg_dicom.errors import EcgDicomError, NotInterpretableError
 from ecg_dicom.logs import configure_logging
-from ecg_dicom.train.commands import register as register_training_commands
+from ecg_dicom.train import register as register_training_commands
 
 log = logging.getLogger(__name__)
 

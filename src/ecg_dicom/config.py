@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,6 +27,11 @@ from ecg_dicom.errors import ConfigError
 
 ENV_PREFIX = "ECG_DICOM_"
 CONFIG_ENV = "ECG_DICOM_CONFIG"
+
+#: The values of ``model.runtime``: written once here, read by the model runtime
+#: (``resolve_runtime``), the derivation cache and the CLI choices.
+ModelRuntime = Literal["auto", "pytorch", "onnx", "openvino", "openvino-int8"]
+MODEL_RUNTIMES: tuple[str, ...] = get_args(ModelRuntime)
 
 
 class _Section(BaseModel):
@@ -126,12 +131,12 @@ class ModelSettings(_Section):
     #: Expected SHA-256 of the weights; empty: use the ``.sha256`` file beside them.
     sha256: str = ""
     #: auto (default): the fastest runtime shown to give PyTorch f32's label on every
-    #: validation page, for this machine (see detect.resolve_runtime): PyTorch on a CUDA
+    #: validation page, for this machine (see model.resolve_runtime): PyTorch on a CUDA
     #: GPU; else openvino-int8 on CPUs OpenVINO runs int8 on (7x ultralytics' predict on
     #: a 2-core AVX-512 VNNI EPYC); else onnx.  pytorch: the .pt itself, f32; onnx: ONNX
     #: Runtime on the f32 export (2x); openvino: OpenVINO on the f32 export (bf16 where
     #: the CPU has it natively: 3.9x); openvino-int8: NNCF int8, derived on first use.
-    runtime: Literal["auto", "pytorch", "onnx", "openvino", "openvino-int8"] = "auto"
+    runtime: ModelRuntime = "auto"
     #: OpenVINO arithmetic of the layers that are not int8: auto lets OpenVINO choose
     #: (bf16 where the CPU has it natively, else f32); f32 forces full precision
     #: everywhere (runtime auto then picks onnx).
@@ -142,7 +147,7 @@ class ModelSettings(_Section):
     imgsz: int = Field(832, ge=32, le=4096)
     #: Boxes below this confidence are discarded.
     conf: float = Field(0.05, ge=0.0, le=1.0)
-    #: Abnormal when the abnormal score is at least this (see detect.decide).
+    #: Abnormal when the abnormal score is at least this (see model.decide).
     abnormal_threshold: float = Field(0.5, ge=0.0, le=1.0)
     threads: int = Field(0, ge=0, le=256)
     #: Where derived runtime exports (ONNX, OpenVINO) are cached, keyed by checksum.

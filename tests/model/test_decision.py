@@ -1,22 +1,11 @@
-"""The one decision rule (detect.decide: label, probability of the stated finding, decisive
-boxes, Not interpretable) and the weights checks (detect.verify_weights)."""
+"""The one decision rule (model.decision.decide: label, probability of the stated finding,
+decisive boxes, Not interpretable)."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import pytest
 
-from ecg_dicom.config import ModelSettings
-from ecg_dicom.errors import ModelError
-from ecg_dicom.model.detector import (
-    NO_CHART_REASON,
-    decide,
-    not_interpretable,
-    verify_weights,
-    weights_checksum,
-)
+from ecg_dicom.model.decision import NO_CHART_REASON, decide, not_interpretable
 from ecg_dicom.records import Detection
 
 BOX = (10.0, 20.0, 300.0, 200.0)
@@ -120,79 +109,3 @@ def test_named_class_is_on_the_side_of_the_label() -> None:
     # Equal evidence at the default threshold: Abnormal, named by the abnormal box.
     tie = run(det("Normal-ECG", 0.4), det("MI-ECG", 0.4))
     assert (tie.label, tie.class_name) == ("Abnormal", "MI-ECG")
-
-
-def write_weights(tmp_path: Path, content: bytes = b"not really a model") -> Path:
-    path = tmp_path / "model.pt"
-    path.write_bytes(content)
-    return path
-
-
-def test_checksum_is_sha256(tmp_path: Path) -> None:
-    path = write_weights(tmp_path, b"x" * (3 << 20))
-    assert weights_checksum(path) == hashlib.sha256(b"x" * (3 << 20)).hexdigest()
-
-
-def test_verify_with_sidecar(tmp_path: Path) -> None:
-    path = write_weights(tmp_path)
-    digest = weights_checksum(path)
-    (tmp_path / "model.pt.sha256").write_text(f"{digest}  model.pt\n")
-    assert verify_weights(ModelSettings(weights=path)) == digest
-    assert verify_weights(ModelSettings(weights=path, sha256=digest.upper())) == digest
-
-
-def test_verify_with_setting_only(tmp_path: Path) -> None:
-    path = write_weights(tmp_path)
-    digest = weights_checksum(path)
-    assert verify_weights(ModelSettings(weights=path, sha256=digest)) == digest
-
-
-def test_missing_weights(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="not found"):
-        verify_weights(ModelSettings(weights=tmp_path / "absent.pt"))
-
-
-def test_tampered_weights_are_refused(tmp_path: Path) -> None:
-    path = write_weights(tmp_path)
-    (tmp_path / "model.pt.sha256").write_text(weights_checksum(path) + "  model.pt\n")
-    path.write_bytes(b"something else")
-    with pytest.raises(ModelError, match="model.pt.sha256 expects"):
-        verify_weights(ModelSettings(weights=path))
-
-
-def test_setting_and_sidecar_must_both_match(tmp_path: Path) -> None:
-    path = write_weights(tmp_path)
-    (tmp_path / "model.pt.sha256").write_text(weights_checksum(path) + "\n")
-    with pytest.raises(ModelError, match="model.sha256 setting"):
-        verify_weights(ModelSettings(weights=path, sha256="0" * 64))
-
-
-def test_no_checksum_at_all_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="no checksum"):
-        verify_weights(ModelSettings(weights=write_weights(tmp_path)))
-
-
-def test_blank_outside_frame() -> None:
-    import numpy as np
-
-    from ecg_dicom.model.detector import blank_outside_frame
-
-    image = np.zeros((10, 20, 3), np.uint8)
-    assert blank_outside_frame(image, None) is image
-    out = blank_outside_frame(image, (2.0, 3.0, 12.5, 8.0))
-    assert (out[3:8, 2:13] == 0).all()
-    assert out[:3].min() == 255 and out[8:].min() == 255
-    assert out[:, :2].min() == 255 and out[:, 13:].min() == 255
-    assert image.max() == 0  # the page itself is untouched
-
-
-def test_torch_device_choice() -> None:
-    from ecg_dicom.model.detector import torch_device
-
-    assert torch_device("auto", False) == "cpu"
-    assert torch_device("auto", True) == "cuda:0"
-    assert torch_device("cpu", True) == "cpu"
-    assert torch_device("1", True) == "cuda:1"
-    assert torch_device("cuda:0", True) == "cuda:0"
-    with pytest.raises(ModelError, match="no CUDA GPU"):
-        torch_device("0", False)

@@ -1,8 +1,11 @@
-"""Export to ONNX / OpenVINO and agreement with PyTorch f32, on a tiny model trained here.
+"""Derived runtime models (model.derive) and their agreement with PyTorch f32, on a tiny
+model trained here -- so every test here is ``slow``.
 
 The model (YOLOv8n from its yaml, 64 px, one epoch on synthetic pages) is
 meaningless as a classifier; what is tested is that the exported runtimes compute
-the same network as the ``.pt`` through the same pre- and post-processing.
+the same network as the ``.pt`` through the same pre- and post-processing, that the
+cache finds them again, that int8 is quantised and close, and that a site's own
+pages can re-calibrate it (train.site_int8).
 """
 
 from __future__ import annotations
@@ -14,17 +17,21 @@ import pytest
 from PIL import Image
 
 from ecg_dicom.config import ModelSettings
-from ecg_dicom.model.detector import (
-    Detector,
-    input_shape,
-    letterbox,
-    openvino_cpu_capabilities,
-    resolve_runtime,
-    weights_checksum,
+from ecg_dicom.model.derive import (
+    INT8_CALIBRATION_VERSION,
+    cached_export,
+    int8_calibration_record,
 )
+from ecg_dicom.model.detector import Detector
+from ecg_dicom.model.preprocess import input_shape, letterbox
+from ecg_dicom.model.runtimes import openvino_cpu_capabilities
+from ecg_dicom.model.weights import weights_checksum
+from ecg_dicom.train.agreement import agreement
 from ecg_dicom.train.dataset import build_dataset
-from ecg_dicom.train.export import CALIBRATION_VERSION, agreement, cached_export
+from ecg_dicom.train.site_int8 import calibrate_int8_on_site
 from ecg_dicom.train.training import TrainConfig, train_model
+
+pytestmark = pytest.mark.slow
 
 FOLDERS = ("heart_block", "history_mi", "mi", "normal")
 
@@ -72,23 +79,6 @@ def assert_int8_close(raw: np.ndarray, reference: np.ndarray) -> None:
     assert np.abs(raw[:, scores] - reference[:, scores]).max() < 0.1
 
 
-def test_input_shape_is_landscape_multiple_of_stride() -> None:
-    assert input_shape(832) == (608, 832)  # the shipped model: a 1600 x 1137 page fills it
-    assert input_shape(640) == (480, 640)
-    assert input_shape(384) == (288, 384)
-    assert input_shape(512) == (384, 512)
-    assert input_shape(64) == (64, 64)
-    assert input_shape(32) == (32, 32)
-
-
-def test_letterbox_geometry() -> None:
-    tensor, scale, pad = letterbox(np.zeros((120, 160, 3), np.uint8), (64, 64))
-    assert tensor.shape == (1, 3, 64, 64) and tensor.dtype == np.float32
-    assert scale == pytest.approx(0.4) and pad == (0.0, 8.0)
-    assert tensor[0, :, 0, 0] == pytest.approx([114 / 255] * 3)  # grey padding
-    assert tensor[0, :, 32, 32] == pytest.approx([0.0] * 3)
-
-
 def test_exports_agree_with_pytorch(tiny_weights: Path, tmp_path: Path) -> None:
     settings = settings_for(tiny_weights, tmp_path / "cache")
     images = [page(100 + k) for k in range(6)]
@@ -130,7 +120,7 @@ def test_int8_export_is_quantised_and_close_to_f32(tiny_weights: Path, tmp_path:
         tiny_weights, weights_checksum(tiny_weights), "openvino-int8", input_shape(128),
         tmp_path / "cache",
     )
-    assert int8_dir.name.endswith(f"-int8-c{CALIBRATION_VERSION}_openvino_model")
+    assert int8_dir.name.endswith(f"-int8-c{INT8_CALIBRATION_VERSION}_openvino_model")
     model = ov.Core().read_model(str(next(int8_dir.glob("*.xml"))))
     ops = model.get_ordered_ops()
     kinds = [op.get_type_name() for op in ops]
@@ -149,53 +139,30 @@ def test_int8_export_is_quantised_and_close_to_f32(tiny_weights: Path, tmp_path:
 def test_int8_can_be_calibrated_on_a_sites_own_pages(tiny_weights: Path, tmp_path: Path) -> None:
     """``ecg-dicom export --format openvino-int8 --calibration DIR``: the cached int8 model
     is re-derived from the site's pages, says so, and is what the runtime then serves."""
-    from ecg_dicom.train.export import calibrate_int8, calibration_record
-
     checksum = weights_checksum(tiny_weights)
     cache = tmp_path / "cache"
     synthetic = cached_export(tiny_weights, checksum, "openvino-int8", input_shape(128), cache)
-    assert calibration_record(synthetic) == {
-        "source": "synthetic", "pages": 48, "version": CALIBRATION_VERSION
+    assert int8_calibration_record(synthetic) == {
+        "source": "synthetic", "pages": 48, "version": INT8_CALIBRATION_VERSION
     }
     site = tmp_path / "site" / "cart"
     site.mkdir(parents=True)
     for k in range(5):
         Image.fromarray(page(200 + k)).save(site / f"page{k}.png")
     (site / "notes.txt").write_text("not a page")  # skipped, not fatal
-    path = calibrate_int8(tiny_weights, checksum, input_shape(128), cache, tmp_path / "site")
+    path = calibrate_int8_on_site(
+        tiny_weights, checksum, input_shape(128), cache, tmp_path / "site"
+    )
     assert path == synthetic
-    record = calibration_record(path)
+    record = int8_calibration_record(path)
     assert record["pages"] == 5 and record["source"] == str((tmp_path / "site").resolve())
     settings = settings_for(tiny_weights, cache)
     raw = Detector(settings, runtime="openvino-int8")._run(letterbox(page(3), input_shape(128))[0])
     assert np.isfinite(raw).all()
     with pytest.raises(ValueError, match="no page"):
-        calibrate_int8(tiny_weights, checksum, input_shape(128), cache, tmp_path / "site" / "none")
-
-
-@pytest.mark.parametrize(
-    ("settings", "cuda", "caps", "expected"),
-    [
-        ({}, False, ("BF16", "FP32", "INT8"), ("openvino-int8", "int8")),
-        ({}, False, ("FP32", "INT8"), ("openvino-int8", "int8")),
-        ({}, False, ("FP32",), ("onnx", "f32")),
-        ({}, True, ("BF16", "FP32", "INT8"), ("pytorch", "f32")),
-        ({"device": "cpu"}, True, ("FP32", "INT8"), ("openvino-int8", "int8")),
-        ({"precision": "f32"}, False, ("BF16", "FP32", "INT8"), ("onnx", "f32")),
-        ({"runtime": "onnx"}, True, ("BF16",), ("onnx", "f32")),
-        ({"runtime": "openvino"}, False, ("BF16",), ("openvino", "auto")),
-        ({"runtime": "openvino", "precision": "f32"}, False, ("BF16",), ("openvino", "f32")),
-        ({"runtime": "openvino-int8"}, False, ("BF16", "INT8"), ("openvino-int8", "int8")),
-    ],
-)
-def test_resolve_runtime(
-    settings: dict[str, str], cuda: bool, caps: tuple[str, ...], expected: tuple[str, str]
-) -> None:
-    """auto: GPU -> PyTorch f32; a CPU OpenVINO runs int8 on -> openvino-int8; else ONNX
-    f32 (also when model.precision is f32).  An explicit runtime is taken as set."""
-    choice = resolve_runtime(ModelSettings(**settings), cuda_available=cuda, cpu_capabilities=caps)
-    assert (choice.runtime, choice.precision) == expected
-    assert choice.reason
+        calibrate_int8_on_site(
+            tiny_weights, checksum, input_shape(128), cache, tmp_path / "site" / "none"
+        )
 
 
 def test_auto_runtime_on_this_machine(tiny_weights: Path, tmp_path: Path) -> None:

@@ -1,13 +1,13 @@
 """A result belongs to its page whatever runs beside it (issue 10, item 2).
 
-One :class:`~ecg_dicom.model.detector.Detector` serves the worker threads and the HTTP
+One :class:`~ecg_dicom.model.Detector` serves the worker threads and the HTTP
 uploads of a process at once.  These tests call it from many threads with distinct
 pages and require exactly what the same pages give one after the other, and they
 require every runtime to return arrays of its own (not a buffer the next call
 overwrites).
 
 * The shipped model with the default runtime (``model.runtime: auto``: the int8
-  OpenVINO model on a CPU, derived once by the session fixture in tests/conftest.py)
+  OpenVINO model on a CPU, derived once by the ``default_model`` fixture in tests/conftest.py)
   on real pages from ``../shared/data/ecg-images``.
 * The runtime classes themselves, hammered by many threads, on toy networks built
   here (an OpenVINO model from its opset, an ONNX graph from onnx.helper) so that
@@ -30,10 +30,12 @@ import pytest
 import serve_proc
 from conftest import ECG_IMAGES_DIR
 from ecg_dicom.config import ModelSettings
-from ecg_dicom.model.detector import Detector, _OnnxRuntime, _OpenVinoRuntime
+from ecg_dicom.model.detector import Detector
+from ecg_dicom.model.preprocess import letterbox
+from ecg_dicom.model.runtimes import OnnxRuntime, OpenVinoRuntime
 from ecg_dicom.pages.dispatch import page_from_file
+from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.records import Classification, Page
-from ecg_dicom.worker import Pipeline
 
 #: Distinct real pages: the first two (by name) of each of the four classes.
 PAGES_PER_CLASS = 2
@@ -75,7 +77,7 @@ def model_settings() -> ModelSettings:
 
 
 @pytest.fixture(scope="module")
-def detector() -> Detector:
+def detector(default_model: Path) -> Detector:
     return Detector(model_settings())
 
 
@@ -123,8 +125,6 @@ def test_many_threads_give_exactly_the_sequential_results(
 
 
 def test_detector_returns_arrays_it_owns(detector: Detector, pages: list[Page]) -> None:
-    from ecg_dicom.model.detector import letterbox
-
     first_in, _, _ = letterbox(pages[0].image, detector.input_shape)
     second_in, _, _ = letterbox(pages[1].image, detector.input_shape)
     first = detector._run(first_in)
@@ -136,7 +136,7 @@ def test_detector_returns_arrays_it_owns(detector: Detector, pages: list[Page]) 
     assert not np.array_equal(first, second)
 
 
-def test_pipeline_loads_one_detector_for_threads_asking_at_once() -> None:
+def test_pipeline_loads_one_detector_for_threads_asking_at_once(default_model: Path) -> None:
     from ecg_dicom.config import Settings
 
     pipeline = Pipeline(Settings(model=model_settings()))
@@ -238,7 +238,7 @@ def toy_settings() -> ModelSettings:
 @pytest.mark.parametrize("max_requests", [None, 1, 2])
 def test_openvino_runtime_many_threads(toy_openvino: Path, max_requests: int | None) -> None:
     bound = {} if max_requests is None else {"max_requests": max_requests}
-    runtime = _OpenVinoRuntime(toy_openvino, toy_settings(), "f32", **bound)
+    runtime = OpenVinoRuntime(toy_openvino, toy_settings(), "f32", **bound)
     hammer(runtime)
     # Never more infer requests than the bound, whatever the number of threads.
     assert runtime._idle.qsize() <= runtime.max_requests
@@ -248,15 +248,15 @@ def test_openvino_runtime_many_threads(toy_openvino: Path, max_requests: int | N
 
 def test_openvino_runtime_returns_arrays_it_owns(toy_openvino: Path) -> None:
     # Sequential calls: the pool hands the same infer request to both.
-    assert_owned(_OpenVinoRuntime(toy_openvino, toy_settings(), "f32"))
+    assert_owned(OpenVinoRuntime(toy_openvino, toy_settings(), "f32"))
 
 
 def test_onnx_runtime_many_threads(toy_onnx: Path) -> None:
-    hammer(_OnnxRuntime(toy_onnx, toy_settings()))
+    hammer(OnnxRuntime(toy_onnx, toy_settings()))
 
 
 def test_onnx_runtime_returns_arrays_it_owns(toy_onnx: Path) -> None:
-    assert_owned(_OnnxRuntime(toy_onnx, toy_settings()))
+    assert_owned(OnnxRuntime(toy_onnx, toy_settings()))
 
 
 def test_toy_networks_compute_the_convolution(toy_openvino: Path, toy_onnx: Path) -> None:
@@ -268,8 +268,8 @@ def test_toy_networks_compute_the_convolution(toy_openvino: Path, toy_onnx: Path
         torch.from_numpy(x), torch.from_numpy(toy_weights()), padding=1
     ).reshape(1, 8, -1).numpy()
     runtimes: list[Any] = [
-        _OpenVinoRuntime(toy_openvino, toy_settings(), "f32"),
-        _OnnxRuntime(toy_onnx, toy_settings()),
+        OpenVinoRuntime(toy_openvino, toy_settings(), "f32"),
+        OnnxRuntime(toy_onnx, toy_settings()),
     ]
     for runtime in runtimes:
         np.testing.assert_allclose(runtime(x), reference, rtol=1e-4, atol=1e-4)

@@ -1,16 +1,19 @@
-"""Synthetic calibration ECGs: seeded, 12-lead, ECG-like, rendered as the service renders."""
+"""Synthetic ECGs that calibrate int8 (model.synthetic): seeded, 12-lead, ECG-like,
+rendered as the service renders."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ecg_dicom.model.synthetic import LEADS, calibration_pages, synthetic_signals
+from ecg_dicom.model.synthetic import int8_calibration_pages, synthetic_signals
 from ecg_dicom.pages.render import render_page
+from ecg_dicom.records import STANDARD_LEADS
 
 
 def test_synthetic_signals_are_seeded_and_differ_between_seeds() -> None:
     a, b, c = synthetic_signals(1), synthetic_signals(1), synthetic_signals(2)
-    assert a.leads == LEADS and a.data.shape == (12, 5000) and a.sampling_frequency == 500.0
+    assert a.leads == STANDARD_LEADS and a.data.shape == (12, 5000)
+    assert a.sampling_frequency == 500.0
     assert np.array_equal(a.data, b.data)
     assert not np.array_equal(a.data, c.data)
 
@@ -18,7 +21,7 @@ def test_synthetic_signals_are_seeded_and_differ_between_seeds() -> None:
 def test_synthetic_signals_look_like_an_ecg() -> None:
     for seed in range(10):
         s = synthetic_signals(seed)
-        lead = dict(zip(s.leads, s.data))
+        lead = dict(zip(s.leads, s.data, strict=True))
         # QRS peaks of a few hundred µV to a few mV, not a flat line nor a rail.
         span = np.ptp(s.data, axis=1)
         assert (span > 150).all() and (span < 6000).all(), span
@@ -36,8 +39,8 @@ def test_synthetic_signals_look_like_an_ecg() -> None:
         assert 0.49 <= rr <= 1.34, rr
 
 
-def test_calibration_pages_are_rendered_pages_white_outside_the_frame() -> None:
-    pages = list(calibration_pages(3, seed=4))
+def test_int8_calibration_pages_are_rendered_pages_white_outside_the_frame() -> None:
+    pages = list(int8_calibration_pages(3, seed=4))
     assert len(pages) == 3
     frame = render_page(synthetic_signals(4 * 100_003)).frame
     assert frame is not None

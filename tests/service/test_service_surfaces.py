@@ -109,7 +109,7 @@ def test_upload_page_and_classify_api(tmp_path: Path, real_ecgs: list[Path]) -> 
         assert health["algorithm_version"] == result["model_version"]
         # model.runtime auto, resolved for this machine, is what /healthz reports.
         from ecg_dicom.config import ModelSettings
-        from ecg_dicom.model.detector import resolve_runtime
+        from ecg_dicom.model import resolve_runtime
 
         expected = resolve_runtime(ModelSettings())
         assert (health["runtime"], health["precision"]) == (expected.runtime, expected.precision)

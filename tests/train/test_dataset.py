@@ -28,7 +28,9 @@ from ecg_dicom.train.dataset import (
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "ecg-images"
 
 
-def synthetic_page(frame: tuple[int, int, int, int], size: tuple[int, int] = (400, 300)) -> np.ndarray:
+def synthetic_page(
+    frame: tuple[int, int, int, int], size: tuple[int, int] = (400, 300)
+) -> np.ndarray:
     """A white page with a pink 5-px grid filling ``frame`` and a black trace inside."""
     width, height = size
     page = np.full((height, width, 3), 255, np.uint8)
@@ -82,7 +84,7 @@ def test_yolo_label_is_normalised_centre_and_size() -> None:
 
 def test_stratified_split_is_seeded_and_stratified() -> None:
     items = {name: [Path(f"{name}-{i}.jpg") for i in range(n)]
-             for name, n in zip(CLASS_NAMES, (50, 20, 6, 30))}
+             for name, n in zip(CLASS_NAMES, (50, 20, 6, 30), strict=True)}
     train, val = stratified_split(items, 0.2, seed=3)
     again = stratified_split(items, 0.2, seed=3)
     other = stratified_split(items, 0.2, seed=4)
@@ -95,7 +97,9 @@ def test_stratified_split_is_seeded_and_stratified() -> None:
 
 
 def test_build_from_class_folders(tmp_path: Path) -> None:
-    frames = write_folders(tmp_path / "src", {"heart_block": 6, "history_mi": 4, "mi": 2, "normal": 5})
+    frames = write_folders(
+        tmp_path / "src", {"heart_block": 6, "history_mi": 4, "mi": 2, "normal": 5}
+    )
     summary = build_dataset(tmp_path / "src", tmp_path / "out", val_fraction=0.25, seed=0)
     assert summary.layout == "folders"
     assert summary.counts["val"] == {"ECG HB": 2, "History_MI": 1, "MI-ECG": 1, "Normal-ECG": 1}
@@ -103,7 +107,8 @@ def test_build_from_class_folders(tmp_path: Path) -> None:
     assert list(meta["names"].values()) == list(CLASS_NAMES)
     for split in ("train", "val"):
         for image in (tmp_path / "out" / "images" / split).iterdir():
-            label = (tmp_path / "out" / "labels" / split / (image.stem + ".txt")).read_text().split()
+            label_file = tmp_path / "out" / "labels" / split / (image.stem + ".txt")
+            label = label_file.read_text().split()
             folder = image.name.split("-")[0]
             assert int(label[0]) == CLASS_NAMES.index(FOLDER_CLASSES[folder])
             x0, y0, x1, y1 = frames[image.name]
@@ -173,7 +178,7 @@ def test_build_from_roboflow_export_remaps_classes(tmp_path: Path) -> None:
     for folder in ("train", "valid"):
         (src / folder / "images").mkdir(parents=True)
         (src / folder / "labels").mkdir(parents=True)
-        for k, name in enumerate(roboflow_names):
+        for k in range(len(roboflow_names)):
             Image.fromarray(synthetic_page((20, 40, 380, 280))).save(
                 src / folder / "images" / f"{folder}{k}.jpg"
             )

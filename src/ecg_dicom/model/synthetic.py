@@ -1,4 +1,4 @@
-"""Calibration pages for int8 quantisation, made by the service itself.
+"""Synthetic ECG pages to calibrate int8 quantisation, made by the service itself.
 
 Post-training int8 quantisation (``model.runtime: openvino-int8``) needs a few
 dozen representative network inputs to measure activation ranges.  Shipping ECG
@@ -19,10 +19,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ecg_dicom.records import Signals
+from ecg_dicom.model.preprocess import blank_outside_frame
+from ecg_dicom.pages.render import render_page
+from ecg_dicom.records import STANDARD_LEADS, Signals
 
-#: Standard leads in the order a cart stores them.
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 SAMPLING_HZ = 500.0
 SECONDS = 10.0
 
@@ -100,7 +100,7 @@ def synthetic_signals(seed: int) -> Signals:
     noise = rng.normal(0.0, rng.uniform(3, 15), leads.shape)
     data = (leads + noise).astype(np.float32)
     return Signals(
-        leads=LEADS,
+        leads=STANDARD_LEADS,
         data=data,
         sampling_frequency=SAMPLING_HZ,
         group_label="SYNTHETIC",
@@ -108,11 +108,8 @@ def synthetic_signals(seed: int) -> Signals:
     )
 
 
-def calibration_pages(count: int = 32, seed: int = 0) -> Iterator[np.ndarray]:
+def int8_calibration_pages(count: int = 32, seed: int = 0) -> Iterator[np.ndarray]:
     """``count`` RGB pages as the detector receives them (white outside the frame)."""
-    from ecg_dicom.model.detector import blank_outside_frame
-    from ecg_dicom.pages.render import render_page
-
     for k in range(count):
         page = render_page(synthetic_signals(seed * 100_003 + k))
         yield blank_outside_frame(page.image, page.frame)

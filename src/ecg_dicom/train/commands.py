@@ -1,9 +1,9 @@
 """CLI subcommands of the model work: ``dataset build``, ``train``, ``evaluate``, ``export``.
 
 The main CLI (``ecg_dicom.cli``) calls :func:`register` with its subparsers; each
-handler takes ``(args, settings)`` and returns the process exit code.  Heavy
-imports (torch, ultralytics) happen inside the handlers so ``ecg-dicom --help``
-stays fast.
+handler takes ``(args, settings)`` and returns the process exit code.  torch and
+ultralytics are imported by the model work itself, when it runs, so ``ecg-dicom
+--help`` does not load them.
 """
 
 from __future__ import annotations
@@ -14,8 +14,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ecg_dicom.config import MODEL_RUNTIMES
 from ecg_dicom.errors import EcgDicomError
-from ecg_dicom.train.export import FORMATS
+from ecg_dicom.model import (
+    DERIVED_RUNTIMES,
+    cached_export,
+    input_shape,
+    int8_calibration_record,
+    verify_weights,
+)
+from ecg_dicom.train.dataset import build_dataset
+from ecg_dicom.train.evaluate import evaluate
+from ecg_dicom.train.site_int8 import calibrate_int8_on_site
+from ecg_dicom.train.training import TrainConfig, train_model
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -29,8 +40,6 @@ def _settings_model(settings: Any) -> Any:
 
 def cmd_dataset_build(args: argparse.Namespace, settings: Any) -> int:
     """Build a YOLO dataset from class folders or a Roboflow export."""
-    from ecg_dicom.train.dataset import build_dataset
-
     try:
         summary = build_dataset(
             Path(args.src), Path(args.out), val_fraction=args.val_fraction, seed=args.seed,
@@ -45,8 +54,6 @@ def cmd_dataset_build(args: argparse.Namespace, settings: Any) -> int:
 
 def cmd_train(args: argparse.Namespace, settings: Any) -> int:
     """Train (or resume) a detector; prints the training record."""
-    from ecg_dicom.train.training import TrainConfig, train_model
-
     if not args.resume and not args.data:
         print("train needs --data DATA_YAML (or --resume)", file=sys.stderr)
         return EXIT_USAGE
@@ -68,8 +75,6 @@ def cmd_train(args: argparse.Namespace, settings: Any) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Any) -> int:
     """Evaluate weights on labelled pages with the service's decision rule."""
-    from ecg_dicom.train.evaluate import evaluate
-
     model = _settings_model(settings)
     weights = Path(args.weights or model.weights)
     if not weights.is_file():
@@ -114,17 +119,15 @@ def format_report(report: dict[str, Any]) -> str:
             f"  Normal/Abnormal right {pct(row['binary_sensitivity'])}"
         )
     cm = report["confusion_matrix"]
-    lines.append("confusion matrix (rows predicted, columns true: " + ", ".join(cm["columns_true"]) + ")")
-    for name, row in zip(cm["rows_predicted"], cm["matrix"]):
+    columns = ", ".join(cm["columns_true"])
+    lines.append(f"confusion matrix (rows predicted, columns true: {columns})")
+    for name, row in zip(cm["rows_predicted"], cm["matrix"], strict=True):
         lines.append(f"  {name:<12} " + " ".join(f"{v:>4}" for v in row))
     return "\n".join(lines)
 
 
 def cmd_export(args: argparse.Namespace, settings: Any) -> int:
     """Export the verified weights to ONNX and/or OpenVINO into the export cache."""
-    from ecg_dicom.model.detector import input_shape, verify_weights
-    from ecg_dicom.train.export import cached_export
-
     model = _settings_model(settings)
     if args.weights:
         model = model.model_copy(update={"weights": Path(args.weights)})
@@ -133,24 +136,25 @@ def cmd_export(args: argparse.Namespace, settings: Any) -> int:
     except EcgDicomError as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    formats = FORMATS if args.format == "all" else (args.format,)
+    formats = DERIVED_RUNTIMES if args.format == "all" else (args.format,)
     imgsz = args.imgsz or model.imgsz
     if args.calibration:
-        from ecg_dicom.train.export import calibrate_int8, calibration_record
-
         if args.format != "openvino-int8":
             print("export failed: --calibration applies to --format openvino-int8", file=sys.stderr)
             return EXIT_FAILED
         try:
-            path = calibrate_int8(
+            path = calibrate_int8_on_site(
                 Path(model.weights), checksum, input_shape(imgsz), model.export_cache_dir,
                 Path(args.calibration), max_pages=args.max_pages,
             )
         except (ValueError, OSError) as exc:
             print(f"export failed: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        record = calibration_record(path)
-        print(f"openvino-int8: {path} (calibrated on {record['pages']} pages of {record['source']})")
+        record = int8_calibration_record(path)
+        print(
+            f"openvino-int8: {path} "
+            f"(calibrated on {record['pages']} pages of {record['source']})"
+        )
         return EXIT_OK
     for fmt in formats:
         path = cached_export(
@@ -197,7 +201,9 @@ def register(subparsers: Any) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--cache", default="ram", choices=("ram", "disk", "none"))
     train.add_argument("--no-balance", action="store_true", help="do not oversample small classes")
-    train.add_argument("--resume", action="store_true", help="continue PROJECT/NAME/weights/last.pt")
+    train.add_argument(
+        "--resume", action="store_true", help="continue PROJECT/NAME/weights/last.pt"
+    )
     train.add_argument("--project", default="runs/train")
     train.add_argument("--name", default="ecg")
     train.set_defaults(func=cmd_train)
@@ -206,7 +212,7 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--data", required=True,
                     help="folder of class folders, or a built dataset (uses its split)")
     ev.add_argument("--weights", help="default: model.weights from the configuration")
-    ev.add_argument("--runtime", choices=("auto", "pytorch", *FORMATS))
+    ev.add_argument("--runtime", choices=MODEL_RUNTIMES)
     ev.add_argument("--precision", choices=("auto", "f32"),
                     help="OpenVINO arithmetic (default: model.precision)")
     ev.add_argument("--imgsz", type=int)
@@ -218,7 +224,7 @@ def register(subparsers: Any) -> None:
 
     ex = subparsers.add_parser("export", help="derive ONNX / OpenVINO models into the cache")
     ex.add_argument("--weights", help="default: model.weights from the configuration")
-    ex.add_argument("--format", default="all", choices=(*FORMATS, "all"))
+    ex.add_argument("--format", default="all", choices=(*DERIVED_RUNTIMES, "all"))
     ex.add_argument("--imgsz", type=int)
     ex.add_argument(
         "--calibration", metavar="DIR",

@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from ecg_dicom.model import resize_page
 from ecg_dicom.records import CLASS_NAMES
 
 #: Source folder name -> class name (index in CLASS_NAMES is the YOLO class id).
@@ -133,12 +134,10 @@ RESIZED_JPEG_QUALITY = 90
 def resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
     """``image`` scaled to ``width`` pixels wide, aspect kept, with area averaging.
 
-    The same :func:`ecg_dicom.model.detector.resize_page` the service shrinks a page with, so
+    The same :func:`ecg_dicom.model.resize_page` the service shrinks a page with, so
     a dataset written at the network's width shows the model exactly the pixels the
     service will.
     """
-    from ecg_dicom.model.detector import resize_page
-
     height, old_width = image.shape[:2]
     if width == old_width:
         return image
@@ -299,8 +298,9 @@ def build_dataset(
     copy) or copied; with ``width`` they are written scaled to that width
     (:func:`resize_to_width`; boxes are normalised, so labels and split are the same
     at any width).  A dataset at the training ``imgsz`` is small enough to carry to a
-    GPU machine and spares ultralytics its own (bilinear) shrinking.  ``out`` is cleared of earlier images and labels first, so a
-    rebuild with another seed leaves no stale files behind.
+    GPU machine and spares ultralytics its own (bilinear) shrinking.  ``out`` is cleared
+    of earlier images and labels first, so a rebuild with another seed leaves no stale
+    files behind.
     """
     src, out = Path(src), Path(out)
     if not src.is_dir():

@@ -1,7 +1,10 @@
 """Evaluate the detector on labelled pages with the service's own decision rule.
 
-The figures come from :func:`ecg_dicom.model.detector.decide` applied to what
-:class:`ecg_dicom.model.detector.Detector` finds, so they are the figures of the service,
+Every page goes the service's own path, :meth:`ecg_dicom.pipeline.Pipeline.read_file`:
+the service's page reader (an image is read as ``ecg-dicom classify`` and
+``/api/classify`` read it, a DICOM ECG rendered as the listener renders it), the
+same :class:`~ecg_dicom.model.Detector` and the one decision rule
+(:func:`~ecg_dicom.model.decide`).  So the figures are the figures of the service,
 not of a separate evaluation path.  The maths (:func:`score_predictions`) is a pure
 function of the true classes and the :class:`~ecg_dicom.records.Classification`
 records, tested on known predictions.
@@ -24,7 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ecg_dicom.records import CLASS_NAMES, NORMAL_CLASS, Classification
+from ecg_dicom.config import ModelSettings, Settings
+from ecg_dicom.model import Detector, weights_checksum
+from ecg_dicom.pipeline import Pipeline
+from ecg_dicom.records import CLASS_NAMES, NORMAL_CLASS, NOT_INTERPRETABLE, Classification
 from ecg_dicom.train.dataset import FOLDER_CLASSES, IMAGE_SUFFIXES
 
 NO_DETECTION = "no detection"
@@ -66,14 +72,14 @@ def score_predictions(
 
     actual = [name != NORMAL_CLASS for name in truth]
     called = [p.label == "Abnormal" for p in predictions]
-    tp = sum(a and c for a, c in zip(actual, called))
-    tn = sum((not a) and (not c) for a, c in zip(actual, called))
-    fp = sum((not a) and c for a, c in zip(actual, called))
-    fn = sum(a and (not c) for a, c in zip(actual, called))
+    tp = sum(a and c for a, c in zip(actual, called, strict=True))
+    tn = sum((not a) and (not c) for a, c in zip(actual, called, strict=True))
+    fp = sum((not a) and c for a, c in zip(actual, called, strict=True))
+    fn = sum(a and (not c) for a, c in zip(actual, called, strict=True))
     n = len(truth)
     rows = [*CLASS_NAMES, NO_DETECTION]
     matrix = [[0] * len(CLASS_NAMES) for _ in rows]
-    for name, pred in zip(truth, predictions):
+    for name, pred in zip(truth, predictions, strict=True):
         row = rows.index(pred.class_name) if pred.class_name in CLASS_NAMES else len(rows) - 1
         matrix[row][CLASS_NAMES.index(name)] += 1
     per_class: dict[str, dict[str, float | int | None]] = {}
@@ -81,7 +87,7 @@ def score_predictions(
         support = sum(1 for t in truth if t == name)
         # Normal/Abnormal sensitivity of the class: its pages given the right binary label.
         right_side = sum(
-            1 for t, p in zip(truth, predictions)
+            1 for t, p in zip(truth, predictions, strict=True)
             if t == name and (p.label == "Abnormal") == (name != NORMAL_CLASS)
         )
         per_class[name] = {
@@ -98,7 +104,7 @@ def score_predictions(
         "specificity": tn / (tn + fp) if tn + fp else None,
         "auroc": float(auroc) if auroc is not None else None,
         "counts": {"tp": tp, "tn": tn, "fp": fp, "fn": fn},
-        "no_finding": sum(1 for p in predictions if p.label == "Not interpretable"),
+        "no_finding": sum(1 for p in predictions if p.label == NOT_INTERPRETABLE),
         "class_accuracy": sum(matrix[j][j] for j in range(len(CLASS_NAMES))) / n if n else None,
         "per_class": per_class,
         "confusion_matrix": {
@@ -162,10 +168,6 @@ def evaluate(
     :func:`score_predictions` plus the model, settings and timing, and per page
     the true class and the classification.
     """
-    from ecg_dicom.config import ModelSettings
-    from ecg_dicom.model.detector import Detector, decide, weights_checksum
-    from ecg_dicom.train.export import load_rgb
-
     checksum = weights_checksum(Path(weights))
     settings = ModelSettings(
         weights=Path(weights), sha256=checksum, runtime=runtime,  # type: ignore[arg-type]
@@ -174,14 +176,12 @@ def evaluate(
         export_cache_dir=cache_dir,
     )
     detector = Detector(settings)
+    pipeline = Pipeline(Settings.model_construct(model=settings), detector=detector)
     pages = collect_pages(data_dir, split)
     predictions: list[Classification] = []
     started = time.perf_counter()
     for _, path in pages:
-        boxes = detector.detections(load_rgb(path))
-        predictions.append(
-            decide(boxes, model_name=detector.name, model_version=checksum, threshold=threshold)
-        )
+        predictions.append(pipeline.read_file(path).result)
     elapsed = time.perf_counter() - started
     report = score_predictions([c for c, _ in pages], predictions)
     report.update(
@@ -190,7 +190,8 @@ def evaluate(
         threshold=threshold, data=str(data_dir), split=split,
         ms_per_page=round(1000 * elapsed / max(len(pages), 1), 1),
         predictions=[
-            {"file": str(p), "true": c, **pred.to_dict()} for (c, p), pred in zip(pages, predictions)
+            {"file": str(p), "true": c, **pred.to_dict()}
+            for (c, p), pred in zip(pages, predictions, strict=True)
         ],
     )
     if plot is not None:

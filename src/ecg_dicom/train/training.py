@@ -10,8 +10,8 @@ Why these settings:
 * **Class balance by oversampling** the training list (acute MI has ~19 training
   pages): see :func:`ecg_dicom.train.dataset.oversampled_train_list`.
 * **Offline**: ultralytics otherwise probes the network at import, tries to sync
-  settings and downloads Arial.ttf for its plots; :func:`prepare_offline` prevents all
-  three.  No pretrained weights are used: the model is built from its yaml.
+  settings and downloads Arial.ttf for its plots; :func:`ecg_dicom.model.prepare_offline`
+  prevents all three.  No pretrained weights are used: the model is built from its yaml.
 * **Time budget**: ultralytics' ``time`` (hours) re-fits the number of epochs and the
   learning-rate schedule after every epoch, so a CPU run ends on its own, annealed.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ecg_dicom.model import prepare_offline, torch_device
+from ecg_dicom.train.dataset import oversampled_train_list
 
 #: Augmentation and schedule settings for whole-page ECGs (ultralytics argument names).
 ECG_AUGMENTATION: dict[str, Any] = {
@@ -48,57 +50,6 @@ ECG_AUGMENTATION: dict[str, Any] = {
     "hsv_v": 0.2,
     "erasing": 0.0,
 }
-
-#: Fonts ultralytics can use in place of the Arial.ttf it would download: Debian's
-#: fonts-dejavu-core, else the DejaVu Sans that matplotlib bundles (on GPU images).
-FALLBACK_FONTS = (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),)
-
-
-def _fallback_font() -> Path | None:
-    for candidate in FALLBACK_FONTS:
-        if candidate.exists():
-            return candidate
-    try:
-        import matplotlib
-
-        bundled = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    except ImportError:
-        return None
-    return bundled if bundled.exists() else None
-
-
-def prepare_offline(threads: int = 0) -> None:
-    """Make ultralytics work without a network and with a bounded number of threads.
-
-    Must run before ultralytics is first imported to stop its DNS probe
-    (``YOLO_OFFLINE``); the settings sync and the font download are handled after
-    import.  ``threads`` > 0 caps PyTorch's intra-op threads, including the value
-    ultralytics resets them to when it selects the CPU.
-    """
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    import torch
-    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, torch_utils
-
-    if SETTINGS.get("sync", True):
-        SETTINGS.update({"sync": False})
-    font = Path(USER_CONFIG_DIR) / "Arial.ttf"
-    fallback = _fallback_font()
-    if not font.exists() and fallback is not None:
-        font.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(fallback, font)
-    if threads > 0:
-        torch.set_num_threads(threads)
-        torch_utils.NUM_THREADS = threads  # select_device() resets torch threads to this
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> the first CUDA GPU when there is one, else "cpu"; anything else as given."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "0" if torch.cuda.is_available() else "cpu"
-
 
 def hardware_description() -> dict[str, str]:
     """Where a run happens: CPU model and cores, GPU when present, library versions."""
@@ -150,6 +101,13 @@ class TrainConfig:
     plots: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def resolved_device(self) -> str:
+        """``device`` by the runtime's one rule (:func:`ecg_dicom.model.torch_device`):
+        "auto" is the first CUDA GPU when there is one, else the CPU."""
+        import torch
+
+        return torch_device(self.device, torch.cuda.is_available())
+
     def ultralytics_args(self, data_yaml: Path) -> dict[str, Any]:
         """The keyword arguments for ``YOLO.train``."""
         args: dict[str, Any] = {
@@ -157,7 +115,7 @@ class TrainConfig:
             "imgsz": self.imgsz,
             "epochs": self.epochs,
             "batch": self.batch,
-            "device": resolve_device(self.device),
+            "device": self.resolved_device(),
             "workers": self.workers,
             "seed": self.seed,
             "deterministic": True,
@@ -180,8 +138,6 @@ class TrainConfig:
 
 def balanced_data_yaml(data_yaml: Path, seed: int = 0) -> Path:
     """A sibling data yaml whose train split is the class-balanced list of images."""
-    from ecg_dicom.train.dataset import oversampled_train_list
-
     meta = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
     root = Path(meta["path"])
     listing = root / "train_balanced.txt"
