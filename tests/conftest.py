@@ -33,32 +33,14 @@ def pytest_configure(config: pytest.Config) -> None:
     serve_proc.WEIGHTS = Path(config.getoption("--weights"))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def default_runtime_export() -> None:
-    """Derive the model the default runtime uses on this machine once, before any test.
-
-    ``model.runtime: auto`` resolves per machine (on a CPU: the int8 OpenVINO model;
-    see ``detect.resolve_runtime``).  Every service and CLI
-    the tests start then finds that export in the shared cache
-    (``serve_proc.MODEL_CACHE``) instead of deriving it while a test waits for
-    readiness.  Cached per checkout, keyed by checksum.
-    """
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    """The model ``model.runtime: auto`` runs on this machine, derived once per checkout
+    (``serve_proc.ensure_default_model``) for tests that run the service's own model.
+    Services started by ``serve_proc`` ask for it themselves; other tests request it."""
     import serve_proc
-    from ecg_dicom.config import ModelSettings
-    from ecg_dicom.model.detector import input_shape, resolve_runtime, weights_checksum
-    from ecg_dicom.train.export import cached_export
 
-    runtime = resolve_runtime(ModelSettings()).runtime
-    if runtime == "pytorch":
-        return
-    weights = serve_proc.WEIGHTS
-    cached_export(
-        weights,
-        weights_checksum(weights),
-        runtime,
-        input_shape(ModelSettings().imgsz),
-        serve_proc.MODEL_CACHE,
-    )
+    return serve_proc.ensure_default_model()
 
 
 def real_ecg_paths() -> list[Path]:

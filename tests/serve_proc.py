@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from ecg_dicom.config import ModelSettings
+from ecg_dicom.model import cached_export, input_shape, resolve_runtime, weights_checksum
 from peers import dcmtk_env, free_port, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,29 @@ WEIGHTS = ROOT / "weights" / "ecg-yolov8m.pt"
 #: of a checkout): exports are keyed by the weights' checksum, so sharing is safe,
 #: and the int8 model is derived once per checkout instead of once per test.
 MODEL_CACHE = ROOT / "var" / "model-cache"
+_derived: list[Path] = []
+
+
+def ensure_default_model() -> Path:
+    """Derive the model the default runtime uses on this machine, once per test session.
+
+    ``model.runtime: auto`` resolves per machine (on a CPU: the int8 OpenVINO model,
+    about two minutes to derive; see ``ecg_dicom.model.resolve_runtime``).  Every
+    service and CLI the tests start then finds it in the shared cache
+    (:data:`MODEL_CACHE`) instead of deriving it while a test waits for readiness.
+    Cached per checkout, keyed by the weights' checksum; only the tests that run the
+    service's model pay for it.  Returns the derived model's path (or the weights).
+    """
+    if not _derived:
+        runtime = resolve_runtime(ModelSettings()).runtime
+        if runtime == "pytorch":
+            _derived.append(WEIGHTS)
+        else:
+            _derived.append(cached_export(
+                WEIGHTS, weights_checksum(WEIGHTS), runtime,
+                input_shape(ModelSettings().imgsz), MODEL_CACHE,
+            ))
+    return _derived[0]
 
 
 @dataclass
@@ -40,6 +65,9 @@ class ServeProcess:
     dicom_port: int = 0
     http_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    #: Run the package found here instead of the installed one (e.g. an earlier
+    #: version's ``src``, for the upgrade test).
+    pythonpath: Path | None = None
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -54,6 +82,7 @@ class ServeProcess:
         return self.workdir / "outputs"
 
     def start(self, timeout: float = 120.0) -> ServeProcess:
+        ensure_default_model()
         if not self.dicom_port:
             self.dicom_port = free_port()
             self.http_port = free_port()
@@ -76,6 +105,8 @@ class ServeProcess:
         cfg_path.write_text(yaml.safe_dump(cfg))
         env = {k: v for k, v in os.environ.items() if not k.startswith("ECG_DICOM_")}
         env["ECG_DICOM_CONFIG"] = str(cfg_path)
+        if self.pythonpath is not None:
+            env["PYTHONPATH"] = str(self.pythonpath)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child writes to it while it runs)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ecg_dicom", "serve"],

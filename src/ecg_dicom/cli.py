@@ -1,67 +1,54 @@
-"""The ``ecg-dicom`` command line: a thin layer over the service and the stages.
+"""The ``ecg-dicom`` command line: a thin layer over the service and the pipeline.
 
 Every option that matters in production is a setting (see config.py) and can
-come from the site YAML or the environment; the CLI only picks the command.
+come from the site YAML or the environment; an option given here (``serve
+--port``) is merged into the settings before they are validated.  Process-wide
+library settings are made once, by :func:`ecg_dicom.startup.configure_process`.
+
+The commands import what they run when they run (the model runtime loads torch
+and OpenVINO), so ``--help`` and ``config`` answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
-
-import pydicom
+from typing import Any
 
 from ecg_dicom import __version__
 from ecg_dicom.config import Settings, default_yaml, load_settings
-from ecg_dicom.errors import EcgDicomError, NotInterpretableError
-from ecg_dicom.logs import configure_logging
+from ecg_dicom.errors import EcgDicomError
+from ecg_dicom.jobs import JobState
+from ecg_dicom.startup import configure_process
 from ecg_dicom.train import register as register_training_commands
-
-log = logging.getLogger(__name__)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from ecg_dicom.service import Service
 
-    if args.port is not None:
-        settings.dicom.port = args.port
-    if args.http_port is not None:
-        settings.http.port = args.http_port
     return Service(settings).run()
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run only workers (no listener): for more worker processes on one spool."""
-    from ecg_dicom.jobs.queue import JobQueue
-    from ecg_dicom.jobs.spool import Spool
-    from ecg_dicom.worker import Worker
+    from ecg_dicom.service import compose
 
-    spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)
-    queue = JobQueue(settings)
-    worker = Worker(settings, spool, queue)
-    queue.set_handler(worker.run_job)
-    consumer = queue.consumer(args.threads or max(1, settings.queue.workers))
-    consumer.run()
+    parts = compose(settings, listener=False)
+    parts.queue.consumer(args.threads or max(1, settings.queue.workers)).run()
     return 0
 
 
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
-    from ecg_dicom.pages.dispatch import page_from_file
-    from ecg_dicom.worker import Pipeline
+    from ecg_dicom.pipeline import Pipeline
 
     pipeline = Pipeline(settings)
     results = []
     failures = 0
     for name in args.files:
         try:
-            try:
-                page = page_from_file(Path(name))
-                result = pipeline.classify(page)
-            except NotInterpretableError as exc:  # an answer, as in the service
-                page, result = pipeline.not_interpretable(exc)
+            result = pipeline.read_file(Path(name)).result
             results.append({"file": name, **result.to_dict()})
         except EcgDicomError as exc:
             failures += 1
@@ -93,9 +80,7 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from ecg_dicom.jobs.queue import JobQueue
-    from ecg_dicom.jobs.spool import Spool
-    from ecg_dicom.jobs.retry import retry_failed
+    from ecg_dicom.jobs import JobQueue, Spool, retry_failed
 
     spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)
     if args.jobs_command == "list":
@@ -104,7 +89,8 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps([j.to_dict() for j in jobs], indent=2))
         else:
             for j in jobs:
-                print(f"{j.job_id}  {j.state:<10} {j.calling_ae:<16} {j.sop_instance_uid}  {j.reason}")
+                print(f"{j.job_id}  {j.state:<10} {j.calling_ae:<16} {j.sop_instance_uid}  "
+                      f"{j.reason}")
         return 0
     queued = retry_failed(spool, JobQueue(settings), args.job_ids or None)
     print(f"queued again: {len(queued)} job(s)")
@@ -152,9 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list jobs or queue failed ones again")
     jobs_sub = p.add_subparsers(dest="jobs_command", required=True)
     q = jobs_sub.add_parser("list")
-    q.add_argument(
-        "--state", choices=["received", "processing", "delivering", "done", "failed", "skipped"]
-    )
+    q.add_argument("--state", choices=[s.value for s in JobState])
     q.add_argument("--limit", type=int, default=100)
     q.add_argument("--json", action="store_true")
     q = jobs_sub.add_parser("retry")
@@ -169,18 +153,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_line(args: argparse.Namespace) -> dict[str, Any]:
+    """Options that are settings, as nested sections (merged before validation)."""
+    sections: dict[str, dict[str, Any]] = {}
+    for option, (section, key) in {"port": ("dicom", "port"),
+                                   "http_port": ("http", "port")}.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            sections.setdefault(section, {})[key] = value
+    return sections
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, _command_line(args))
     except EcgDicomError as exc:
         print(f"ecg-dicom: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.logging.level, settings.logging.json_format)
-    # Tolerant reading (real carts write e.g. UIDs with empty components);
-    # the builders are strict when writing.
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    configure_process(settings)
     try:
         return int(args.func(args, settings))
     except EcgDicomError as exc:

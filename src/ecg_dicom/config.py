@@ -6,7 +6,9 @@ Sources, lowest priority first:
    written out for people to read and copy; a test keeps them equal);
 2. a site YAML file, given with ``--config FILE`` or ``ECG_DICOM_CONFIG``;
 3. environment variables ``ECG_DICOM_<SECTION>__<FIELD>``, for example
-   ``ECG_DICOM_DICOM__PORT=104`` or ``ECG_DICOM_MODEL__RUNTIME=onnx``.
+   ``ECG_DICOM_DICOM__PORT=104`` or ``ECG_DICOM_MODEL__RUNTIME=onnx``;
+4. the few command-line options that are settings (``serve --port``), merged
+   before validation like the others.
 
 Invalid settings stop start-up with :class:`ConfigError`, whose message names
 each bad setting, the value found and what to do about it.  Nothing else in the
@@ -15,6 +17,7 @@ package reads the environment.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -243,8 +246,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment beats the site file (passed as init kwargs by load_settings).
-        return (env_settings, init_settings)
+        # Command-line options beat the environment, which beats the site file
+        # (passed as init kwargs by load_settings); all are validated together.
+        return (_CommandLine(settings_cls), env_settings, init_settings)
 
     @property
     def queue_path(self) -> Path:
@@ -257,6 +261,22 @@ class Settings(BaseSettings):
         if "@" in url:
             data["queue"]["redis_url"] = url.split("://")[0] + "://***@" + url.split("@", 1)[1]
         return data
+
+
+#: Options given on the command line, as nested sections (set by load_settings).
+_COMMAND_LINE: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "ecg_dicom_command_line", default={}
+)
+
+
+class _CommandLine(PydanticBaseSettingsSource):
+    """The settings source of command-line options (``serve --port`` ...)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _COMMAND_LINE.get()
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -287,18 +307,27 @@ def _explain(exc: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def load_settings(config_file: Path | str | None = None) -> Settings:
-    """Build the settings from defaults, the site file and the environment.
+def load_settings(
+    config_file: Path | str | None = None, command_line: dict[str, Any] | None = None
+) -> Settings:
+    """Build the settings from defaults, the site file, the environment and the
+    command line's options (``{"dicom": {"port": 11113}}``), in rising priority,
+    validated together.
 
     The site file defaults to the path in ``ECG_DICOM_CONFIG`` when set.
     """
     path = config_file or os.environ.get(CONFIG_ENV) or None
     site = _read_yaml(Path(path)) if path else {}
     origin = f"defaults + {path} + environment" if path else "defaults + environment"
+    if command_line:
+        origin += " + command line"
+    token = _COMMAND_LINE.set(command_line or {})
     try:
         return Settings(**site)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, origin)) from None
+    finally:
+        _COMMAND_LINE.reset(token)
 
 
 def default_yaml() -> str:

@@ -1,55 +1,114 @@
-"""``ecg-dicom serve``: everything one machine needs, in one process.
+"""Process lifecycle: the parts of a node, composed once, started and stopped.
 
-The DICOM listener, the worker threads (a huey consumer on the embedded SQLite
-queue) and the HTTP side (health, metrics, jobs, the upload page).  Like
-uvicorn: the first SIGTERM/SIGINT stops accepting associations, lets running
-jobs finish (bounded by a timeout; an unfinished job stays in the ledger and is
-queued again at the next start) and exits; a second signal exits at once.
+:func:`compose` builds the spool, queue, pipeline and worker (and, for ``serve``,
+the DICOM listener): ``ecg-dicom serve`` and ``ecg-dicom worker`` are wired by the
+same code, so they cannot drift apart.
+
+:class:`Service` is ``ecg-dicom serve``: the listener, the worker threads (a huey
+consumer on the configured queue) and the HTTP side in one process.  Like
+uvicorn: the first SIGTERM/SIGINT sets ``should_exit`` - stop accepting
+associations, let running jobs finish (bounded by :data:`SHUTDOWN_TIMEOUT`; an
+unfinished job stays in the ledger and is queued again at the next start) and
+exit 0; a second signal sets ``force_exit`` and the process exits 1 at once.
+Signal handlers are installed for the run and restored after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import signal
 import threading
-import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from types import FrameType
 
-import uvicorn
 from huey.consumer import Consumer
 
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
-from ecg_dicom.dicom.scp import StorageSCP
-from ecg_dicom.jobs.queue import JobQueue
-from ecg_dicom.jobs.spool import Spool
-from ecg_dicom.worker import Pipeline, Worker
+from ecg_dicom.dicom import StorageSCP
+from ecg_dicom.jobs import JobQueue, Spool
+from ecg_dicom.pipeline import Pipeline
+from ecg_dicom.startup import configure_receiving
+from ecg_dicom.web.app import HttpServer, create_app
+from ecg_dicom.worker import Worker
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ecg_dicom.service")
 
+#: Seconds running jobs get to finish after the first signal.
 SHUTDOWN_TIMEOUT = 30.0
+#: Seconds between updates of the queue-depth gauge.
+GAUGE_INTERVAL = 2.0
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclass
+class Parts:
+    """What one node process is made of."""
+
+    settings: Settings
+    spool: Spool
+    queue: JobQueue
+    pipeline: Pipeline
+    worker: Worker
+    scp: StorageSCP | None
+
+
+def compose(settings: Settings, *, listener: bool, pipeline: Pipeline | None = None) -> Parts:
+    """Build the parts of ``serve`` (``listener=True``) or ``worker`` (``False``)."""
+    spool = Spool(
+        settings.storage.spool_dir,
+        fsync=settings.storage.fsync,
+        min_free_mb=settings.storage.min_free_mb,
+    )
+    queue = JobQueue(settings)
+    pipeline = pipeline or Pipeline(settings)
+    worker = Worker(settings, spool, queue, pipeline)
+    queue.set_handler(worker.run_job)
+    scp = None
+    if listener:
+        configure_receiving(spool.tmp_dir)
+        scp = StorageSCP(settings, spool, queue)
+    return Parts(settings, spool, queue, pipeline, worker, scp)
+
+
+def load_model(parts: Parts) -> None:
+    """Load and verify the model before accepting work: a missing or corrupt
+    weights file is reported at start, not at the first ECG."""
+    detector = parts.pipeline.detector
+    log.info("model loaded", extra={"model": detector.name, "algorithm_version": detector.version})
+
+
+def requeue_unfinished(parts: Parts) -> None:
+    """Queue again what a previous run left unfinished (the ledger is the truth)."""
+    recovered = parts.spool.recover()
+    for job_id in recovered:
+        parts.queue.enqueue(job_id)
+    if recovered:
+        log.info("queued %d unfinished jobs again after restart", len(recovered))
 
 
 class Service:
-    """Owns the spool, queue, workers, listener and HTTP server of one process."""
+    """``ecg-dicom serve``: owns the parts of one process and runs them until a signal."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, parts: Parts | None = None) -> None:
         self.settings = settings
-        self.spool = Spool(
-            settings.storage.spool_dir,
-            fsync=settings.storage.fsync,
-            min_free_mb=settings.storage.min_free_mb,
-        )
-        self.queue = JobQueue(settings)
-        self.pipeline = Pipeline(settings)
-        self.worker = Worker(settings, self.spool, self.queue, self.pipeline)
-        self.queue.set_handler(self.worker.run_job)
-        self.scp = StorageSCP(settings, self.spool, self.queue)
+        self.parts = parts or compose(settings, listener=True)
         self.consumer: Consumer | None = None
-        self.http: uvicorn.Server | None = None
-        self._stop = threading.Event()
-        self._signals = 0
+        self.http: HttpServer | None = None
+        self.should_exit = threading.Event()
+        self.force_exit = False
+
+    # Shortcuts used by the HTTP side and the tests.
+    @property
+    def spool(self) -> Spool:
+        return self.parts.spool
+
+    @property
+    def scp(self) -> StorageSCP:
+        assert self.parts.scp is not None, "composed without a listener"
+        return self.parts.scp
 
     def _log_start(self) -> None:
         log.info("effective configuration", extra={"config": self.settings.masked()})
@@ -62,75 +121,77 @@ class Service:
             )
 
     def start(self) -> None:
+        parts = self.parts
         self._log_start()
-        removed = self.spool.clean_tmp()
+        removed = parts.spool.clean_tmp()
         if removed:
             log.info("removed %d partial transfers that were never acknowledged", removed)
         if self.settings.queue.workers:
-            # Load and verify the model before accepting work: a missing or
-            # corrupt weights file is reported at start, not at the first ECG.
-            detector = self.pipeline.detector
-            log.info(
-                "model loaded",
-                extra={"model": detector.name, "algorithm_version": detector.version},
-            )
-        recovered = self.spool.recover()
-        for job_id in recovered:
-            self.queue.enqueue(job_id)
-        if recovered:
-            log.info("queued %d unfinished jobs again after restart", len(recovered))
+            load_model(parts)
+        requeue_unfinished(parts)
         if self.settings.queue.workers:
-            consumer = self.queue.consumer(self.settings.queue.workers)
+            consumer = parts.queue.consumer(self.settings.queue.workers)
             consumer.start()
             self.consumer = consumer
         self.scp.start()
         if self.settings.http.enabled:
-            from ecg_dicom.web.app import start_http
-
-            self.http = start_http(self)
+            app = create_app(parts.settings, parts.spool, parts.queue, parts.pipeline)
+            self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
+            self.http.start()
         threading.Thread(target=self._gauge_loop, daemon=True, name="gauges").start()
         log.info("ecg-dicom ready")
 
     def _gauge_loop(self) -> None:
-        while not self._stop.wait(2.0):
+        while not self.should_exit.wait(GAUGE_INTERVAL):
             try:
-                counts = self.spool.counts()
+                counts = self.parts.spool.counts()
                 metrics.QUEUED.set(counts["received"] + counts["processing"] + counts["delivering"])
             except Exception:
                 log.exception("could not read ledger counts")
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals += 1
-        if self._signals > 1:
+    def handle_exit(self, signum: int, frame: FrameType | None) -> None:
+        if self.should_exit.is_set():
             log.warning("second signal: exiting now; unfinished jobs resume at next start")
-            os._exit(1)
-        log.info("signal %s: shutting down", signal.Signals(signum).name)
-        self._stop.set()
+            self.force_exit = True
+        else:
+            log.info("signal %s: shutting down", signal.Signals(signum).name)
+        self.should_exit.set()
 
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Our handlers for SIGTERM/SIGINT during the run; the previous ones after it."""
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def run(self) -> int:
         """Start, wait for a signal, shut down.  Returns the exit code."""
         self.start()
         # huey's consumer installs its own handlers in start(); ours take over.
-        self.install_signal_handlers()
-        while not self._stop.wait(0.5):
-            pass
-        self.shutdown()
-        return 0
+        with self.capture_signals():
+            while not self.should_exit.wait(0.5):
+                pass
+            return self.shutdown()
 
-    def shutdown(self) -> None:
-        self._stop.set()
+    def shutdown(self) -> int:
+        """Stop accepting, let running jobs finish, stop.  1 when a second signal
+        cut the wait short (the unfinished jobs resume at the next start)."""
+        self.should_exit.set()
         self.scp.stop_accepting()
         self.scp.shutdown()
         if self.consumer is not None:
-            self.consumer.shutdown_timeout = SHUTDOWN_TIMEOUT
-            self.consumer.stop(graceful=True)
+            consumer = self.consumer
+            consumer.shutdown_timeout = SHUTDOWN_TIMEOUT
+            stopping = threading.Thread(
+                target=consumer.stop, kwargs={"graceful": True}, daemon=True, name="stopping"
+            )
+            stopping.start()
+            while stopping.is_alive() and not self.force_exit:
+                stopping.join(0.1)
         if self.http is not None:
-            self.http.should_exit = True
-            deadline = time.monotonic() + 5
-            while getattr(self.http, "started", False) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            self.http.stop()
         log.info("ecg-dicom stopped")
+        return 1 if self.force_exit else 0

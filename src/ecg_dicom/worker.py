@@ -17,122 +17,28 @@ It owns stage order, attempts and the outcome written to the ledger:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from pydicom import Dataset, dcmread
-from pydicom.errors import InvalidDicomError
 
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
-from ecg_dicom.errors import (
-    DeliveryError,
-    InputError,
-    ModelError,
-    NotAnEcgError,
-    NotInterpretableError,
-)
-from ecg_dicom.jobs.queue import JobQueue
-from ecg_dicom.jobs.spool import (
-    DELIVERING,
-    DONE,
-    FAILED,
-    PROCESSING,
-    RECEIVED,
-    SKIPPED,
-    Job,
-    Spool,
-)
+from ecg_dicom.dicom import destinations_for, send_outputs, stow_outputs
+from ecg_dicom.errors import DeliveryError, InputError, ModelError, NotAnEcgError
+from ecg_dicom.jobs import Job, JobQueue, JobState, Spool
 from ecg_dicom.logs import log_context
-from ecg_dicom.records import Classification, DocumentReference, Outputs, Page, ResultHistory
-
-if TYPE_CHECKING:
-    from ecg_dicom.model.detector import Detector
+from ecg_dicom.pipeline import Pipeline, Trace
+from ecg_dicom.records import DocumentReference, Outputs, ResultHistory
+from ecg_dicom.results.files import write_outputs
 
 log = logging.getLogger(__name__)
-
-
-def load_dataset(path: Path) -> Dataset:
-    """Read a spooled instance completely (the load stage)."""
-    try:
-        return dcmread(path)
-    except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
-        raise InputError(f"received file cannot be read as DICOM: {exc}") from exc
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """Exponential backoff: initial, 2x, 4x ... capped at maximum (attempt counts from 1)."""
     return float(min(maximum, initial * (2 ** max(0, attempt - 1))))
-
-
-class Pipeline:
-    """The stages, wired in one place.  The detector is loaded once per process.
-
-    One pipeline serves every thread of the process (worker threads and HTTP
-    uploads); the detector it holds is safe for concurrent calls (see detect.py).
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._detector: Detector | None = None
-        self._detector_lock = threading.Lock()
-
-    @property
-    def detector(self) -> Detector:
-        """The model, loaded and verified on first use (once per process).
-
-        Loading happens under a lock: threads asking at the same time wait for the
-        one load instead of each loading (and holding) a model of their own.  A
-        load that fails leaves nothing behind, so the next call tries again.
-        """
-        detector = self._detector
-        if detector is None:
-            with self._detector_lock:
-                detector = self._detector
-                if detector is None:
-                    from ecg_dicom.model.detector import Detector
-
-                    detector = self._detector = Detector(self.settings.model)
-        return detector
-
-    def render(self, ds: Dataset) -> Page:
-        from ecg_dicom.pages.dispatch import page_from_dataset
-
-        return page_from_dataset(ds)
-
-    def classify(self, page: Page) -> Classification:
-        return self.detector.detect(page)
-
-    def not_interpretable(self, exc: NotInterpretableError) -> tuple[Page, Classification]:
-        """The page and result for an input the model cannot read: the page the error
-        carries (or a blank page stating the reason) and a "Not interpretable" result."""
-        from ecg_dicom.model.detector import not_interpretable
-        from ecg_dicom.pages.render import not_interpretable_page
-
-        detector = self.detector
-        result = not_interpretable(
-            exc.reason,
-            model_name=detector.name,
-            model_version=detector.version,
-            runtime=detector.runtime_label,
-        )
-        return not_interpretable_page(exc), result
-
-    def build(
-        self,
-        ds: Dataset,
-        page: Page,
-        result: Classification,
-        *,
-        slot: int = 0,
-        history: ResultHistory | None = None,
-    ) -> Outputs:
-        from ecg_dicom.results.build import build_outputs
-
-        return build_outputs(ds, page, result, self.settings, slot=slot, history=history)
 
 
 class Worker:
@@ -161,10 +67,10 @@ class Worker:
         with log_context(
             job_id=job.job_id, calling_ae=job.calling_ae, sop_instance_uid=job.sop_instance_uid
         ):
-            if job.state == DELIVERING:
+            if job.state == JobState.DELIVERING:
                 self.deliver(job)
                 return
-            claimed = self.spool.claim(job_id, (RECEIVED,), PROCESSING)
+            claimed = self.spool.claim(job_id, (JobState.RECEIVED,), JobState.PROCESSING)
             if claimed is None:
                 log.info("job already taken or finished", extra={"state": job.state})
                 return
@@ -178,52 +84,43 @@ class Worker:
     def process(self, job: Job) -> Outputs | None:
         """Build and keep the SR and SC of a job; None when the job did not get that far."""
         attempt = job.attempts + 1
-        stage = "load"
+        trace = Trace()
         try:
-            started = time.perf_counter()
-            ds = load_dataset(self.spool.instance_path(job.job_id))
-            metrics.STAGE_SECONDS.labels(stage="load").observe(time.perf_counter() - started)
-            stage = "render"
-            started = time.perf_counter()
-            try:
-                page = self.pipeline.render(ds)
-                metrics.STAGE_SECONDS.labels(stage="render").observe(time.perf_counter() - started)
-                stage = "detect"
-                started = time.perf_counter()
-                result = self.pipeline.classify(page)
-                metrics.STAGE_SECONDS.labels(stage="detect").observe(time.perf_counter() - started)
-            except NotInterpretableError as exc:
-                # A signal that cannot be read is an answer, not a failure: the SR says
-                # "not interpretable" with the reason, and the SC shows it.
-                log.warning("not interpretable: %s", exc, extra={"stage": stage})
-                page, result = self.pipeline.not_interpretable(exc)
-            stage = "build"
-            started = time.perf_counter()
+            ds, reading = self.pipeline.read_instance(self.spool.instance_path(job.job_id), trace)
             study = str(ds.get("StudyInstanceUID", job.study_instance_uid))
-            slot = self.spool.series_slot(study, job.sop_instance_uid)
             history = self.spool.result_history(study, job.sop_instance_uid)
-            outputs = self.pipeline.build(ds, page, result, slot=slot, history=history)
-            self._keep_results(job.job_id, outputs)
-            metrics.STAGE_SECONDS.labels(stage="build").observe(time.perf_counter() - started)
+            outputs = self.pipeline.build(
+                ds,
+                reading,
+                slot=self.spool.series_slot(study, job.sop_instance_uid),
+                history=history,
+                keep_in=self.spool.results_path(job.job_id),
+                trace=trace,
+            )
         except NotAnEcgError as exc:
-            self._skip(job, f"{stage}: {exc}", attempts=attempt)
+            self._skip(job, f"{trace.stage}: {exc}", attempts=attempt)
             return None
         except InputError as exc:
-            self._fail(job, stage, f"{stage}: {exc}", attempts=attempt)
+            self._fail(job, trace.stage, f"{trace.stage}: {exc}", attempts=attempt)
             return None
         except ModelError as exc:
-            self._fail(job, stage, f"{stage}: model unavailable: {exc}", attempts=attempt)
+            reason = f"{trace.stage}: model unavailable: {exc}"
+            self._fail(job, trace.stage, reason, attempts=attempt)
             return None
         except Exception as exc:
+            stage = trace.stage
             reason = f"{stage}: {type(exc).__name__}: {exc}"
             if attempt < self.settings.queue.max_attempts:
                 log.exception("attempt %d failed, will retry", attempt, extra={"stage": stage})
-                self.spool.update(job.job_id, state=RECEIVED, attempts=attempt, reason=reason)
+                self.spool.update(
+                    job.job_id, state=JobState.RECEIVED, attempts=attempt, reason=reason
+                )
                 self.queue.enqueue(job.job_id, delay=backoff_delay(attempt, 1.0, 30.0))
             else:
                 log.exception("job failed after %d attempts", attempt, extra={"stage": stage})
                 self._fail(job, stage, reason, attempts=attempt)
             return None
+        result = reading.result
         log.info(
             "classified",
             extra={"label": result.label, "class_name": result.class_name,
@@ -247,24 +144,23 @@ class Worker:
                 "replaces": replaced,
             },
         }
-        self.spool.update(job.job_id, state=DELIVERING, attempts=attempt, reason="", result=record)
+        self.spool.update(
+            job.job_id, state=JobState.DELIVERING, attempts=attempt, reason="", result=record
+        )
         return outputs
-
-    def _keep_results(self, job_id: str, outputs: Outputs) -> None:
-        from ecg_dicom.results.files import write_outputs
-
-        write_outputs(outputs, self.spool.results_path(job_id))
 
     def _skip(self, job: Job, reason: str, attempts: int) -> None:
         """End a job that is not an ECG input (e.g. a Hemodynamic object without ECG
         leads): acknowledged, recorded with the reason, never processed."""
         log.info("job skipped: %s", reason)
-        self.spool.update(job.job_id, state=SKIPPED, reason=f"skipped: {reason}", attempts=attempts)
+        self.spool.update(
+            job.job_id, state=JobState.SKIPPED, reason=f"skipped: {reason}", attempts=attempts
+        )
         metrics.SKIPPED.labels(kind="not_an_ecg").inc()
 
     def _fail(self, job: Job, stage: str, reason: str, attempts: int | None = None) -> None:
         log.error("job failed: %s", reason, extra={"stage": stage})
-        fields: dict[str, object] = {"state": FAILED, "reason": reason}
+        fields: dict[str, object] = {"state": JobState.FAILED, "reason": reason}
         if attempts is not None:
             fields["attempts"] = attempts
         self.spool.update(job.job_id, **fields)
@@ -285,9 +181,6 @@ class Worker:
 
         ``outputs`` are the objects just built; a retry reads the copies kept in the spool.
         """
-        from ecg_dicom.dicom.scu import destinations_for, send_outputs, stow_outputs
-        from ecg_dicom.results.files import write_outputs
-
         delivery = self.settings.delivery
         if outputs is None:
             kept = self._load_results(job.job_id)
@@ -321,7 +214,8 @@ class Worker:
                 )
                 where = f"{destination.ae_title}@{destination.host}:{destination.port}"
                 fallbacks = [s.describe() for s in sent if s.fallback]
-                notes.append(f"sent to {where}" + (f" ({'; '.join(fallbacks)})" if fallbacks else ""))
+                fallback = f" ({'; '.join(fallbacks)})" if fallbacks else ""
+                notes.append(f"sent to {where}{fallback}")
                 for obj in sent:
                     if obj.modality == "SR" and delivered_sr is None:
                         delivered_sr = (obj.series_instance_uid, obj.sop_class_uid,
@@ -365,7 +259,7 @@ class Worker:
         self.spool.record_result(study, job.sop_instance_uid, history, job.job_id)
 
     def _done(self, job: Job, reason: str) -> None:
-        self.spool.update(job.job_id, state=DONE, reason=reason)
+        self.spool.update(job.job_id, state=JobState.DONE, reason=reason)
         metrics.PROCESSED.labels(outcome="done").inc()
         metrics.JOB_SECONDS.observe(max(0.0, self.clock() - job.received_at))
         log.info("job done: %s", reason)

@@ -18,7 +18,7 @@ import logging
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import uvicorn
@@ -27,40 +27,38 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ecg_dicom.errors import InputError, ModelError, NotInterpretableError
-
-if TYPE_CHECKING:
-    from ecg_dicom.service import Service
+from ecg_dicom.config import Settings
+from ecg_dicom.errors import InputError, ModelError
+from ecg_dicom.jobs import JobQueue, Spool, retry_failed
+from ecg_dicom.pipeline import Pipeline
+from ecg_dicom.results.annotate import draw_result
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD = 64 * 1024 * 1024
+#: Seconds the HTTP server gets to close its connections when the service stops.
+STOP_TIMEOUT = 5.0
+UPLOAD_SUFFIXES = {".dcm", ".png", ".jpg", ".jpeg", ".pdf"}
 
 
-def classify_upload(service: Service, data: bytes, filename: str) -> dict[str, Any]:
+def classify_upload(pipeline: Pipeline, data: bytes, filename: str) -> dict[str, Any]:
     """Run render + detect on uploaded bytes; return the result and the annotated page."""
-    from ecg_dicom.pages.dispatch import page_from_file
-    from ecg_dicom.results.annotate import draw_result
-
     suffix = Path(filename).suffix.lower() or ".dcm"
-    if suffix not in {".dcm", ".png", ".jpg", ".jpeg", ".pdf"}:
+    if suffix not in UPLOAD_SUFFIXES:
         suffix = ".dcm"
     with tempfile.NamedTemporaryFile(suffix=suffix) as fh:
         fh.write(data)
         fh.flush()
-        try:
-            page = page_from_file(Path(fh.name))
-            result = service.pipeline.classify(page)
-        except NotInterpretableError as exc:  # an answer, as in the service
-            page, result = service.pipeline.not_interpretable(exc)
-    annotated = draw_result(page, result)
+        reading = pipeline.read_file(Path(fh.name))
+    annotated = draw_result(reading.page, reading.result)
     ok, png = cv2.imencode(".png", cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("could not encode the annotated page")
-    return {**result.to_dict(), "annotated_png": base64.b64encode(png.tobytes()).decode()}
+    return {**reading.result.to_dict(), "annotated_png": base64.b64encode(png.tobytes()).decode()}
 
 
-def create_app(service: Service) -> FastAPI:
+def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipeline) -> FastAPI:
+    """The HTTP side of a node, given the parts it serves (it imports no service)."""
     app = FastAPI(
         title="ecg-dicom",
         description="ECG AI node for PACS. AI output - not for diagnostic use.",
@@ -68,15 +66,15 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        detector = service.pipeline._detector
+        detector = pipeline.loaded_detector
         return {
             "status": "ok",
-            "ae_title": service.settings.dicom.ae_title,
+            "ae_title": settings.dicom.ae_title,
             "algorithm_version": getattr(detector, "version", None),
             # What computes the result here: model.runtime "auto" depends on the machine.
             "runtime": getattr(detector, "runtime", None),
             "precision": getattr(detector, "precision", None),
-            "jobs": service.spool.counts(),
+            "jobs": spool.counts(),
         }
 
     @app.get("/metrics")
@@ -85,22 +83,20 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/jobs")
     def jobs(state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        return [j.to_dict() for j in service.spool.list_jobs(state, limit)]
+        return [j.to_dict() for j in spool.list_jobs(state, limit)]
 
     @app.get("/jobs/{job_id}")
     def job(job_id: str) -> dict[str, Any]:
-        found = service.spool.get(job_id) if job_id.isalnum() else None
+        found = spool.get(job_id) if job_id.isalnum() else None
         if found is None:
             raise HTTPException(404, f"no job {job_id}")
         return found.to_dict()
 
     @app.post("/jobs/{job_id}/retry")
     def retry(job_id: str) -> dict[str, Any]:
-        from ecg_dicom.jobs.retry import retry_failed
-
         if not job_id.isalnum():
             raise HTTPException(404, f"no job {job_id}")
-        return {"queued": retry_failed(service.spool, service.queue, [job_id])}
+        return {"queued": retry_failed(spool, queue, [job_id])}
 
     @app.post("/api/classify")
     async def classify(file: UploadFile) -> dict[str, Any]:
@@ -108,7 +104,7 @@ def create_app(service: Service) -> FastAPI:
         if len(data) > MAX_UPLOAD:
             raise HTTPException(413, "file larger than 64 MB")
         try:
-            return await run_in_threadpool(classify_upload, service, data, file.filename or "")
+            return await run_in_threadpool(classify_upload, pipeline, data, file.filename or "")
         except InputError as exc:
             raise HTTPException(422, str(exc)) from exc
         except ModelError as exc:
@@ -121,15 +117,18 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
-def start_http(service: Service) -> uvicorn.Server:
-    """Serve the app in a background thread; returns the uvicorn server."""
-    config = uvicorn.Config(
-        create_app(service),
-        host=service.settings.http.host,
-        port=service.settings.http.port,
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    threading.Thread(target=server.run, daemon=True, name="http").start()
-    return server
+class HttpServer:
+    """uvicorn serving an app in a background thread, stopped by :meth:`stop`."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="http")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ask uvicorn to exit and wait until its thread has (at most STOP_TIMEOUT)."""
+        self.server.should_exit = True
+        self.thread.join(STOP_TIMEOUT)

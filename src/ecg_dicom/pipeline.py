@@ -1,0 +1,179 @@
+"""The path of one ECG, written once: load -> render -> detect -> build (and keep).
+
+Everything that turns an input into a result goes through here: the service's
+workers (``ecg-dicom serve`` and ``ecg-dicom worker``), ``ecg-dicom classify``,
+the upload page's ``/api/classify`` and ``ecg-dicom evaluate``.  So the figures
+in the model card are the figures of the page reader and model the service runs.
+
+Each stage runs inside :func:`stage`, which times it (``ecgdicom_stage_seconds``)
+and remembers its name in a :class:`Trace`, so a failure can say where it happened
+("render: ...").  A signal the model cannot read is an answer, not a failure:
+:class:`~ecg_dicom.errors.NotInterpretableError` from render or detect becomes a
+"Not interpretable" result with the page that shows why.
+
+The job state machine around this (attempts, ledger states, delivery) is the
+worker's; this module knows nothing of spools or queues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+from pydicom.errors import InvalidDicomError
+
+from ecg_dicom import metrics
+from ecg_dicom.config import Settings
+from ecg_dicom.errors import InputError, NotInterpretableError
+from ecg_dicom.model import Detector, not_interpretable
+from ecg_dicom.pages.dispatch import page_from_dataset, page_from_file
+from ecg_dicom.pages.render import not_interpretable_page
+from ecg_dicom.records import Classification, Outputs, Page, ResultHistory
+from ecg_dicom.results.build import build_outputs
+from ecg_dicom.results.files import write_outputs
+
+log = logging.getLogger("ecg_dicom.worker")
+
+#: The stage names, in the order an ECG passes them (metric label values and the
+#: prefix of failure reasons; "send" is the worker's).
+STAGES = ("load", "render", "detect", "build", "send")
+
+
+@dataclass
+class Trace:
+    """Where a run is: the stage that runs now (or failed)."""
+
+    stage: str = "load"
+
+
+@contextlib.contextmanager
+def stage(trace: Trace, name: str) -> Iterator[None]:
+    """Run one stage: named in ``trace`` (for a failure's reason), timed when it succeeds."""
+    trace.stage = name
+    started = time.perf_counter()
+    yield
+    metrics.STAGE_SECONDS.labels(stage=name).observe(time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the model read: the page it saw and its result (maybe Not interpretable)."""
+
+    page: Page
+    result: Classification
+
+
+def load_dataset(path: Path) -> Dataset:
+    """Read a received instance completely (the load stage)."""
+    try:
+        return dcmread(path)
+    except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
+        raise InputError(f"received file cannot be read as DICOM: {exc}") from exc
+
+
+class Pipeline:
+    """The stages, wired in one place.  The detector is loaded once per process.
+
+    One pipeline serves every thread of a process (worker threads and HTTP
+    uploads); the detector it holds is safe for concurrent calls (model/).
+    ``detector`` may be given (tests, ``evaluate`` with its own weights); else it
+    is loaded from ``settings.model`` on first use.
+    """
+
+    def __init__(self, settings: Settings, detector: Detector | None = None) -> None:
+        self.settings = settings
+        self._detector = detector
+        self._detector_lock = threading.Lock()
+
+    @property
+    def detector(self) -> Detector:
+        """The model, loaded and verified on first use (once per process).
+
+        Loading happens under a lock: threads asking at the same time wait for the
+        one load instead of each loading (and holding) a model of their own.  A
+        load that fails leaves nothing behind, so the next call tries again.
+        """
+        detector = self._detector
+        if detector is None:
+            with self._detector_lock:
+                detector = self._detector
+                if detector is None:
+                    detector = self._detector = Detector(self.settings.model)
+        return detector
+
+    @property
+    def loaded_detector(self) -> Detector | None:
+        """The detector if it is loaded, without loading it (for health reports)."""
+        return self._detector
+
+    # -- the path of one ECG ----------------------------------------------------
+    def read_instance(self, path: Path, trace: Trace | None = None) -> tuple[Dataset, Reading]:
+        """load -> render -> detect for a received instance."""
+        trace = trace or Trace()
+        with stage(trace, "load"):
+            ds = load_dataset(path)
+        return ds, self.read_dataset(ds, trace)
+
+    def read_dataset(self, ds: Dataset, trace: Trace | None = None) -> Reading:
+        """render -> detect for a dataset already loaded."""
+        trace = trace or Trace()
+        return self._read(lambda: page_from_dataset(ds), trace)
+
+    def read_file(self, path: Path, trace: Trace | None = None) -> Reading:
+        """load + render -> detect for a file of any accepted kind (DICOM, PNG/JPEG, PDF):
+        the one page reader of ``classify``, ``/api/classify`` and ``evaluate``."""
+        trace = trace or Trace()
+        return self._read(lambda: page_from_file(path), trace)
+
+    def build(
+        self,
+        ds: Dataset,
+        reading: Reading,
+        *,
+        slot: int = 0,
+        history: ResultHistory | None = None,
+        keep_in: Path | None = None,
+        trace: Trace | None = None,
+    ) -> Outputs:
+        """build (and keep): the SR and annotated SC of a reading, written to ``keep_in``
+        (the job's results folder in the spool) before anything is sent."""
+        with stage(trace or Trace(), "build"):
+            outputs = build_outputs(
+                ds, reading.page, reading.result, self.settings, slot=slot, history=history
+            )
+            if keep_in is not None:
+                write_outputs(outputs, keep_in)
+        return outputs
+
+    # -- stages -------------------------------------------------------------------
+    def _read(self, render: Callable[[], Page], trace: Trace) -> Reading:
+        try:
+            with stage(trace, "render"):
+                page = render()
+            with stage(trace, "detect"):
+                result = self.detector.detect(page)
+        except NotInterpretableError as exc:
+            # A signal that cannot be read is an answer, not a failure: the SR says
+            # "not interpretable" with the reason, and the SC shows it.
+            log.warning("not interpretable: %s", exc, extra={"stage": trace.stage})
+            return self.not_interpretable(exc)
+        return Reading(page, result)
+
+    def not_interpretable(self, exc: NotInterpretableError) -> Reading:
+        """The page and result for an input the model cannot read: the page the error
+        carries (or a blank page stating the reason) and a "Not interpretable" result."""
+        detector = self.detector
+        result = not_interpretable(
+            exc.reason,
+            model_name=detector.name,
+            model_version=detector.version,
+            runtime=detector.runtime_label,
+        )
+        return Reading(not_interpretable_page(exc), result)
+

@@ -1,0 +1,37 @@
+"""Process-wide library settings, made once, visibly, at start.
+
+pynetdicom's ``apps/qrscp`` habit: every switch that changes a library for the
+whole process is set here and nowhere else, by the CLI at start and by the tests
+that run the parts in-process.
+
+* Logging: one JSON (or plain) handler on the root logger; pynetdicom and huey
+  at WARNING (they log a line per PDU / task at INFO).
+* pydicom reads tolerantly (real carts write e.g. UIDs with empty components);
+  the builders are strict when writing.
+* A listener receives each data set straight into the spool's ``tmp/`` folder
+  (pynetdicom's chunked receive writes to :func:`tempfile.gettempdir`), on the
+  same file system as the spool, so adopting a received instance is a rename.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pydicom
+from pynetdicom import _config as pynetdicom_config
+
+from ecg_dicom.config import Settings
+from ecg_dicom.logs import configure_logging
+
+
+def configure_process(settings: Settings) -> None:
+    """Logging and tolerant DICOM reading for every command."""
+    configure_logging(settings.logging.level, settings.logging.json_format)
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
+def configure_receiving(tmp_dir: Path) -> None:
+    """Write received data sets as they arrive into ``tmp_dir`` (the spool's ``tmp/``)."""
+    pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
+    tempfile.tempdir = str(tmp_dir)

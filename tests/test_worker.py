@@ -1,0 +1,219 @@
+"""The worker's state machine, in-process: ledger states, attempts, retries, delivery.
+
+A real spool in ``tmp_path``, the real pipeline (real page reader, real SR/SC
+builders) and, for delivery, a real dcmtk ``storescp`` or a closed port.  Two
+things are replaced, because a real one is not the point here: the queue records
+what the worker enqueues (and with which delay) instead of scheduling it, and the
+detector is a small stand-in whose answer comes from the real decision rule
+(``decide``) on boxes the test chooses, or which raises the error a test needs.
+The service's own model runs in tests/service and tests/e2e.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from conftest import DICOM_ECG_DIR
+from ecg_dicom.config import Destination, Settings
+from ecg_dicom.errors import ModelError
+from ecg_dicom.jobs import JobState, Spool, retry_failed
+from ecg_dicom.model import decide
+from ecg_dicom.pipeline import Pipeline
+from ecg_dicom.records import Classification, Detection, Page
+from ecg_dicom.sop import SECONDARY_CAPTURE
+from ecg_dicom.worker import Worker
+from peers import free_port, run_storescp
+
+MAC55 = DICOM_ECG_DIR / "ge-mac55" / "ecg.dcm"
+
+
+class FakeQueue:
+    """Records what the worker queues again: (job id, delay)."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[str, float | None]] = []
+
+    def enqueue(self, job_id: str, delay: float | None = None) -> None:
+        self.queued.append((job_id, delay))
+
+
+class StandInDetector:
+    """Answers with the real decision rule on one chosen box, or raises ``error``."""
+
+    name = "stand-in"
+    version = "0"
+    runtime = "none"
+    precision = "none"
+    runtime_label = "none"
+
+    def __init__(self, class_name: str = "Normal-ECG", error: Exception | None = None) -> None:
+        self.class_name = class_name
+        self.error = error
+        self.calls = 0
+
+    def detect(self, page: Page) -> Classification:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        height, width = page.image.shape[:2]
+        box = (0.05 * width, 0.1 * height, 0.95 * width, 0.9 * height)
+        return decide([Detection(self.class_name, 0.9, box)], model_name=self.name,
+                      model_version=self.version)
+
+
+def make_worker(
+    tmp_path: Path, detector: StandInDetector, **delivery: Any
+) -> tuple[Worker, Spool, FakeQueue]:
+    settings = Settings(
+        storage={"spool_dir": tmp_path / "spool", "output_dir": tmp_path / "out",
+                 "min_free_mb": 0},
+        queue={"max_attempts": 3},
+        delivery={"backoff_initial": 2.0, "backoff_max": 8.0, "timeout": 10.0, **delivery},
+    )
+    spool = Spool(settings.storage.spool_dir, fsync=False)
+    queue = FakeQueue()
+    pipeline = Pipeline(settings, detector=detector)  # type: ignore[arg-type]
+    return Worker(settings, spool, queue, pipeline), spool, queue  # type: ignore[arg-type]
+
+
+def receive(spool: Spool, source: Path = MAC55, calling_ae: str = "CART") -> str:
+    """What the listener does for one acknowledged instance: file, then ledger row."""
+    job_id = spool.new_job_id()
+    shutil.copyfile(source, spool.instance_path(job_id))
+    ds = pydicom.dcmread(source, stop_before_pixels=True)
+    spool.record_received(
+        job_id, sop_class_uid=str(ds.SOPClassUID), sop_instance_uid=str(ds.SOPInstanceUID),
+        study_instance_uid=str(ds.StudyInstanceUID), calling_ae=calling_ae,
+    )
+    return job_id
+
+
+def state(spool: Spool, job_id: str) -> Any:
+    job = spool.get(job_id)
+    assert job is not None
+    return job
+
+
+def test_no_destination_ends_done_with_the_reason_and_a_kept_copy(tmp_path: Path) -> None:
+    worker, spool, queue = make_worker(tmp_path, StandInDetector("ECG HB"))
+    job_id = receive(spool)
+    worker.run_job(job_id)
+    job = state(spool, job_id)
+    assert job.state == JobState.DONE
+    assert job.reason.startswith("not sent: no destination configured for calling AE 'CART'")
+    assert job.result["label"] == "Abnormal" and job.result["class_name"] == "ECG HB"
+    kept = sorted(p.name for p in spool.results_path(job_id).glob("*.dcm"))
+    assert len(kept) == 2, kept
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
+    assert queue.queued == []
+
+
+def test_unreadable_instance_fails_at_once_without_retry(tmp_path: Path) -> None:
+    detector = StandInDetector()
+    worker, spool, queue = make_worker(tmp_path, detector)
+    job_id = receive(spool)
+    spool.instance_path(job_id).write_bytes(b"not DICOM at all" * 10)
+    worker.run_job(job_id)
+    job = state(spool, job_id)
+    assert job.state == JobState.FAILED
+    assert job.reason.startswith("load: received file cannot be read as DICOM")
+    assert job.attempts == 1 and queue.queued == [] and detector.calls == 0
+
+
+def test_unexpected_error_is_retried_then_fails_naming_the_stage(tmp_path: Path) -> None:
+    worker, spool, queue = make_worker(tmp_path, StandInDetector(error=RuntimeError("boom")))
+    job_id = receive(spool)
+    worker.run_job(job_id)
+    job = state(spool, job_id)
+    assert job.state == JobState.RECEIVED and job.attempts == 1
+    assert job.reason == "detect: RuntimeError: boom"
+    assert queue.queued == [(job_id, 1.0)]
+    worker.run_job(job_id)
+    assert queue.queued[-1] == (job_id, 2.0)  # backoff doubles
+    worker.run_job(job_id)
+    job = state(spool, job_id)
+    assert job.state == JobState.FAILED and job.attempts == 3
+    assert job.reason == "detect: RuntimeError: boom"
+    assert len(queue.queued) == 2
+
+
+def test_model_unavailable_fails_the_job_with_the_reason(tmp_path: Path) -> None:
+    worker, spool, queue = make_worker(tmp_path, StandInDetector(error=ModelError("no weights")))
+    job_id = receive(spool)
+    worker.run_job(job_id)
+    job = state(spool, job_id)
+    assert job.state == JobState.FAILED
+    assert job.reason == "detect: model unavailable: no weights"
+    assert queue.queued == []
+
+
+def test_a_finished_job_is_not_taken_again(tmp_path: Path) -> None:
+    detector = StandInDetector()
+    worker, spool, _ = make_worker(tmp_path, detector)
+    job_id = receive(spool)
+    worker.run_job(job_id)
+    worker.run_job(job_id)  # a duplicate queue message
+    assert detector.calls == 1
+    assert state(spool, job_id).state == JobState.DONE
+
+
+def test_unreachable_pacs_is_retried_with_backoff_then_fails(tmp_path: Path) -> None:
+    closed = Destination(ae_title="PACS", host="127.0.0.1", port=free_port())
+    worker, spool, queue = make_worker(
+        tmp_path, StandInDetector(), fixed_destinations=[closed], max_attempts=2
+    )
+    job_id = receive(spool)
+    worker.run_job(job_id)
+    job = state(spool, job_id)
+    assert job.state == JobState.DELIVERING and job.delivery_attempts == 1
+    assert job.reason.startswith("send attempt 1 failed")
+    assert queue.queued == [(job_id, 2.0)]
+    worker.run_job(job_id)  # the queued retry: delivery again, from the kept objects
+    job = state(spool, job_id)
+    assert job.state == JobState.FAILED and job.delivery_attempts == 2
+    assert job.reason.startswith("send: ") and job.reason.endswith(
+        "(transient, attempts exhausted)"
+    )
+    # ``jobs retry`` sends the kept SR and SC again, without processing the ECG again.
+    assert retry_failed(spool, queue, [job_id]) == [job_id]  # type: ignore[arg-type]
+    assert state(spool, job_id).state == JobState.DELIVERING
+
+
+def test_delivery_to_a_real_scp_records_what_the_pacs_holds(tmp_path: Path) -> None:
+    with run_storescp(tmp_path / "pacs", aetitle="PACS") as (port, _):
+        pacs = Destination(ae_title="PACS", host="127.0.0.1", port=port)
+        worker, spool, queue = make_worker(tmp_path, StandInDetector(), fixed_destinations=[pacs])
+        job_id = receive(spool)
+        worker.run_job(job_id)
+    job = state(spool, job_id)
+    assert job.state == JobState.DONE, job.reason
+    assert job.reason == f"sent to PACS@127.0.0.1:{port}"
+    received = [pydicom.dcmread(p) for p in sorted((tmp_path / "pacs").rglob("*")) if p.is_file()
+                and not p.name.endswith(".log")]
+    assert sorted(str(d.SOPClassUID) for d in received) == sorted(
+        [SECONDARY_CAPTURE, str(received[0].SOPClassUID if received[0].Modality == "SR"
+                                else received[1].SOPClassUID)]
+    )
+    assert [d.Modality == "SR" for d in received].count(True) == 1
+    sr = next(d for d in received if d.Modality == "SR")
+    assert job.result["outputs"]["sr"] == str(sr.SOPInstanceUID)
+    source = pydicom.dcmread(MAC55, stop_before_pixels=True)
+    history = spool.result_history(str(source.StudyInstanceUID), str(source.SOPInstanceUID))
+    assert history is not None and history.built_sr == str(sr.SOPInstanceUID)
+    assert queue.queued == []
+
+
+@pytest.mark.parametrize("state_name", ["processing", "done", "failed", "skipped"])
+def test_only_received_jobs_are_claimed_for_processing(tmp_path: Path, state_name: str) -> None:
+    detector = StandInDetector()
+    worker, spool, _ = make_worker(tmp_path, detector)
+    job_id = receive(spool)
+    spool.update(job_id, state=JobState(state_name))
+    worker.run_job(job_id)
+    assert detector.calls == 0
+    assert state(spool, job_id).state == JobState(state_name)
