@@ -31,7 +31,7 @@ from ecg_dicom.dicom import StorageSCP
 from ecg_dicom.jobs import JobQueue, Spool
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.startup import configure_receiving
-from ecg_dicom.web.app import HttpServer, create_app
+from ecg_dicom.web import HttpServer, create_app
 from ecg_dicom.worker import Worker
 
 log = logging.getLogger("ecg_dicom.service")
