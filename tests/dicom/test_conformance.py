@@ -1,6 +1,6 @@
 """docs/conformance.md says what the code does: its SOP class and transfer syntax tables
 are parsed and compared with the sets the SCP negotiates (sop.py) and with what the SCU
-proposes (scu.py, sc.py).  Adding a class to the code without the document, or the other
+proposes (negotiation.py, sc.py).  Adding a class to the code without the document, or the other
 way round, fails here."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from ecg_dicom import sop
-from ecg_dicom.dicom import scu
+from ecg_dicom.dicom import negotiation
 from ecg_dicom.results.sc import SC_TRANSFER_SYNTAX
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
@@ -89,13 +89,13 @@ def _sc() -> Dataset:
 def test_scu_table_is_what_the_scu_proposes() -> None:
     rows = {r["SOP Class UID"]: uids(r["Transfer Syntaxes, in order of preference"])
             for r in table("scu-classes")}
-    sent = {str(sop.SECONDARY_CAPTURE), *map(str, scu.SR_CLASSES)}
+    sent = {str(sop.SECONDARY_CAPTURE), *map(str, negotiation.SR_CLASSES)}
     assert set(rows) == sent
-    assert list(rows)[1:] == [str(c) for c in scu.SR_CLASSES]  # the SR classes in order
-    assert rows[str(sop.SECONDARY_CAPTURE)] == [str(t) for t in scu._image_syntaxes(_sc())]
+    assert list(rows)[1:] == [str(c) for c in negotiation.SR_CLASSES]  # the SR classes in order
+    assert rows[str(sop.SECONDARY_CAPTURE)] == [str(t) for t in negotiation.image_syntaxes(_sc())]
     assert rows[str(sop.SECONDARY_CAPTURE)][1] == DeflatedExplicitVRLittleEndian
-    for sr_class in scu.SR_CLASSES:
-        assert rows[str(sr_class)] == [str(t) for t in scu._UNCOMPRESSED]
+    for sr_class in negotiation.SR_CLASSES:
+        assert rows[str(sr_class)] == [str(t) for t in negotiation.UNCOMPRESSED]
 
 
 @pytest.mark.parametrize("role", ["User of Service (SCU)", "Provider of Service (SCP)"])
@@ -103,7 +103,7 @@ def test_overview_agrees_with_the_detailed_tables(role: str) -> None:
     rows = [r for r in table("overview") if UID_RE.match(r["SOP Class UID"])]
     yes = {r["SOP Class UID"] for r in rows if r[role] == "Yes"}
     if role.endswith("(SCU)"):
-        assert yes == {str(sop.SECONDARY_CAPTURE), *map(str, scu.SR_CLASSES)}
+        assert yes == {str(sop.SECONDARY_CAPTURE), *map(str, negotiation.SR_CLASSES)}
     else:
         assert yes == {"1.2.840.10008.1.1", *map(str, sop.ECG_INPUT_SOP_CLASSES)}
         accepted = {r["SOP Class UID"] for r in rows if r[role] == "Accepted, not processed"}

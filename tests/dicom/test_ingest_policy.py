@@ -38,6 +38,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    UID,
     ExplicitVRLittleEndian,
     HTJ2KLossless,
     generate_uid,
@@ -45,19 +46,19 @@ from pydicom.uid import (
 from pynetdicom import AE
 
 from conftest import DICOM_ECG_DIR, ECG_IMAGES_DIR, copies_with_new_uids
+from ecg_dicom.pages.dispatch import page_from_dataset
 from ecg_dicom.sop import (
     GENERAL_32BIT_ECG,
     HEMODYNAMIC_WAVEFORM,
     SECONDARY_CAPTURE,
 )
-from ecg_dicom.pages.dispatch import page_from_dataset
 from peers import require_tool, run_storescp
 from serve_proc import ServeProcess, run_tool
 
 pytestmark = pytest.mark.integration
 
-KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"
-COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+KEY_OBJECT_SELECTION = UID("1.2.840.10008.5.1.4.1.1.88.59")
+COMPREHENSIVE_3D_SR = UID("1.2.840.10008.5.1.4.1.1.88.34")
 MAC55 = DICOM_ECG_DIR / "ge-mac55" / "ecg.dcm"
 OTHER_AI = ("Other AI Inc", "CardioNet 2")
 
@@ -71,7 +72,7 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
-def _new_object(source: Dataset, sop_class: str, modality: str) -> Dataset:
+def _new_object(source: Dataset, sop_class: UID, modality: str) -> Dataset:
     """An instance of ``sop_class`` in the study and for the patient of ``source``."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -134,7 +135,9 @@ def key_object(source: Dataset) -> Dataset:
 def _print_out() -> np.ndarray:
     """A real ECG print-out (RGB) of the Mendeley set."""
     path = min((ECG_IMAGES_DIR / "normal").glob("*.jpg"))
-    return np.ascontiguousarray(cv2.imread(str(path))[:, :, ::-1])
+    picture = cv2.imread(str(path))
+    assert picture is not None, path
+    return np.ascontiguousarray(picture[:, :, ::-1])
 
 
 def _secondary_capture(source: Dataset, rgb: np.ndarray) -> Dataset:
@@ -330,8 +333,8 @@ def test_refuse_answers_a_failure_and_records_nothing(tmp_path: Path) -> None:
         answers = send(proc, sr, ct, ai, args=("--no-halt",))
         assert answers[:2] == ["Refused: SOPClassNotSupported"] * 2, answers
         assert re.fullmatch(r"(Error|Failed): .*", answers[2]), answers
-        log = run_tool("storescu", "-d", "-R", "-aec", "ECGDICOM", "127.0.0.1", str(proc.dicom_port),
-                       str(sr)).stderr
+        log = run_tool("storescu", "-d", "-R", "-aec", "ECGDICOM", "127.0.0.1",
+                       str(proc.dicom_port), str(sr)).stderr
         assert "Comprehensive 3D SR Storage is not an ECG input" in log  # Error Comment
         assert proc.jobs() == []
         assert list((proc.spool_dir / "tmp").iterdir()) == []

@@ -14,7 +14,7 @@ import pytest
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from conftest import ECG_IMAGES_DIR
 from ecg_dicom.config import Settings
@@ -44,12 +44,15 @@ PROCESSING_EQUIPMENT = ("109102", "DCM", "Processing Equipment")
 
 def capture(tmp_path: Path, *, uid: str | None = None, manufacturer: str = "Scanner Co",
             burned_in: str | None = None, equipment: list[Dataset] | None = None) -> Path:
-    page = cv2.imread(str(min((ECG_IMAGES_DIR / "normal").glob("*.jpg"))))[:200, :300, ::-1]
+    picture = cv2.imread(str(min((ECG_IMAGES_DIR / "normal").glob("*.jpg"))))
+    assert picture is not None
+    page = picture[:200, :300, ::-1]
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid or generate_uid()
+    instance = UID(uid) if uid else generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = instance
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.Modality, ds.Manufacturer = "OT", manufacturer
     if burned_in is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from conftest import real_ecg_paths
 from ecg_dicom.dicom.scan import HeaderError, read_header, scan_header
@@ -34,11 +34,13 @@ def test_scan_matches_pydicom_on_real_ecgs(path: Path) -> None:
 
 @pytest.mark.parametrize("name", PYDICOM_FILES)
 def test_scan_matches_pydicom_on_other_encodings(name: str) -> None:
-    assert_same_as_pydicom(Path(get_testdata_file(name)))
+    found = get_testdata_file(name)
+    assert isinstance(found, str), name
+    assert_same_as_pydicom(Path(found))
 
 
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
-def test_undefined_length_sequences_are_skipped(tmp_path: Path, syntax: str) -> None:
+def test_undefined_length_sequences_are_skipped(tmp_path: Path, syntax: UID) -> None:
     ds = pydicom.dcmread(real_ecg_paths()[-1])
     for seq in (ds.WaveformSequence, ds.WaveformAnnotationSequence):
         seq.is_undefined_length = True

@@ -15,18 +15,20 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom import Dataset, examples
-from pydicom.uid import SecondaryCaptureImageStorage
+from pydicom.uid import CTImageStorage, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage
+from pynetdicom.dimse_primitives import C_STORE
 
 from ecg_dicom.config import Destination, Settings
-from ecg_dicom.dicom.scu import destinations_for, send_outputs, sr_fits_class, stow_outputs
+from ecg_dicom.dicom.negotiation import sr_fits_class
+from ecg_dicom.dicom.scu import destinations_for, send_outputs
+from ecg_dicom.dicom.stow import stow_outputs
 from ecg_dicom.errors import DeliveryError
 from ecg_dicom.pages.dispatch import page_from_dataset
 from ecg_dicom.records import Classification, Detection, Outputs
@@ -56,7 +58,9 @@ def _datasets(outputs: Outputs) -> list[Dataset]:
     return [outputs.sc, outputs.sr]  # type: ignore[list-item]
 
 
-def _send(outputs: Outputs, port: int, ae_title: str = "STORESCP", timeout: float = TIMEOUT) -> None:
+def _send(
+    outputs: Outputs, port: int, ae_title: str = "STORESCP", timeout: float = TIMEOUT
+) -> None:
     send_outputs(_datasets(outputs), Destination(ae_title=ae_title, host=LOOPBACK, port=port),
                  calling_ae="ECGDICOM", timeout=timeout)
 
@@ -199,7 +203,7 @@ def status_scp() -> Iterator[tuple[int, dict[str, Any]]]:
     state: dict[str, Any] = {"status": 0x0000, "received": []}
 
     def on_store(event: evt.Event) -> int:
-        state["received"].append(event.request.AffectedSOPInstanceUID)
+        state["received"].append(cast(C_STORE, event.request).AffectedSOPInstanceUID)
         return int(state["status"])
 
     ae = AE(ae_title="STATUSSCP")
@@ -208,6 +212,7 @@ def status_scp() -> Iterator[tuple[int, dict[str, Any]]]:
     port = free_port()
     server = ae.start_server((LOOPBACK, port), block=False,
                              evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert server is not None
     try:
         wait_for_port(LOOPBACK, port, 10)
         yield port, state
@@ -256,6 +261,7 @@ def test_unsupported_sop_classes_are_permanent(outputs: Outputs) -> None:
     ae.add_supported_context(CTImageStorage)
     port = free_port()
     server = ae.start_server((LOOPBACK, port), block=False)
+    assert server is not None
     try:
         wait_for_port(LOOPBACK, port, 10)
         with pytest.raises(DeliveryError) as info:
@@ -391,7 +397,7 @@ def _parts(content_type: str, body: bytes) -> list[Dataset]:
     )
     parts = list(message.iter_parts())
     assert all(p.get_content_type() == "application/dicom" for p in parts)
-    return [pydicom.dcmread(BytesIO(p.get_payload(decode=True))) for p in parts]
+    return [pydicom.dcmread(BytesIO(cast(bytes, p.get_payload(decode=True)))) for p in parts]
 
 
 def test_stow_sends_multipart_sc_then_sr(outputs: Outputs, stow_server: tuple[str, Any]) -> None:
@@ -399,7 +405,8 @@ def test_stow_sends_multipart_sc_then_sr(outputs: Outputs, stow_server: tuple[st
     stow_outputs(_datasets(outputs), url, timeout=TIMEOUT)
     ((path, content_type, body),) = handler.requests
     assert path == "/dicom-web/studies"
-    assert content_type.startswith("multipart/related") and 'type="application/dicom"' in content_type
+    assert content_type.startswith("multipart/related")
+    assert 'type="application/dicom"' in content_type
     received = _parts(content_type, body)
     assert [d.SOPInstanceUID for d in received] == [
         outputs.sc.SOPInstanceUID, outputs.sr.SOPInstanceUID]  # type: ignore[attr-defined]
