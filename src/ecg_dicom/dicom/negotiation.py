@@ -8,7 +8,8 @@ SCP picks among proposed presentation contexts).
   its own derived SOP Instance UID (:func:`ecg_dicom.results.uids.sr_uid_for_class`);
 * the SC in its own (compressed, lossless) transfer syntax, else Deflated Explicit
   VR Little Endian, else uncompressed: decompressed for a peer that takes nothing
-  else, never re-compressed lossily.
+  else (:func:`ecg_dicom.results.sc_for_transfer_syntax`, the same instance),
+  never re-compressed lossily.
 
 :func:`as_accepted` says what is sent (:class:`SentObject`), so the job records a
 fallback.
@@ -21,7 +22,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (
     UID,
     Comprehensive3DSRStorage,
@@ -34,7 +34,7 @@ from pydicom.uid import (
 from pynetdicom import AE
 
 from ecg_dicom.errors import DeliveryError
-from ecg_dicom.results.uids import sr_uid_for_class
+from ecg_dicom.results import sc_for_transfer_syntax, sr_uid_for_class, syntax_of
 from ecg_dicom.sop import SR_MODALITY
 
 #: SR storage classes in order of preference (PS3.4 B.5): the SR is built as the first.
@@ -100,33 +100,6 @@ def sr_as_class(ds: Dataset, sop_class_uid: str, uid_root: str) -> Dataset:
     return out
 
 
-def in_transfer_syntax(ds: Dataset, transfer_syntax: UID) -> Dataset:
-    """A copy of an image in another lossless transfer syntax: decompressed (to Explicit
-    VR Little Endian, then re-labelled when Implicit or Deflated is asked for)."""
-    own = syntax_of(ds)
-    if own == transfer_syntax:
-        return ds
-    out = copy.deepcopy(ds)
-    if own.is_compressed:
-        # pydicom 3: native pixels, Explicit VR Little Endian.  The same instance (H3):
-        # pydicom would otherwise give it a new SOP Instance UID, and the SR would
-        # reference an SC the PACS never receives.
-        out.decompress(generate_instance_uid=False)
-    if getattr(out, "file_meta", None) is None:
-        out.file_meta = FileMetaDataset()
-    out.file_meta.TransferSyntaxUID = transfer_syntax
-    return out
-
-
-def syntax_of(ds: Dataset) -> UID:
-    """The transfer syntax a built or read object is encoded in (Explicit VR Little
-    Endian when it has no File Meta Information yet)."""
-    meta = getattr(ds, "file_meta", None)
-    if not meta:
-        return ExplicitVRLittleEndian
-    return UID(meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
-
-
 def image_syntaxes(ds: Dataset) -> list[UID]:
     """The transfer syntaxes an image is offered in, in order of preference."""
     return list(dict.fromkeys([syntax_of(ds), DeflatedExplicitVRLittleEndian, *UNCOMPRESSED]))
@@ -134,8 +107,7 @@ def image_syntaxes(ds: Dataset) -> list[UID]:
 
 def _other_sr_syntaxes(ds: Dataset) -> list[UID]:
     """An SR of a class not in SR_CLASSES: its own syntax, then uncompressed."""
-    own = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    return list(dict.fromkeys([*([UID(own)] if own else []), *UNCOMPRESSED]))
+    return list(dict.fromkeys([syntax_of(ds), *UNCOMPRESSED]))
 
 
 def _is_sr(ds: Dataset) -> bool:
@@ -198,7 +170,8 @@ def as_accepted(
     own = syntax_of(ds)
     for syntax in image_syntaxes(ds):
         if (ds.SOPClassUID, syntax) in accepted:
-            out = in_transfer_syntax(ds, syntax)
+            # A lossless change of syntax keeps the SOP Instance UID: the SR references it.
+            out = ds if syntax == own else sc_for_transfer_syntax(ds, syntax)
             fallback = "" if syntax == own else f"the peer does not accept {own.name}"
             return out, SentObject.of(out, syntax, fallback)
     raise DeliveryError(

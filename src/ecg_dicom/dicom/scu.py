@@ -17,7 +17,7 @@ C-STORE status 0xA9xx, 0xCxxx, 0x01xx and any other failure no
 
 (STOW-RS: :mod:`ecg_dicom.dicom.stow`.)  C-STORE warnings (0xB000, 0xB006, 0xB007:
 PS3.4 B.2.3) are successes: the peer stored the object.  Objects are sent in
-:func:`~ecg_dicom.results.files.sending_order` (the SR references the SC; IHE AIR
+:func:`~ecg_dicom.results.sending_order` (the SR references the SC; IHE AIR
 orders them so), on one association.  What is proposed, and the form each object
 is sent in: :mod:`ecg_dicom.dicom.negotiation`.  :func:`send_outputs` returns what
 was sent (:class:`~ecg_dicom.dicom.negotiation.SentObject`), so the job records a
@@ -40,7 +40,7 @@ from ecg_dicom.config import Destination, Settings
 from ecg_dicom.dicom.association import RejectResult
 from ecg_dicom.dicom.negotiation import SentObject, as_accepted, propose
 from ecg_dicom.errors import DeliveryError, is_transient_status
-from ecg_dicom.results.files import sending_order
+from ecg_dicom.results import sending_order
 
 # The logger keeps its v0.1 name: log consumers filter on it (docs/architecture.md).
 log = logging.getLogger("ecg_dicom.scu")

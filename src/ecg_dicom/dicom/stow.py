@@ -25,7 +25,7 @@ import httpx
 from pydicom import Dataset
 
 from ecg_dicom.errors import DeliveryError, StoreStatus, is_transient_status
-from ecg_dicom.results.files import encode_part10, sending_order
+from ecg_dicom.results import encode_part10, sending_order
 
 # The logger keeps its v0.1 name: log consumers filter on it (docs/architecture.md).
 log = logging.getLogger("ecg_dicom.scu")
