@@ -7,20 +7,20 @@ training pages in ``../shared/data/ecg-images`` (provenance: tests/README.md).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 from PIL import Image
 from pydicom import examples
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from ecg_dicom.pages.multiplex import lead_name
+from ecg_dicom.records import STANDARD_LEADS
 from ecg_dicom.sop import (
     AMBULATORY_ECG,
     ENCAPSULATED_PDF,
@@ -28,7 +28,7 @@ from ecg_dicom.sop import (
     HEMODYNAMIC_WAVEFORM,
     SECONDARY_CAPTURE,
 )
-from ecg_dicom.pages.waveform import lead_name
+from peers import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -46,7 +46,8 @@ REAL_GEOMETRY: dict[str, tuple[float, float]] = {
     "pydicom-waveform": (1000.0, 10.0),
 }
 TRAINING_PAGES = sorted((SHARED_DATA / "ecg-images").glob("*/*.jpg"))
-STANDARD = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+#: The real GE MAC55 recording: the file most variants are made from.
+MAC55 = "ge-mac55"
 
 
 def read_real(name: str) -> Dataset:
@@ -59,14 +60,6 @@ def roundtrip(ds: Dataset) -> Dataset:
     buf = BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return pydicom.dcmread(BytesIO(buf.getvalue()))
-
-
-def require_tool(name: str) -> str:
-    """Path of a dcmtk tool; the test FAILS (not skips) when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} (dcmtk) is required by this test and is not installed")
-    return path
 
 
 def dcmtk(tool: str, args: list[str], ds: Dataset, tmp_path: Path) -> Dataset:
@@ -176,6 +169,14 @@ def recode(ds: Dataset, raw: np.ndarray, interpretation: str, bits: int, *,
     return roundtrip(ds)
 
 
+def with_rhythm_samples(ds: Dataset, raw: np.ndarray) -> Dataset:
+    """``ds`` with its rhythm group's samples replaced (same SS encoding)."""
+    group = ds.WaveformSequence[0]
+    group.NumberOfWaveformSamples = raw.shape[1]
+    group.WaveformData = np.ascontiguousarray(raw.T).astype("<i2").tobytes()
+    return roundtrip(ds)
+
+
 def code_item(value: str, scheme: str, meaning: str) -> Dataset:
     item = Dataset()
     item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
@@ -187,7 +188,7 @@ def general_ecg(leads: tuple[str, ...] = ("I", "II", "III")) -> Dataset:
     ds = read_real("pydicom-waveform")
     del ds.WaveformSequence[1]
     group = ds.WaveformSequence[0]
-    keep = [STANDARD.index(name) for name in leads]
+    keep = [STANDARD_LEADS.index(name) for name in leads]
     raw = raw_reference(ds)[keep]
     group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in keep])
     for channel in group.ChannelDefinitionSequence:
@@ -208,7 +209,8 @@ def ambulatory_ecg(seconds: int = 60) -> Dataset:
     raw = raw_reference(ds)[[1, 10], ::5]  # 1000 Hz -> 200 Hz
     raw = np.tile(raw, (1, seconds // 10))
     raw = np.clip(np.round(raw / 32.0), -128, 127)  # 40 µV steps
-    group.ChannelDefinitionSequence = Sequence([group.ChannelDefinitionSequence[i] for i in (1, 10)])
+    channels = group.ChannelDefinitionSequence
+    group.ChannelDefinitionSequence = Sequence([channels[i] for i in (1, 10)])
     group.NumberOfWaveformChannels, group.NumberOfWaveformSamples = 2, raw.shape[1]
     group.SamplingFrequency = 200
     group.MultiplexGroupLabel = "HOLTER"

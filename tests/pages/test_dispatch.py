@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset
 
 from ecg_dicom.errors import (
     InputError,
@@ -20,12 +20,15 @@ from ecg_dicom.errors import (
     NotInterpretableError,
     UnsupportedInputError,
 )
+from ecg_dicom.pages import dispatch
 from ecg_dicom.pages.dispatch import page_from_dataset, page_from_file
-from ecg_dicom.pages.render import PX_PER_MM, render_page
+from ecg_dicom.pages.layout import PX_PER_MM
+from ecg_dicom.pages.render import render_page
 from ecg_dicom.pages.waveform import load_waveform
+from ecg_dicom.records import STANDARD_LEADS as STANDARD
+from ecg_dicom.records import Signals
 from variants import (
     REAL_ECGS,
-    STANDARD,
     ambulatory_ecg,
     encapsulated_pdf,
     general_ecg,
@@ -95,13 +98,38 @@ def test_malformed_waveform_through_the_dispatch() -> None:
         page_from_dataset(ds)
 
 
-def test_unexpected_exceptions_are_wrapped() -> None:
+def test_a_malformed_value_read_late_is_an_input_error() -> None:
     ds = read_real("ge-mac55")
     with pytest.warns(UserWarning):  # pydicom lets a str into the UL element
         ds.WaveformSequence[0].NumberOfWaveformSamples = "many"
     with pytest.raises(InputError, match="ValueError while reading the instance") as caught:
         page_from_dataset(ds)
     assert isinstance(caught.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("bug", [
+    ZeroDivisionError("float division by zero"),
+    AttributeError("'Signals' object has no attribute 'lead'"),
+    TypeError("unsupported operand type(s) for *: 'NoneType' and 'float'"),
+    RuntimeError("a bug"),
+])
+def test_an_unexpected_exception_is_a_bug_not_bad_input(
+    bug: Exception, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bug propagates as itself (the worker retries and logs its traceback): it is
+    never turned into a permanent InputError that reads like a bad file."""
+    def broken(ds: Dataset) -> Signals:
+        raise bug
+
+    monkeypatch.setattr(dispatch, "load_waveform", broken)
+    with pytest.raises(type(bug)) as caught:
+        page_from_dataset(read_real("ge-mac55"))
+    assert caught.value is bug and not isinstance(caught.value, InputError)
+    path = tmp_path / "ecg.dcm"
+    read_real("ge-mac55").save_as(path, enforce_file_format=True)
+    with pytest.raises(type(bug)) as caught:
+        page_from_file(path)
+    assert caught.value is bug and not isinstance(caught.value, InputError)
 
 
 @pytest.mark.parametrize("cut", [0.3, 0.6, 0.95])

@@ -30,13 +30,6 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from ecg_dicom.sop import (
-    COMPRESSED_TRANSFER_SYNTAXES,
-    MULTIFRAME_GRAYSCALE_WORD_SC,
-    MULTIFRAME_SINGLE_BIT_SC,
-    MULTIFRAME_TRUE_COLOR_SC,
-    VL_PHOTOGRAPHIC,
-)
 from ecg_dicom.errors import InputError, UnsupportedInputError
 from ecg_dicom.pages.images import (
     PDF_WIDTH_PX,
@@ -47,6 +40,13 @@ from ecg_dicom.pages.images import (
 )
 from ecg_dicom.pages.render import render_page
 from ecg_dicom.pages.waveform import load_waveform
+from ecg_dicom.sop import (
+    COMPRESSED_TRANSFER_SYNTAXES,
+    MULTIFRAME_GRAYSCALE_WORD_SC,
+    MULTIFRAME_SINGLE_BIT_SC,
+    MULTIFRAME_TRUE_COLOR_SC,
+    VL_PHOTOGRAPHIC,
+)
 from peers import require_tool
 from variants import (
     dcmtk,
@@ -259,7 +259,9 @@ def test_corrupt_jpeg_stream(picture: np.ndarray, tmp_path: Path) -> None:
     ({"PhotometricInterpretation": "HSV"}, UnsupportedInputError, "Photometric Interpretation"),
     ({"Rows": 0}, InputError, "Rows is missing or zero"),
 ])
-def test_unusable_image_attributes(change: dict, kind: type, words: str, picture: np.ndarray) -> None:  # type: ignore[type-arg]
+def test_unusable_image_attributes(
+    change: dict, kind: type, words: str, picture: np.ndarray  # type: ignore[type-arg]
+) -> None:
     ds = secondary_capture(picture)
     for key, value in change.items():
         if value is None:

@@ -14,12 +14,13 @@ import cv2
 import numpy as np
 import pytest
 
-from ecg_dicom.pages.render import PX_PER_MM, render_page, write_page_png
+from ecg_dicom.pages.layout import PX_PER_MM
+from ecg_dicom.pages.render import render_page, write_page_png
 from ecg_dicom.pages.waveform import load_waveform
+from ecg_dicom.records import STANDARD_LEADS as STANDARD
 from ecg_dicom.records import Page, Signals
 from variants import (
     REAL_ECGS,
-    STANDARD,
     ambulatory_ecg,
     general_ecg,
     grid_px_per_mm,
@@ -48,6 +49,7 @@ def row_baselines(page: Page) -> list[float]:
     """Row baselines measured on the ink of the calibration pulses' flat lead-in (x=71)."""
     g = grey(page)
     column = g[:, 71]
+    assert page.frame is not None
     y0, y1 = int(page.frame[1]) + 3, int(page.frame[3]) - 3  # header text is above the frame
     ys = np.nonzero(column[y0:y1] < 128)[0] + y0
     runs = np.split(ys, np.nonzero(np.diff(ys) > 3)[0] + 1)
@@ -96,7 +98,8 @@ def test_lead_order_and_regions(name: str, real_pages: dict) -> None:  # type: i
         assert region.x1 - region.x0 == pytest.approx((region.t1 - region.t0) * SPEED_PX_S)
     strip = page.regions[12]
     assert (strip.t0, strip.t1) == pytest.approx((0.0, 10.0), abs=1.0 / signals.sampling_frequency)
-    assert strip.x1 - strip.x0 == pytest.approx(10.0 * SPEED_PX_S, abs=SPEED_PX_S / signals.sampling_frequency)
+    assert strip.x1 - strip.x0 == pytest.approx(
+        10.0 * SPEED_PX_S, abs=SPEED_PX_S / signals.sampling_frequency)
     x0, y0, x1, y1 = page.frame
     assert all(x0 <= r.x0 < r.x1 <= x1 and y0 <= r.y0 < r.y1 <= y1 for r in page.regions)
 
@@ -175,6 +178,7 @@ def test_more_than_twelve_leads_keep_the_block_and_add_rows() -> None:
     assert tuple(leads[:12]) == PRINT_ORDER[:12]
     assert leads[12:] == ["V3R", "V4R", "V7", "II"]
     assert len(row_baselines(page)) == 5
+    assert page.frame is not None
     _x0, y0, _x1, y1 = page.frame
     assert all(y0 <= r.y0 < r.y1 <= y1 for r in page.regions)
 
@@ -197,7 +201,9 @@ def test_write_page_png_round_trips(tmp_path: Path, real_pages: dict) -> None:  
     _, page = real_pages["pydicom-waveform"]
     target = tmp_path / "page.png"
     write_page_png(page, target)
-    back = cv2.cvtColor(cv2.imread(str(target)), cv2.COLOR_BGR2RGB)
+    written = cv2.imread(str(target))
+    assert written is not None
+    back = cv2.cvtColor(written, cv2.COLOR_BGR2RGB)
     assert np.array_equal(back, page.image)
     with pytest.raises(OSError):
         write_page_png(page, tmp_path / "missing-dir" / "page.png")

@@ -2,36 +2,34 @@
 
 The one dispatch the service and the CLI call.  By SOP Class UID (PS3.4
 Annex B): the waveform classes are loaded (:mod:`ecg_dicom.pages.waveform`) and
-rendered (:mod:`ecg_dicom.pages.render`); a Hemodynamic Waveform whatever its Modality
-(0008,0060) (cath-lab systems send ECG, HD or others), as long as one of its
-channels is an ECG lead, else :class:`~ecg_dicom.errors.NotAnEcgError` (the
-worker skips the job); image classes and Encapsulated PDF go through
-:mod:`ecg_dicom.pages.images`.
+made the page the model reads (:mod:`ecg_dicom.pages.quality`); a Hemodynamic
+Waveform whatever its Modality (0008,0060) (cath-lab systems send ECG, HD or
+others), as long as one of its channels is an ECG lead, else
+:class:`~ecg_dicom.errors.NotAnEcgError` (the worker skips the job); image
+classes and Encapsulated PDF go through :mod:`ecg_dicom.pages.images`.
 
-Whatever goes wrong with an input surfaces as :class:`InputError` (or its
-subclass :class:`UnsupportedInputError`) with a message naming what is
-wrong, never as a pydicom/numpy exception, so a job can fail with that reason
-and the next ECG is processed normally.
+What is wrong with an input surfaces as :class:`InputError` (or a subclass)
+with a message naming what is wrong, so a job fails with that reason and the
+next ECG is processed normally.  pydicom converts a value when it is first
+read, so a malformed one raises deep inside the readers: the exceptions that
+mean that (:data:`MALFORMED_VALUE_ERRORS`) become InputError.  Any other
+exception is a bug and propagates as it is: the worker retries the job and
+logs its traceback.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
-from ecg_dicom.sop import (
-    DOCUMENT_SOP_CLASSES,
-    HEMODYNAMIC_WAVEFORM,
-    IMAGE_SOP_CLASSES,
-    WAVEFORM_SOP_CLASSES,
-)
 from ecg_dicom.errors import (
     EcgDicomError,
     InputError,
-    NotAnEcgError,
     NotInterpretableError,
     UnsupportedInputError,
 )
@@ -41,9 +39,22 @@ from ecg_dicom.pages.images import (
     page_from_pdf_bytes,
     page_from_pdf_dataset,
 )
-from ecg_dicom.pages.render import interpretable_page
-from ecg_dicom.pages.waveform import load_waveform, read_groups
+from ecg_dicom.pages.quality import interpretable_page
+from ecg_dicom.pages.waveform import load_waveform
 from ecg_dicom.records import Page
+from ecg_dicom.sop import DOCUMENT_SOP_CLASSES, IMAGE_SOP_CLASSES, WAVEFORM_SOP_CLASSES
+
+#: What pydicom (and numpy on its values) raise for a malformed or truncated value
+#: read lazily: a string where a number belongs (ValueError, UnicodeDecodeError
+#: included), a value too large (OverflowError), fewer items or bytes than the
+#: standard says (IndexError, KeyError, struct.error, EOFError).  Bad input, not bugs.
+MALFORMED_VALUE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError, OverflowError, IndexError, KeyError, struct.error, EOFError,
+)
+#: ... and what reading a file adds: an unreadable file, bytes pydicom cannot parse.
+_UNREADABLE_FILE_ERRORS: tuple[type[Exception], ...] = (
+    OSError, InvalidDicomError, *MALFORMED_VALUE_ERRORS,
+)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -53,36 +64,17 @@ def page_from_waveform_dataset(ds: Dataset) -> Page:
     """A waveform data set -> the rendered 12-lead page the model reads.
 
     Raises :class:`~ecg_dicom.errors.NotInterpretableError` (with the page to show)
-    for a signal the model cannot interpret (see render.interpretable_page)."""
+    for a signal the model cannot interpret (see quality.interpretable_page) and
+    :class:`~ecg_dicom.errors.NotAnEcgError` for a Hemodynamic Waveform without an
+    ECG lead (waveform.require_ecg_lead)."""
     return interpretable_page(load_waveform(ds))
-
-
-def page_from_hemodynamic_dataset(ds: Dataset) -> Page:
-    """A Hemodynamic Waveform (PS3.3 A.36) -> the page of its ECG leads.
-
-    Its Modality is not a criterion (cath-lab systems write ECG, HD or others):
-    its channels are.  When no channel of any multiplex group is an ECG lead in
-    volts (only pressures, respiration...), :class:`NotAnEcgError` says so: the
-    object is not an ECG, nothing is wrong with it.
-    """
-    groups = read_groups(ds)
-    if not any(any(group.ecg) for group in groups):
-        channels = ", ".join(dict.fromkeys(lead for g in groups for lead in g.leads)) or "none"
-        modality = str(ds.get("Modality", "") or "").strip() or "absent"
-        raise NotAnEcgError(
-            f"Hemodynamic Waveform (Modality {modality}) has no ECG lead among its channels "
-            f"({channels}): not an ECG"
-        )
-    return page_from_waveform_dataset(ds)
 
 
 def _dispatch(ds: Dataset) -> Callable[[Dataset], Page]:
     sop_class = ds.get("SOPClassUID")
     if not sop_class:
         raise InputError("SOP Class UID (0008,0016) is missing: not a composite instance")
-    if sop_class == HEMODYNAMIC_WAVEFORM:
-        return page_from_hemodynamic_dataset
-    if sop_class in WAVEFORM_SOP_CLASSES:
+    if sop_class in WAVEFORM_SOP_CLASSES:  # Hemodynamic included
         return page_from_waveform_dataset
     if sop_class in IMAGE_SOP_CLASSES:
         return page_from_image_dataset
@@ -100,14 +92,15 @@ def page_from_dataset(ds: Dataset) -> Page:
 
     Raises :class:`UnsupportedInputError` for classes we do not read,
     :class:`NotAnEcgError` for a Hemodynamic object without ECG leads and
-    :class:`InputError` for anything malformed; every other exception is
-    wrapped into InputError.
+    :class:`InputError` for anything malformed, a malformed value that pydicom
+    only converts when it is read (:data:`MALFORMED_VALUE_ERRORS`) included.
+    Any other exception is a bug: it propagates unchanged, with its traceback.
     """
     try:
         return _dispatch(ds)(ds)
     except EcgDicomError:
         raise
-    except Exception as exc:  # a malformed attribute deep inside pydicom/numpy
+    except MALFORMED_VALUE_ERRORS as exc:  # a malformed attribute deep inside pydicom/numpy
         raise InputError(f"{type(exc).__name__} while reading the instance: {exc}") from exc
 
 
@@ -115,7 +108,7 @@ def _read_dicom(data_path: Path) -> Dataset:
     """Read a Part 10 file, or a bare data set without preamble (force)."""
     try:
         return pydicom.dcmread(data_path, force=True)
-    except Exception as exc:  # pydicom's parser raises many types on garbage
+    except _UNREADABLE_FILE_ERRORS as exc:  # garbage bytes
         raise InputError(
             f"{data_path} is not a readable DICOM file (truncated or corrupt): {exc}"
         ) from exc
@@ -143,9 +136,7 @@ def page_from_file(path: Path) -> Page:
     if head.lstrip(b"\x00\r\n\t ").startswith(b"%PDF"):
         try:
             return page_from_pdf_bytes(path.read_bytes())
-        except EcgDicomError:
-            raise
-        except Exception as exc:
+        except OSError as exc:
             raise InputError(f"{path}: {exc}") from exc
     ds = _read_dicom(path)
     try:
@@ -156,5 +147,5 @@ def page_from_file(path: Path) -> Page:
         raise  # a result, not a failure: its reason, header and page stay as they are
     except EcgDicomError as exc:
         raise type(exc)(f"{path}: {exc}") from exc
-    except Exception as exc:  # deferred reads of a truncated file
+    except _UNREADABLE_FILE_ERRORS as exc:  # deferred reads of a truncated file
         raise InputError(f"{path}: {type(exc).__name__}: {exc}") from exc

@@ -8,15 +8,11 @@ study and acquisition attributes and from the Waveform Annotation Sequence
 from __future__ import annotations
 
 import unicodedata
-from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from ecg_dicom.sop import HEMODYNAMIC_WAVEFORM
-
-if TYPE_CHECKING:
-    from ecg_dicom.pages.waveform import MultiplexGroup
+from ecg_dicom.pages.multiplex import MultiplexGroup
 
 
 def ascii_text(value: object) -> str:
@@ -81,8 +77,13 @@ def annotation_lines(ds: Dataset) -> tuple[str, ...]:
     return tuple(lines + statements)
 
 
-def header_lines(ds: Dataset, group: MultiplexGroup, n_leads: int) -> tuple[str, ...]:
-    """Header lines for the page: patient, acquisition, settings, then the cart's output."""
+def header_lines(
+    ds: Dataset, group: MultiplexGroup, n_leads: int, *, hemodynamic: bool
+) -> tuple[str, ...]:
+    """Header lines for the page: patient, acquisition, settings, then the cart's output.
+
+    ``hemodynamic``: the object is a Hemodynamic Waveform, of which only the ECG
+    channels are drawn (the page says so)."""
     def joined(*parts: str) -> str:
         return "  ".join(p for p in parts if p and not p.endswith(": "))
 
@@ -101,6 +102,6 @@ def header_lines(ds: Dataset, group: MultiplexGroup, n_leads: int) -> tuple[str,
         joined("25 mm/s", "10 mm/mV", f"{group.sampling_frequency:g} Hz",
                f"{group.duration:.1f} s", f"{n_leads} leads", _filters(ds, group)),
     ]
-    if ds.get("SOPClassUID") == HEMODYNAMIC_WAVEFORM:
+    if hemodynamic:
         lines.append("Hemodynamic waveform: ECG channels only")
     return tuple(lines) + annotation_lines(ds)

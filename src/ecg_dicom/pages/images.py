@@ -22,17 +22,16 @@ with OpenCV.  Pages from pictures have no known scale (``px_per_mm`` None).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pypdfium2 as pdfium
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.uid import UID
 
-from ecg_dicom.sop import COMPRESSED_TRANSFER_SYNTAXES, NATIVE_TRANSFER_SYNTAXES
 from ecg_dicom.errors import InputError, UnsupportedInputError
 from ecg_dicom.records import Page
+from ecg_dicom.sop import COMPRESSED_TRANSFER_SYNTAXES, NATIVE_TRANSFER_SYNTAXES
 
 #: Width of a rendered PDF page, px (the training pages' width).
 PDF_WIDTH_PX = 1600
@@ -42,12 +41,16 @@ _PHOTOMETRIC = {
 }
 
 
+def _transfer_syntax(ds: Dataset) -> UID | None:
+    meta = getattr(ds, "file_meta", None)
+    return meta.get("TransferSyntaxUID") if meta is not None else None
+
+
 def _check_image_attributes(ds: Dataset) -> None:
     """Refuse what the pixel pipeline cannot turn into a page, naming the attribute."""
     if "PixelData" not in ds:
         raise InputError("Pixel Data (7FE0,0010) is missing: no image")
-    meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    syntax = _transfer_syntax(ds)
     if syntax is not None and syntax not in NATIVE_TRANSFER_SYNTAXES + COMPRESSED_TRANSFER_SYNTAXES:
         raise UnsupportedInputError(
             f"Transfer Syntax UID (0002,0010) {syntax} ({getattr(syntax, 'name', '?')}) is not "
@@ -87,7 +90,10 @@ def _window(values: np.ndarray, ds: Dataset) -> np.ndarray:
         return np.clip(out * 255.0, 0, 255)
     if ds.get("VOILUTSequence"):
         # the LUT's output range is 0 .. 2^n - 1, n = LUT Descriptor[2] (PS3.3 C.11.2.1.1)
-        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        descriptor = ds.VOILUTSequence[0].get("LUTDescriptor")
+        if descriptor is None or len(descriptor) != 3:
+            raise InputError("LUT Descriptor (0028,3002) of the VOI LUT Sequence is not 3 values")
+        bits = int(descriptor[2])
         data = apply_voi_lut(values, ds).astype(np.float64)
         return np.clip(data * (255.0 / ((1 << bits) - 1)), 0, 255)
     if int(ds.get("BitsStored", 8)) <= 8 and data.min() >= 0:
@@ -129,8 +135,7 @@ def rgb_from_pixels(values: np.ndarray, ds: Dataset, photometric: str) -> np.nda
 
 
 def _syntax_name(ds: Dataset) -> str:
-    meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    syntax = _transfer_syntax(ds)
     return f"{syntax.name}" if syntax is not None else "no transfer syntax"
 
 
@@ -195,8 +200,3 @@ def page_from_image_bytes(data: bytes, name: str = "image") -> Page:
     if image is None:
         raise InputError(f"{name} could not be decoded as PNG or JPEG (corrupt or truncated)")
     return Page(image=cv2.cvtColor(image, cv2.COLOR_BGR2RGB), source_kind="image")
-
-
-def page_from_image_file(path: Path) -> Page:
-    """A PNG or JPEG file -> RGB page."""
-    return page_from_image_bytes(path.read_bytes(), str(path))
