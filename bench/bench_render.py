@@ -20,6 +20,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -32,17 +33,17 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from pydicom import examples
 
-from ecg_dicom.pages.render import (
+from ecg_dicom.pages import (
     FRAME,
     PAGE_SIZE,
     PX_PER_MM,
-    _baselines,
+    load_waveform,
     plan_rows,
     px_per_microvolt,
     px_per_second,
     render_page,
+    row_baselines,
 )
-from ecg_dicom.pages.waveform import load_waveform
 from ecg_dicom.records import Signals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +60,10 @@ def matplotlib_page(signals: Signals) -> np.ndarray:
     ax.set_ylim(height, 0)
     ax.axis("off")
     x0, y0, x1, y1 = FRAME
-    minor = [((x, y0), (x, y1)) for x in np.arange(x0, x1, PX_PER_MM)]
+    Segment = tuple[tuple[float, float], tuple[float, float]]
+    minor: list[Segment] = [((x, y0), (x, y1)) for x in np.arange(x0, x1, PX_PER_MM)]
     minor += [((x0, y), (x1, y)) for y in np.arange(y0, y1, PX_PER_MM)]
-    major = [((x, y0), (x, y1)) for x in np.arange(x0, x1, 5 * PX_PER_MM)]
+    major: list[Segment] = [((x, y0), (x, y1)) for x in np.arange(x0, x1, 5 * PX_PER_MM)]
     major += [((x0, y), (x1, y)) for y in np.arange(y0, y1, 5 * PX_PER_MM)]
     ax.add_collection(LineCollection(minor, colors="#e4e4e4", linewidths=0.3))
     ax.add_collection(LineCollection(major, colors="#b4b4b4", linewidths=0.5))
@@ -70,7 +72,7 @@ def matplotlib_page(signals: Signals) -> np.ndarray:
     rows = plan_rows(signals.leads)
     fs = signals.sampling_frequency
     segments = []
-    for row, base in zip(rows, _baselines(len(rows))):
+    for row, base in zip(rows, row_baselines(len(rows)), strict=True):
         top = base - 1000 * px_per_microvolt()
         segments.append(np.array([(69, base), (75.5, base), (75.5, top), (88.5, top),
                                   (88.5, base), (94, base)]))
@@ -104,13 +106,17 @@ def main() -> None:
     args = parser.parse_args()
     files = {p.parent.name: p for p in sorted(DATA.glob("*/ecg.dcm"))}
     files["pydicom-waveform"] = Path(examples.get_path("waveform"))
-    rows = []
+    rows: list[dict[str, float | str]] = []
+    ours_ms: list[float] = []
+    theirs_ms: list[float] = []
     print(f"{'file':<20} {'ours ms':>8} {'(min)':>7} {'mpl ms':>8} {'(min)':>7} {'ratio':>6}")
     for name, path in files.items():
         signals = load_waveform(pydicom.dcmread(path))
-        ours_t = timings_ms(lambda s=signals: render_page(s), args.repeat)
-        theirs_t = timings_ms(lambda s=signals: matplotlib_page(s), max(5, args.repeat // 3))
+        ours_t = timings_ms(partial(render_page, signals), args.repeat)
+        theirs_t = timings_ms(partial(matplotlib_page, signals), max(5, args.repeat // 3))
         ours, theirs = statistics.median(ours_t), statistics.median(theirs_t)
+        ours_ms.append(round(ours, 2))
+        theirs_ms.append(round(theirs, 2))
         rows.append({"file": name, "fs_hz": signals.sampling_frequency,
                      "ours_ms": round(ours, 2), "ours_min_ms": round(min(ours_t), 2),
                      "matplotlib_ms": round(theirs, 2),
@@ -118,8 +124,8 @@ def main() -> None:
                      "ratio": round(theirs / ours, 2)})
         print(f"{name:<20} {ours:8.2f} {min(ours_t):7.2f} {theirs:8.2f} {min(theirs_t):7.2f}"
               f" {theirs / ours:6.1f}")
-    ours_all = statistics.median(r["ours_ms"] for r in rows)
-    theirs_all = statistics.median(r["matplotlib_ms"] for r in rows)
+    ours_all = statistics.median(ours_ms)
+    theirs_all = statistics.median(theirs_ms)
     summary = {"ours_ms": round(ours_all, 2), "matplotlib_ms": round(theirs_all, 2),
                "ratio": round(theirs_all / ours_all, 2), "target_ms": 20.0, "target_ratio": 4.0}
     print(f"{'median':<20} {ours_all:8.2f} {'':7} {theirs_all:8.2f} {'':7}"
