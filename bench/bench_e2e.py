@@ -68,7 +68,7 @@ def stored_sc_sizes(folder: Path) -> tuple[list[int], set[str]]:
 def bare_inference_ms(paths: list[Path]) -> list[float]:
     from ecg_dicom.config import ModelSettings
     from ecg_dicom.model import Detector
-    from ecg_dicom.pages.dispatch import page_from_dataset
+    from ecg_dicom.pages import page_from_dataset
 
     detector = Detector(ModelSettings(weights=serve_proc.WEIGHTS))
     pages = [page_from_dataset(pydicom.dcmread(p)) for p in paths]

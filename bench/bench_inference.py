@@ -77,7 +77,7 @@ def run_worker(
     """Time one runtime on the pages (runs inside the subprocess)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ecg_dicom.model import decide, weights_checksum
-    from ecg_dicom.pages.dispatch import page_from_file
+    from ecg_dicom.pages import page_from_file
     from ecg_dicom.records import Detection
 
     images = [page_from_file(p).image for p in files]

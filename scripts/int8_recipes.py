@@ -65,7 +65,7 @@ def main() -> int:
         quantize_model,
         weights_checksum,
     )
-    from ecg_dicom.pages.dispatch import page_from_file
+    from ecg_dicom.pages import page_from_file
     from ecg_dicom.train import collect_pages
 
     checksum = weights_checksum(args.weights)

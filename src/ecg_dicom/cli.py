@@ -69,8 +69,7 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _render(args: argparse.Namespace, settings: Settings) -> int:
-    from ecg_dicom.pages.dispatch import page_from_file
-    from ecg_dicom.pages.render import write_page_png
+    from ecg_dicom.pages import page_from_file, write_page_png
 
     page = page_from_file(Path(args.file))
     write_page_png(page, Path(args.output))

@@ -46,7 +46,7 @@ from pydicom.uid import (
 from pynetdicom import AE
 
 from conftest import DICOM_ECG_DIR, ECG_IMAGES_DIR, copies_with_new_uids
-from ecg_dicom.pages.dispatch import page_from_dataset
+from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.sop import (
     GENERAL_32BIT_ECG,
     HEMODYNAMIC_WAVEFORM,

@@ -30,7 +30,7 @@ from ecg_dicom.dicom.negotiation import sr_fits_class
 from ecg_dicom.dicom.scu import destinations_for, send_outputs
 from ecg_dicom.dicom.stow import stow_outputs
 from ecg_dicom.errors import DeliveryError
-from ecg_dicom.pages.dispatch import page_from_dataset
+from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.records import Classification, Detection, Outputs
 from ecg_dicom.results.build import build_outputs
 from peers import LOOPBACK, dciodvfy, free_port, run_storescp, wait_for_port

@@ -33,7 +33,7 @@ from ecg_dicom.config import ModelSettings
 from ecg_dicom.model.detector import Detector
 from ecg_dicom.model.preprocess import letterbox
 from ecg_dicom.model.runtimes import OnnxRuntime, OpenVinoRuntime
-from ecg_dicom.pages.dispatch import page_from_file
+from ecg_dicom.pages import page_from_file
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.records import Classification, Page
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ecg_dicom.model.synthetic import int8_calibration_pages, synthetic_signals
-from ecg_dicom.pages.render import render_page
+from ecg_dicom.pages import render_page
 from ecg_dicom.records import STANDARD_LEADS
 
 

@@ -31,8 +31,7 @@ from pydicom.uid import generate_uid
 
 from conftest import DICOM_ECG_DIR
 from ecg_dicom.errors import NotInterpretableError
-from ecg_dicom.pages.dispatch import page_from_file
-from ecg_dicom.pages.render import not_interpretable_page
+from ecg_dicom.pages import not_interpretable_page, page_from_file
 from ecg_dicom.records import Page
 from ecg_dicom.results.annotate import to_sc_pixels
 from peers import dcmtk_env, require_tool, run_storescp

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ecg_dicom.model.preprocess import blank_outside_frame
-from ecg_dicom.pages.render import render_page
+from ecg_dicom.pages import render_page
 from ecg_dicom.records import STANDARD_LEADS, Signals
 
 SAMPLING_HZ = 500.0

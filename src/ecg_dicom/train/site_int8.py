@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ecg_dicom.errors import EcgDicomError
-from ecg_dicom.model import blank_outside_frame, derive_int8
-from ecg_dicom.pages.dispatch import page_from_file
+from ecg_dicom.model import Int8Calibration, blank_outside_frame, derive_int8
+from ecg_dicom.pages import page_from_file
 
 
 def site_pages(folder: Path, max_pages: int = 200) -> list[np.ndarray]:
@@ -56,4 +56,5 @@ def calibrate_int8_on_site(
     pages = site_pages(folder, max_pages)
     if not pages:
         raise ValueError(f"{folder} holds no page the service can read")
-    return derive_int8(weights, checksum, shape, cache_dir, pages, str(Path(folder).resolve()))
+    calibration = Int8Calibration(pages, source=str(Path(folder).resolve()))
+    return derive_int8(weights, checksum, shape, cache_dir, calibration)
