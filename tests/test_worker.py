@@ -21,7 +21,7 @@ import pytest
 from conftest import DICOM_ECG_DIR
 from ecg_dicom.config import Destination, Settings
 from ecg_dicom.errors import ModelError
-from ecg_dicom.jobs import JobState, Spool, retry_failed
+from ecg_dicom.jobs import Arrival, JobState, Spool, retry_failed
 from ecg_dicom.model import decide
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.records import Classification, Detection, Page
@@ -86,10 +86,10 @@ def receive(spool: Spool, source: Path = MAC55, calling_ae: str = "CART") -> str
     job_id = spool.new_job_id()
     shutil.copyfile(source, spool.instance_path(job_id))
     ds = pydicom.dcmread(source, stop_before_pixels=True)
-    spool.record_received(
-        job_id, sop_class_uid=str(ds.SOPClassUID), sop_instance_uid=str(ds.SOPInstanceUID),
+    spool.record_received(job_id, Arrival(
+        str(ds.SOPClassUID), str(ds.SOPInstanceUID),
         study_instance_uid=str(ds.StudyInstanceUID), calling_ae=calling_ae,
-    )
+    ))
     return job_id
 
 

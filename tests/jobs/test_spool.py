@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ecg_dicom.errors import StorageError
-from ecg_dicom.jobs import JobState, Spool
+from ecg_dicom.jobs import Arrival, JobState, Spool
 
 
 def arrived(spool: Spool, data: bytes) -> Path:
@@ -20,8 +20,8 @@ def arrived(spool: Spool, data: bytes) -> Path:
 def received(spool: Spool, data: bytes = b"x" * 10, uid: str = "1.2.3") -> str:
     job_id = spool.new_job_id()
     spool.adopt_file(job_id, arrived(spool, data))
-    spool.record_received(job_id, sop_class_uid="1.2.840.10008.5.1.4.1.1.9.1.1",
-                          sop_instance_uid=uid, calling_ae="CART", size=len(data))
+    spool.record_received(job_id, Arrival("1.2.840.10008.5.1.4.1.1.9.1.1", uid,
+                                          calling_ae="CART", size=len(data)))
     return job_id
 
 
@@ -92,10 +92,12 @@ def test_failed_write_raises_storage_error(tmp_path: Path) -> None:
 def test_skipped_is_terminal_with_its_reason_and_keeps_no_file(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     job_id = spool.new_job_id()
-    spool.record_skipped(job_id, sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34",
-                         sop_instance_uid="1.2.9", study_instance_uid="1.2.8",
-                         calling_ae="PACS", peer_address="127.0.0.1", size=1234,
-                         reason="skipped: Comprehensive 3D SR Storage is not an ECG input")
+    spool.record_skipped(
+        job_id,
+        Arrival("1.2.840.10008.5.1.4.1.1.88.34", "1.2.9", study_instance_uid="1.2.8",
+                calling_ae="PACS", peer_address="127.0.0.1", size=1234),
+        reason="skipped: Comprehensive 3D SR Storage is not an ECG input",
+    )
     job = spool.get(job_id)
     assert job is not None and job.state == JobState.SKIPPED and job.size == 1234
     assert job.reason == "skipped: Comprehensive 3D SR Storage is not an ECG input"

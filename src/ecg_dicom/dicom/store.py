@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from ecg_dicom import metrics
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom.ingest import check_dataset, result_origin, study_of
 from ecg_dicom.errors import EcgDicomError, StoreStatus, store_status_for
-from ecg_dicom.jobs import JobQueue, Spool
+from ecg_dicom.jobs import Arrival, JobQueue, Spool
 from ecg_dicom.logs import log_context
 from ecg_dicom.sop import ECG_INPUT_SOP_CLASSES, IMAGE_SOP_CLASSES, sop_class_name
 
@@ -73,68 +74,54 @@ class StoreHandler:
 
     def _store(self, event: Any, job_id: str, sop_class: str, calling_ae: str) -> int | Dataset:
         received = Path(event.dataset_path)
-        peer = str(event.assoc.requestor.address)
-        sop_instance = str(event.request.AffectedSOPInstanceUID)
+        arrival = Arrival(
+            sop_class, str(event.request.AffectedSOPInstanceUID),
+            calling_ae=calling_ae, peer_address=str(event.assoc.requestor.address),
+        )
         if sop_class not in ECG_INPUT_SOP_CLASSES:
             return self._decline(
-                received, job_id, sop_class, sop_instance, calling_ae, peer,
+                received, job_id, replace(arrival, study_instance_uid=study_of(received)),
                 kind="not_ecg_input", why=f"{sop_class_name(sop_class)} is not an ECG input",
                 refuse_status=StoreStatus.SOP_CLASS_NOT_SUPPORTED,
             )
         self.spool.check_free_space()
         header = check_dataset(received, sop_class)
+        arrival = replace(
+            arrival, sop_instance_uid=header.get("SOPInstanceUID"),
+            study_instance_uid=header.get("StudyInstanceUID"),
+        )
         if sop_class in IMAGE_SOP_CLASSES:
             origin = result_origin(received, header, self.settings)
             if origin is not None:
                 return self._decline(
-                    received, job_id, sop_class, header.get("SOPInstanceUID"), calling_ae, peer,
-                    kind=origin[0], why=origin[1], refuse_status=StoreStatus.NOT_AN_ECG,
-                    study=header.get("StudyInstanceUID"),
+                    received, job_id, arrival, kind=origin[0], why=origin[1],
+                    refuse_status=StoreStatus.NOT_AN_ECG,
                 )
-        size = received.stat().st_size
+        arrival = replace(arrival, size=received.stat().st_size)
         self.spool.adopt_file(job_id, received)
-        self.spool.record_received(
-            job_id,
-            sop_class_uid=sop_class,
-            sop_instance_uid=header.get("SOPInstanceUID"),
-            study_instance_uid=header.get("StudyInstanceUID"),
-            calling_ae=calling_ae,
-            peer_address=peer,
-            size=size,
-        )
+        self.spool.record_received(job_id, arrival)
         try:
             self.queue.enqueue(job_id)
         except Exception:
             # The ledger holds the job; the next start-up (or `jobs retry`) queues it.
             log.exception("could not queue job; it stays received in the ledger")
-        log.info("stored", extra={"size": size, "sop_class_uid": sop_class})
+        log.info("stored", extra={"size": arrival.size, "sop_class_uid": sop_class})
         return StoreStatus.SUCCESS
 
     def _decline(
-        self,
-        received: Path,
-        job_id: str,
-        sop_class: str,
-        sop_instance: str,
-        calling_ae: str,
-        peer: str,
-        *,
-        kind: str,
-        why: str,
+        self, received: Path, job_id: str, arrival: Arrival, *, kind: str, why: str,
         refuse_status: StoreStatus,
-        study: str | None = None,
     ) -> int | Dataset:
         """Answer an object that is not processed: skip (Success + ledger) or refuse.
 
         The received bytes are deleted either way (see the module docstring).
         """
         try:
-            size = received.stat().st_size
+            arrival = replace(arrival, size=received.stat().st_size)
         except OSError:
-            size = 0
-        if study is None:
-            study = study_of(received)
+            pass
         received.unlink(missing_ok=True)
+        sop_class = arrival.sop_class_uid
         if self.settings.dicom.non_ecg_objects == "refuse":
             log.warning(
                 "C-STORE refused: %s", why,
@@ -144,16 +131,7 @@ class StoreHandler:
             answer.Status = int(refuse_status)
             answer.ErrorComment = why[:_ERROR_COMMENT_MAX]
             return answer
-        self.spool.record_skipped(
-            job_id,
-            sop_class_uid=sop_class,
-            sop_instance_uid=sop_instance,
-            study_instance_uid=study,
-            calling_ae=calling_ae,
-            peer_address=peer,
-            size=size,
-            reason=f"skipped: {why}",
-        )
+        self.spool.record_skipped(job_id, arrival, reason=f"skipped: {why}")
         metrics.SKIPPED.labels(kind=kind).inc()
-        log.info("skipped: %s", why, extra={"size": size, "sop_class_uid": sop_class})
+        log.info("skipped: %s", why, extra={"size": arrival.size, "sop_class_uid": sop_class})
         return StoreStatus.SUCCESS

@@ -71,6 +71,19 @@ class Job:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """What arrived in one C-STORE, as its ledger row records it."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str = ""
+    calling_ae: str = ""
+    peer_address: str = ""
+    #: Bytes received.
+    size: int = 0
+
+
 class LedgerConnection:
     """Per-thread connections to ``ledger.sqlite3`` (WAL; ``synchronous=FULL`` with fsync)."""
 
@@ -107,9 +120,7 @@ class JobLedger(LedgerConnection):
         data["result"] = json.loads(data["result"]) if data["result"] else {}
         return Job(**data)
 
-    def _insert(self, job_id: str, state: JobState, reason: str, *, sop_class_uid: str,
-                sop_instance_uid: str, study_instance_uid: str, calling_ae: str,
-                peer_address: str, size: int) -> None:
+    def _insert(self, job_id: str, state: JobState, arrival: Arrival, reason: str = "") -> None:
         now = time.time()
         try:
             with self._db() as db:
@@ -117,48 +128,24 @@ class JobLedger(LedgerConnection):
                     "INSERT INTO jobs (job_id, state, sop_class_uid, sop_instance_uid,"
                     " study_instance_uid, calling_ae, peer_address, size, reason,"
                     " received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (job_id, state, sop_class_uid, sop_instance_uid, study_instance_uid,
-                     calling_ae, peer_address, size, reason, now, now),
+                    (job_id, state, arrival.sop_class_uid, arrival.sop_instance_uid,
+                     arrival.study_instance_uid, arrival.calling_ae, arrival.peer_address,
+                     arrival.size, reason, now, now),
                 )
         except sqlite3.Error as exc:
             raise StorageError(f"could not record {state} instance in the ledger: {exc}") from exc
 
-    def record_received(
-        self,
-        job_id: str,
-        *,
-        sop_class_uid: str,
-        sop_instance_uid: str,
-        study_instance_uid: str = "",
-        calling_ae: str = "",
-        peer_address: str = "",
-        size: int = 0,
-    ) -> None:
+    def record_received(self, job_id: str, arrival: Arrival) -> None:
         """Record an instance whose file is durable; committed before the C-STORE answers."""
-        self._insert(job_id, JobState.RECEIVED, "", sop_class_uid=sop_class_uid,
-                     sop_instance_uid=sop_instance_uid, study_instance_uid=study_instance_uid,
-                     calling_ae=calling_ae, peer_address=peer_address, size=size)
+        self._insert(job_id, JobState.RECEIVED, arrival)
 
-    def record_skipped(
-        self,
-        job_id: str,
-        *,
-        sop_class_uid: str,
-        sop_instance_uid: str,
-        reason: str,
-        study_instance_uid: str = "",
-        calling_ae: str = "",
-        peer_address: str = "",
-        size: int = 0,
-    ) -> None:
+    def record_skipped(self, job_id: str, arrival: Arrival, reason: str) -> None:
         """Record an acknowledged object that will not be processed, with the reason.
 
         No file is kept for it (the caller discards the received bytes); ``size``
         records how many bytes arrived.  Committed before the C-STORE answers.
         """
-        self._insert(job_id, JobState.SKIPPED, reason, sop_class_uid=sop_class_uid,
-                     sop_instance_uid=sop_instance_uid, study_instance_uid=study_instance_uid,
-                     calling_ae=calling_ae, peer_address=peer_address, size=size)
+        self._insert(job_id, JobState.SKIPPED, arrival, reason)
 
     def claim(
         self, job_id: str, from_states: tuple[JobState, ...], to_state: JobState
