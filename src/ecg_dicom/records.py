@@ -29,6 +29,8 @@ NORMAL_CLASS = "Normal-ECG"
 #: the reason in ``Classification.reason``.  Never a Normal or Abnormal call then.
 Label = Literal["Normal", "Abnormal", "Not interpretable"]
 NOT_INTERPRETABLE: Label = "Not interpretable"
+NORMAL: Label = "Normal"
+ABNORMAL: Label = "Abnormal"
 
 #: The twelve standard leads, in the order of the printed page (and of the SR's
 #: statement that a 12-lead page was read).
@@ -146,9 +148,9 @@ class Classification:
         no finding.  Not the top box's confidence: that is the detector's
         confidence in one box, not in the call.
         """
-        if self.label == "Abnormal":
+        if self.label == ABNORMAL:
             return float(self.abnormal_score)
-        if self.label == "Normal":
+        if self.label == NORMAL:
             return 1.0 - float(self.abnormal_score)
         return None
 

@@ -58,6 +58,9 @@ ENCAPSULATED_PDF = UID("1.2.840.10008.5.1.4.1.1.104.1")
 #: Contributing Equipment's Purpose of Reference for an algorithm (IHE AIR):
 #: (CodeValue, CodingSchemeDesignator, CodeMeaning).
 PROCESSING_ALGORITHM = ("Newcode1", "99IHE", "Processing Algorithm")
+#: Modality (0008,0060) of a Structured Report (PS3.3 C.17.1): what tells a result SR
+#: from the SC (or any image), e.g. to send the SC first.
+SR_MODALITY = "SR"
 
 WAVEFORM_SOP_CLASSES: frozenset[UID] = frozenset(
     {TWELVE_LEAD_ECG, GENERAL_ECG, AMBULATORY_ECG, GENERAL_32BIT_ECG, HEMODYNAMIC_WAVEFORM}

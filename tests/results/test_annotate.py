@@ -12,20 +12,17 @@ import pytest
 from pydicom import Dataset
 
 from ecg_dicom.records import CLASS_NAMES, NOT_INTERPRETABLE, Classification, Detection, Page
-from ecg_dicom.results.annotate import (
+from ecg_dicom.results.annotate import draw_result
+from ecg_dicom.results.canvas import layout_for, to_sc_pixels
+from ecg_dicom.results.captions import (
     BANNER_TEXT,
-    CJK_FONT,
     DISPLAY_NAMES,
-    REGULAR_FONT,
     decision_line,
-    draw_result,
     identity_line,
-    layout_for,
     person_name_text,
     short_version,
-    text_width,
-    to_sc_pixels,
 )
+from ecg_dicom.results.text import CJK_FONT, REGULAR_FONT, text_width
 
 IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ecg-images"
 VERSION = "0123456789abcdef" * 4

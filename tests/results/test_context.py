@@ -35,10 +35,11 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from conftest import DICOM_ECG_DIR
 from ecg_dicom.config import Settings
-from ecg_dicom.pages.dispatch import page_from_dataset
+from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.records import Classification, Detection, Outputs, Page
 from ecg_dicom.results.build import build_outputs
-from ecg_dicom.results.context import copy_context, referenced_requests
+from ecg_dicom.results.context import copy_context
+from ecg_dicom.results.orders import referenced_requests
 from peers import dcmtk_env, require_tool
 
 pytestmark = pytest.mark.integration

@@ -1,9 +1,10 @@
-"""write_outputs: Part 10 files named from sanitised UIDs, only ever inside the
-output folder, written atomically."""
+"""files.py: Part 10 files named from sanitised UIDs, only ever inside the output
+folder, written atomically; read back and sent SC before SR."""
 
 from __future__ import annotations
 
 import os
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
@@ -12,9 +13,15 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from ecg_dicom import durable
 from ecg_dicom.records import Outputs
-from ecg_dicom.results import files as outputs_dir
-from ecg_dicom.results.files import safe_uid, write_outputs
+from ecg_dicom.results.files import (
+    encode_part10,
+    read_kept,
+    safe_uid,
+    sending_order,
+    write_outputs,
+)
 
 #: The tests build datasets with deliberately ill-formed UIDs.
 pytestmark = [
@@ -105,7 +112,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr(outputs_dir.os, "replace", broken_replace)
+    monkeypatch.setattr(durable.os, "replace", broken_replace)
     with pytest.raises(OSError):
         write_outputs(_outputs(), tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -119,7 +126,7 @@ def test_file_content_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         synced.append(fd)
         real_fsync(fd)
 
-    monkeypatch.setattr(outputs_dir.os, "fsync", spy)
+    monkeypatch.setattr(durable.os, "fsync", spy)
     write_outputs(_outputs(), tmp_path)
     assert len(synced) >= 4  # each file, and the folder after each rename
 
@@ -127,3 +134,29 @@ def test_file_content_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_non_datasets_are_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         write_outputs(Outputs(sc=b"not a dataset", sr=_ds(SR_CLASS, "1.2", "SR")), tmp_path)
+
+
+def test_part10_bytes_have_preamble_and_file_meta() -> None:
+    data = encode_part10(_ds(SC_CLASS, "1.2.3.4", "OT"))
+    assert data[:128] == b"\0" * 128 and data[128:132] == b"DICM"
+    read = pydicom.dcmread(BytesIO(data))
+    assert read.file_meta.MediaStorageSOPInstanceUID == "1.2.3.4"
+    assert read.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+
+
+def test_sending_order_is_sc_before_sr_otherwise_as_given() -> None:
+    sr = _ds(SR_CLASS, "1.2.3.5", "SR")
+    sc = _ds(SC_CLASS, "1.2.3.4", "OT")
+    other = _ds(SC_CLASS, "1.2.3.6", "ECG")
+    ordered = sending_order([sr, sc, other])
+    assert [d.SOPInstanceUID for d in ordered] == ["1.2.3.4", "1.2.3.6", "1.2.3.5"]
+
+
+def test_kept_results_are_read_back_in_sending_order(tmp_path: Path) -> None:
+    # "SC-9..." sorts after "SR-1..." by name: the order is the SR's Modality, not the name.
+    write_outputs(Outputs(sc=_ds(SC_CLASS, "9.9", "OT"), sr=_ds(SR_CLASS, "1.1", "SR")), tmp_path)
+    kept = read_kept(tmp_path)
+    assert [d.Modality for d in kept] == ["OT", "SR"]
+    assert [d.SOPInstanceUID for d in kept] == ["9.9", "1.1"]
+    assert read_kept(tmp_path / "none") == []
+

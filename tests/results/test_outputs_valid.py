@@ -38,12 +38,12 @@ from pydicom.uid import generate_uid
 
 from conftest import ECG_IMAGES_DIR, real_ecg_paths
 from ecg_dicom.config import Settings
-from ecg_dicom.pages.dispatch import page_from_dataset
+from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.records import Classification, Detection, Outputs, Page
-from ecg_dicom.results.annotate import to_sc_pixels
 from ecg_dicom.results.build import build_outputs
+from ecg_dicom.results.canvas import to_sc_pixels
+from ecg_dicom.results.codes import FINDING_CODES, LABEL_CODES
 from ecg_dicom.results.files import write_outputs
-from ecg_dicom.results.sr import FINDING_CODES, LABEL_CODES
 from ecg_dicom.results.uids import content_key, result_uids
 from peers import dciodvfy, dcmtk_env, require_tool
 

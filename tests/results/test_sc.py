@@ -26,17 +26,15 @@ from pydicom.uid import (
 )
 
 from conftest import ECG_IMAGES_DIR, real_ecg_paths
+from ecg_dicom import pages as render
 from ecg_dicom.config import Settings
-from ecg_dicom.pages import render
-from ecg_dicom.pages.dispatch import page_from_dataset
+from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.records import Classification, Detection, Page
-from ecg_dicom.results.annotate import draw_result, identity_line, layout_for
-from ecg_dicom.results.sc import (
-    SPACING_DESCRIPTION,
-    build_sc,
-    lossy_history,
-    sc_for_transfer_syntax,
-)
+from ecg_dicom.results.annotate import draw_result
+from ecg_dicom.results.canvas import layout_for
+from ecg_dicom.results.captions import identity_line
+from ecg_dicom.results.compression import lossy_history, sc_for_transfer_syntax
+from ecg_dicom.results.sc import SPACING_DESCRIPTION, build_sc
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the eli250 cart
 

@@ -22,14 +22,13 @@ import pytest
 from pydicom import Dataset
 
 from ecg_dicom.config import Settings
-from ecg_dicom.sop import GENERAL_ECG
 from ecg_dicom.errors import NotInterpretableError
 from ecg_dicom.model import NO_CHART_REASON, decide, not_interpretable
-from ecg_dicom.pages.dispatch import page_from_dataset
-from ecg_dicom.pages.render import not_interpretable_page
+from ecg_dicom.pages import not_interpretable_page, page_from_dataset
 from ecg_dicom.records import Classification, Detection, Outputs, Page
 from ecg_dicom.results.build import build_outputs
 from ecg_dicom.results.equipment import source_equipment
+from ecg_dicom.sop import GENERAL_ECG
 from peers import dcmtk_env, require_tool
 from variants import (
     ambulatory_ecg,

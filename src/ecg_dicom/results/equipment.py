@@ -11,14 +11,16 @@ CID 7005).  A result of ecg-dicom names, in this order:
 2. the library that wrote the object (highdicom adds itself as (109102, DCM,
    "Processing Equipment"));
 3. ecg-dicom itself, the **processing algorithm** ((Newcode1, 99IHE, "Processing
-   Algorithm"), :func:`ecg_dicom.results.sc.algorithm_equipment`).
+   Algorithm") as the IHE AIR profile and MONAI Deploy name it; highdicom refuses
+   codes outside its DCM list, so this item is written with pydicom):
+   :func:`algorithm_equipment`, appended by :func:`add_contributing_equipment`.
 
 Why this module: highdicom describes the *first evidence image* of an SR as its
 acquisition equipment.  For our SR that is the annotated SC, made by ecg-dicom, so
 the SR claimed ecg-dicom had acquired the ECG and lost the cart.  For the SC
 highdicom names no acquisition equipment for a waveform source at all.
 :func:`set_source_equipment` puts the source device first and drops any other
-"Acquisition Equipment" item.  Used by sr.build_sr; sc.build_sc calls it too.
+"Acquisition Equipment" item.  Used by sr.build_sr and sc.build_sc.
 
 Values are copied only when present and well-formed: a Contributing Equipment
 item needs a Manufacturer (type 1), so a source that names none gives no item
@@ -33,6 +35,11 @@ import re
 from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.sequence import Sequence as DicomSequence
+
+from ecg_dicom.config import Settings
+from ecg_dicom.records import Classification
+from ecg_dicom.results.captions import short_version
+from ecg_dicom.sop import PROCESSING_ALGORITHM
 
 #: Purpose of Reference (CID 7005 "Contributing Equipment Purposes of Reference").
 ACQUISITION_EQUIPMENT = ("109101", "DCM", "Acquisition Equipment")
@@ -104,3 +111,29 @@ def set_source_equipment(ds: Dataset, source: Dataset) -> None:
     acquisition = source_equipment(source)
     items = ([acquisition] if acquisition is not None else []) + others
     ds["ContributingEquipmentSequence"] = DataElement(0x0018A001, "SQ", DicomSequence(items))
+
+
+def algorithm_equipment(result: Classification, settings: Settings) -> Dataset:
+    """The Contributing Equipment item naming the algorithm (PS3.3 C.7.5.1)."""
+    item = Dataset()
+    item.Manufacturer = settings.output.manufacturer
+    item.ManufacturerModelName = result.model_name[:64]
+    item.SoftwareVersions = [short_version(result.model_version)]
+    if settings.output.institution_name:
+        item.InstitutionName = settings.output.institution_name[:64]
+    item.ContributionDescription = (
+        f"AI result of {result.model_name}, weights {result.model_version}"
+    )[:1024]
+    purpose = Dataset()
+    purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = PROCESSING_ALGORITHM
+    item.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
+    return item
+
+
+def add_contributing_equipment(ds: Dataset, item: Dataset) -> None:
+    """Append ``item`` to the Contributing Equipment Sequence (0018,A001) of ``ds``
+    (SOP Common module, PS3.3 C.12.1), keeping the items already there."""
+    items = list(ds.get("ContributingEquipmentSequence", []))
+    ds["ContributingEquipmentSequence"] = DataElement(
+        0x0018A001, "SQ", DicomSequence([*items, item])
+    )

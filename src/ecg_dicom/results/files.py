@@ -9,27 +9,28 @@ destination, and by the worker to keep results between build and delivery.
   digits and dots plus a hash of the original (:func:`safe_uid`).  Nothing a sender controls
   can therefore add a separator, "..", or an absolute path: every file is a direct
   child of ``root`` (checked again after resolving).  The folder is flat because
-  the worker reads results back with ``root.glob("*.dcm")``.
-* **Atomic.**  Each file is written to a temporary name in the same folder,
-  flushed and fsync'ed, then renamed over the final name, and the folder is
-  fsync'ed: a reader sees the old file or the new one, never half of one, and a
-  crash never leaves a partial ``.dcm``.  Re-writing the same result (same UIDs,
-  see identity.py) replaces the file rather than adding one.
+  the worker reads results back with :func:`read_kept`.
+* **Atomic** (:func:`ecg_dicom.durable.write_atomic`).  Each file is written to a
+  temporary name in the same folder, flushed and fsync'ed, then renamed over the
+  final name, and the folder is fsync'ed: a reader sees the old file or the new
+  one, never half of one, and a crash never leaves a partial ``.dcm``.  Re-writing
+  the same result (same UIDs, see uids.py) replaces the file rather than adding one.
 * Files are DICOM Part 10 (PS3.10 7.1: preamble, "DICM", File Meta Information).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
+from collections.abc import Iterable
 from io import BytesIO
 from pathlib import Path
 
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 
+from ecg_dicom.durable import write_atomic
 from ecg_dicom.records import Outputs
+from ecg_dicom.sop import SR_MODALITY
 
 _VALID_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _NOT_UID = re.compile(r"[^0-9.]")
@@ -63,40 +64,23 @@ def output_path(root: Path, kind: str, dataset: Dataset) -> Path:
     return path
 
 
-def encode(dataset: Dataset) -> bytes:
-    """The dataset as DICOM Part 10 bytes (File Meta Information included)."""
+def encode_part10(dataset: Dataset) -> bytes:
+    """The dataset as DICOM Part 10 bytes (PS3.10 7.1: preamble, "DICM", File Meta
+    Information): what is written to a file and what a STOW-RS part carries."""
     buffer = BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename still happened
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def sending_order(datasets: Iterable[Dataset]) -> list[Dataset]:
+    """SC (and any image) before SR, otherwise in the order given: the SR references
+    the SC (IHE AIR sends them so too).  The one place that order is written."""
+    return sorted(datasets, key=lambda ds: 1 if ds.get("Modality") == SR_MODALITY else 0)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``: temporary file in the same folder, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+def read_kept(folder: Path) -> list[Dataset]:
+    """The results kept in ``folder`` by :func:`write_outputs`, in :func:`sending_order`."""
+    return sending_order(dcmread(path) for path in sorted(Path(folder).glob("*.dcm")))
 
 
 def write_outputs(outputs: Outputs, root: Path) -> list[Path]:
@@ -112,6 +96,6 @@ def write_outputs(outputs: Outputs, root: Path) -> list[Path]:
             raise TypeError(f"outputs.{kind.lower()} is not a pydicom Dataset")
         path = output_path(root, kind, dataset)  # a direct child of root, never resolved:
         # a link planted at that name is replaced by the rename, not followed
-        write_atomic(path, encode(dataset))
+        write_atomic(path, encode_part10(dataset))
         written.append(path)
     return written
