@@ -15,11 +15,11 @@ import yaml
 from PIL import Image
 
 from ecg_dicom.records import CLASS_NAMES
+from ecg_dicom.train.balance import oversampled_train_list
 from ecg_dicom.train.dataset import (
     FOLDER_CLASSES,
     build_dataset,
     find_chart_frame,
-    oversampled_train_list,
     resize_to_width,
     stratified_split,
     yolo_label,

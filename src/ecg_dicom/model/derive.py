@@ -17,6 +17,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,17 +51,22 @@ def cache_target(cache_dir: Path, checksum: str, fmt: str, shape: tuple[int, int
     return base / f"model-{size}_openvino_model"
 
 
+@dataclass(frozen=True)
+class Int8Calibration:
+    """What an int8 model is calibrated on: ``pages`` (RGB, as the detector receives
+    them) and where they came from (``source``, recorded in ``calibration.json``)."""
+
+    pages: Sequence[np.ndarray]
+    source: str
+
+
 def quantize_openvino(
-    f32_dir: Path,
-    shape: tuple[int, int],
-    out: Path,
-    pages: Sequence[np.ndarray] | None = None,
-    source: str = "synthetic",
+    f32_dir: Path, shape: tuple[int, int], out: Path, calibration: Int8Calibration | None = None
 ) -> Path:
     """An int8 OpenVINO IR of the f32 IR in ``f32_dir``, calibrated with NNCF.
 
-    Calibration inputs are ``pages`` (RGB, as the detector receives them) or, by
-    default, :data:`INT8_CALIBRATION_PAGES` synthetic pages rendered by the service
+    Calibration inputs are ``calibration.pages`` or, by default,
+    :data:`INT8_CALIBRATION_PAGES` synthetic pages rendered by the service
     (:func:`ecg_dicom.model.synthetic.int8_calibration_pages`), letterboxed exactly as the
     detector does.  ``calibration.json`` beside the IR records ``source``, the page
     count and :data:`INT8_CALIBRATION_VERSION`.  The detection head's box decoding (DFL,
@@ -80,8 +86,11 @@ def quantize_openvino(
     core = ov.Core()
     xml = next(Path(f32_dir).glob("*.xml"))
     model = core.read_model(str(xml))
-    if pages is None:
-        pages = list(int8_calibration_pages(INT8_CALIBRATION_PAGES))
+    if calibration is None:
+        calibration = Int8Calibration(
+            list(int8_calibration_pages(INT8_CALIBRATION_PAGES)), "synthetic"
+        )
+    pages, source = calibration.pages, calibration.source
     if not pages:
         raise ValueError("no calibration pages")
     inputs = [letterbox(page, shape)[0] for page in pages]
@@ -189,30 +198,24 @@ def _derive_int8(
     checksum: str,
     shape: tuple[int, int],
     cache_dir: Path,
-    pages: Sequence[np.ndarray] | None = None,
-    source: str = "synthetic",
+    calibration: Int8Calibration | None = None,
 ) -> Path:
     """Quantise the (cached, made if missing) f32 IR into the int8 target; caller holds the lock."""
     f32 = cache_target(cache_dir, checksum, "openvino", shape)
     if not f32.exists():
         export_model(Path(weights), "openvino", shape, f32)
     target = cache_target(cache_dir, checksum, "openvino-int8", shape)
-    return quantize_openvino(f32, shape, target, pages, source)
+    return quantize_openvino(f32, shape, target, calibration)
 
 
 def derive_int8(
-    weights: Path,
-    checksum: str,
-    shape: tuple[int, int],
-    cache_dir: Path,
-    pages: Sequence[np.ndarray],
-    source: str,
+    weights: Path, checksum: str, shape: tuple[int, int], cache_dir: Path,
+    calibration: Int8Calibration,
 ) -> Path:
-    """(Re-)derive the cached int8 model from ``pages`` (RGB, as the detector receives
-    them), recorded as calibrated on ``source``; it replaces the cached one, so
-    ``model.runtime: openvino-int8`` serves it from now on."""
+    """(Re-)derive the cached int8 model calibrated on ``calibration``; it replaces the
+    cached one, so ``model.runtime: openvino-int8`` serves it from now on."""
     with _cache_lock(cache_dir, checksum):
-        return _derive_int8(weights, checksum, shape, cache_dir, pages, source)
+        return _derive_int8(weights, checksum, shape, cache_dir, calibration)
 
 
 def cached_export(

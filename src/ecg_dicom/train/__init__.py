@@ -7,8 +7,9 @@ service's own :class:`~ecg_dicom.pipeline.Pipeline`.
 """
 
 from ecg_dicom.train.agreement import agreement
+from ecg_dicom.train.balance import balanced_data_yaml, oversampled_train_list
 from ecg_dicom.train.commands import register
-from ecg_dicom.train.dataset import DatasetSummary, build_dataset, oversampled_train_list
+from ecg_dicom.train.dataset import DatasetSummary, build_dataset
 from ecg_dicom.train.evaluate import collect_pages, evaluate, score_predictions
 from ecg_dicom.train.site_int8 import calibrate_int8_on_site, site_pages
 from ecg_dicom.train.training import TrainConfig, hardware_description, train_model
@@ -17,6 +18,7 @@ __all__ = [
     "DatasetSummary",
     "TrainConfig",
     "agreement",
+    "balanced_data_yaml",
     "build_dataset",
     "calibrate_int8_on_site",
     "collect_pages",

@@ -183,7 +183,8 @@ def _write_data_yaml(out: Path, splits: Iterable[str]) -> Path:
     return path
 
 
-def _images_in(folder: Path) -> list[Path]:
+def images_in(folder: Path) -> list[Path]:
+    """The page images directly in ``folder``, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -193,7 +194,7 @@ def _build_from_folders(
     items: dict[str, list[Path]] = {}
     for folder, name in FOLDER_CLASSES.items():
         if (src / folder).is_dir():
-            items[name] = _images_in(src / folder)
+            items[name] = images_in(src / folder)
     if not any(items.values()):
         raise FileNotFoundError(
             f"{src} has none of the class folders {sorted(FOLDER_CLASSES)} with images in them"
@@ -262,7 +263,7 @@ def _build_from_roboflow(
             continue
         written.append(split)
         counts[split] = {name: 0 for name in CLASS_NAMES}
-        for image in _images_in(images_dir):
+        for image in images_in(images_dir):
             _place(image, out / "images" / split / image.name, copy, page_width)
             src_label = src / folder / "labels" / (image.stem + ".txt")
             lines: list[str] = []
@@ -311,36 +312,3 @@ def build_dataset(
     if (src / "data.yaml").exists() and (src / "train").is_dir():
         return _build_from_roboflow(src, out, copy, width)
     return _build_from_folders(src, out, val_fraction, seed, copy, width)
-
-
-def oversampled_train_list(data_yaml: Path, out_txt: Path, seed: int = 0) -> dict[str, int]:
-    """Write a train list where each class appears about as often as the largest one.
-
-    ultralytics accepts a .txt of image paths as a split; listing a page several
-    times makes it be drawn several times per epoch (with different augmentation),
-    which balances the loss across classes without a custom sampler.  Returns the
-    number of entries per class.
-    """
-    meta = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    root = Path(meta["path"])
-    images = _images_in(root / meta["train"])
-    by_class: dict[int, list[Path]] = {}
-    for image in images:
-        label = root / "labels" / "train" / (image.stem + ".txt")
-        first = label.read_text(encoding="utf-8").split() if label.exists() else []
-        if first:
-            by_class.setdefault(int(first[0]), []).append(image)
-    largest = max(len(v) for v in by_class.values())
-    rng = random.Random(seed)
-    entries: list[Path] = []
-    counts: dict[str, int] = {}
-    for class_id, members in sorted(by_class.items()):
-        repeat, extra = divmod(largest, len(members))
-        chosen = members * repeat + rng.sample(members, extra)
-        entries += chosen
-        counts[CLASS_NAMES[class_id]] = len(chosen)
-    rng.shuffle(entries)
-    # absolute() and not resolve(): ultralytics finds a label by swapping /images/ for
-    # /labels/ in the listed path, so the symlink inside the dataset must be listed.
-    out_txt.write_text("".join(f"{p.absolute()}\n" for p in entries), encoding="utf-8")
-    return counts

@@ -8,7 +8,7 @@ Why these settings:
 * **Small translate / scale / colour jitter only**: prints differ a little in
   position, size and ink; ST changes of 1-2 mm must survive augmentation.
 * **Class balance by oversampling** the training list (acute MI has ~19 training
-  pages): see :func:`ecg_dicom.train.dataset.oversampled_train_list`.
+  pages): see :func:`ecg_dicom.train.balance.oversampled_train_list`.
 * **Offline**: ultralytics otherwise probes the network at import, tries to sync
   settings and downloads Arial.ttf for its plots; :func:`ecg_dicom.model.prepare_offline`
   prevents all three.  No pretrained weights are used: the model is built from its yaml.
@@ -27,10 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ecg_dicom.model import prepare_offline, torch_device
-from ecg_dicom.train.dataset import oversampled_train_list
+from ecg_dicom.train.balance import balanced_data_yaml
 
 #: Augmentation and schedule settings for whole-page ECGs (ultralytics argument names).
 ECG_AUGMENTATION: dict[str, Any] = {
@@ -134,19 +132,6 @@ class TrainConfig:
         if self.time_hours > 0:
             args["time"] = self.time_hours
         return args
-
-
-def balanced_data_yaml(data_yaml: Path, seed: int = 0) -> Path:
-    """A sibling data yaml whose train split is the class-balanced list of images."""
-    meta = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    root = Path(meta["path"])
-    listing = root / "train_balanced.txt"
-    counts = oversampled_train_list(data_yaml, listing, seed=seed)
-    balanced = dict(meta, train=str(listing))
-    out = data_yaml.with_name("data-balanced.yaml")
-    out.write_text(yaml.safe_dump(balanced, sort_keys=False), encoding="utf-8")
-    (root / "train_balanced.json").write_text(json.dumps(counts), encoding="utf-8")
-    return out
 
 
 def train_model(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
