@@ -32,13 +32,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
+
+from ecg_dicom.sop import MULTIFRAME_TRUE_COLOR_SC
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -78,7 +80,7 @@ def make_large_sc(path: Path, megabytes: int = 320) -> int:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.4"
+    ds.file_meta.MediaStorageSOPClassUID = MULTIFRAME_TRUE_COLOR_SC
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -103,7 +105,8 @@ class RssSampler:
     """Samples a process's resident memory every 20 ms in a thread."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.samples, self._stop = pid, [], threading.Event()
+        self.pid, self._stop = pid, threading.Event()
+        self.samples: list[int] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -162,9 +165,10 @@ def main() -> int:
     parser.add_argument("--queue-depth", type=int, default=1000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scp-"))
-    results: dict[str, object] = {"count": args.count, "cpu": os.cpu_count()}
+    results: dict[str, Any] = {"count": args.count, "cpu": os.cpu_count()}
     try:
-        files = copies_with_new_uids([SOURCE], work / "ecgs", max(args.count, args.queue_depth) + 100)
+        wanted = max(args.count, args.queue_depth) + 100
+        files = copies_with_new_uids([SOURCE], work / "ecgs", wanted)
         stream = files[: args.count]
 
         # (a) bare SCP
