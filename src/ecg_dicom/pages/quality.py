@@ -10,8 +10,9 @@ The signal itself (:func:`check_signal`, on the rhythm group before drawing):
   (50 Hz is the lowest rate any ECG IOD allows, the Ambulatory ECG's, PS3.3 A.34;
   20 kHz is far above any cart's, so such a value is a wrong attribute, and the
   recording's duration computed from it is meaningless too);
-* values that are not numbers after calibration (NaN or infinity, e.g. a Channel
-  Sensitivity (003A,0210) of "NaN"): there is nothing to draw;
+* values that are not numbers once the channel sensitivity is applied (NaN or
+  infinity, e.g. a Channel Sensitivity (003A,0210) of "NaN"; the reason says "not a
+  number after calibration"): there is nothing to draw;
 * a flat recording: every lead's peak-to-peak below :data:`FLAT_MICROVOLTS`
   (20 µV = 0.2 mm on paper at 10 mm/mV: invisible; any recorded QRS complex is
   well above it in every lead), i.e. nothing was recorded.
@@ -71,7 +72,7 @@ def _names(leads: list[str]) -> str:
 def check_signal(group: MultiplexGroup, keep: list[int], header: tuple[str, ...] = ()) -> None:
     """Raise :class:`NotInterpretableError` when the channels ``keep`` of the rhythm
     group cannot be interpreted (see the module docstring): an absurd sampling rate,
-    values that are not numbers after calibration, or a flat recording.
+    values that are not numbers once the channel sensitivity is applied, or a flat recording.
     ``header`` goes with the error, for the page that shows the reason."""
     fs = group.sampling_frequency
     if not MIN_SAMPLING_HZ <= fs <= MAX_SAMPLING_HZ:
