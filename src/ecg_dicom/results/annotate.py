@@ -57,14 +57,8 @@ def _decision_colour(result: Classification) -> tuple[int, int, int]:
 
 
 def _row_text(
-    draw: ImageDraw.ImageDraw,
-    text: str,
-    row: tuple[int, int],
-    size: int,
-    colour: tuple[int, int, int],
-    layout: Layout,
-    width: int,
-    primary: Path = REGULAR_FONT,
+    draw: ImageDraw.ImageDraw, text: str, row: tuple[int, int], size: int,
+    colour: tuple[int, int, int], layout: Layout, width: int, primary: Path = REGULAR_FONT,
 ) -> None:
     """``text`` left-aligned and vertically centred in the rows ``row`` (y0, y1)."""
     text, size = fit(text, size, width - 2 * layout.margin, primary)

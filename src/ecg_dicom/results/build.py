@@ -27,7 +27,7 @@ from ecg_dicom.config import Settings
 from ecg_dicom.records import Classification, Outputs, Page, ResultHistory
 from ecg_dicom.results.sc import build_sc
 from ecg_dicom.results.sr import build_sr
-from ecg_dicom.results.uids import content_key, result_uids, series_numbers
+from ecg_dicom.results.uids import series_numbers, uids_for
 
 
 def build_outputs(
@@ -41,8 +41,7 @@ def build_outputs(
 ) -> Outputs:
     """The annotated SC and the TID 1500 SR for ``source``, in that order."""
     out = settings.output
-    key = content_key(source, page, result, settings)
-    uids = result_uids(source.SOPInstanceUID, key, out.uid_root)
+    uids = uids_for(source, page, result, settings)
     predecessor = history.predecessor_of(uids.sr_sop) if history else None
     sc_number, sr_number = series_numbers(out.series_number_sc, out.series_number_sr, slot)
     sc = build_sc(source, page, result, settings, uids=uids, series_number=sc_number)

@@ -63,7 +63,7 @@ from ecg_dicom.results.equipment import (
     algorithm_equipment,
     set_source_equipment,
 )
-from ecg_dicom.results.uids import ResultUIDs, content_key, result_uids
+from ecg_dicom.results.uids import ResultUIDs, uids_for
 
 #: Series Description of every annotated SC (LO: at most 64 characters).
 SC_SERIES_DESCRIPTION = "AI result - annotated ECG - not for diagnostic use"
@@ -100,13 +100,8 @@ def _sc_image(
 
 
 def build_sc(
-    source: Dataset,
-    page: Page,
-    result: Classification,
-    settings: Settings,
-    *,
-    uids: ResultUIDs | None = None,
-    series_number: int | None = None,
+    source: Dataset, page: Page, result: Classification, settings: Settings, *,
+    uids: ResultUIDs | None = None, series_number: int | None = None,
 ) -> Dataset:
     """The annotated Secondary Capture for one page of one source instance.
 
@@ -114,8 +109,7 @@ def build_sc(
     only Content Date/Time, set by highdicom, differ between calls.
     """
     if uids is None:  # built alone (tests): the UIDs build.build_outputs would give
-        key = content_key(source, page, result, settings)
-        uids = result_uids(source.SOPInstanceUID, key, settings.output.uid_root)
+        uids = uids_for(source, page, result, settings)
     if series_number is None:
         series_number = settings.output.series_number_sc
     pixels = np.ascontiguousarray(draw_result(page, result, identity_line(source)))

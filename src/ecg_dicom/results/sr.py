@@ -42,7 +42,7 @@ from ecg_dicom.results.equipment import (
     set_source_equipment,
 )
 from ecg_dicom.results.measurements import MeasurementGroup, detection_group, summary_group
-from ecg_dicom.results.uids import ResultUIDs, content_key, device_observer_uid, result_uids
+from ecg_dicom.results.uids import ResultUIDs, device_observer_uid, uids_for
 
 #: Series Description of every SR (LO: at most 64 characters).
 SR_SERIES_DESCRIPTION = "AI result - ECG classification - not for diagnostic use"
@@ -65,14 +65,8 @@ def predecessor_documents(ref: DocumentReference) -> DicomSequence:
 
 
 def build_sr(
-    source: Dataset,
-    sc: Dataset,
-    page: Page,
-    result: Classification,
-    settings: Settings,
-    *,
-    uids: ResultUIDs | None = None,
-    series_number: int | None = None,
+    source: Dataset, sc: Dataset, page: Page, result: Classification, settings: Settings, *,
+    uids: ResultUIDs | None = None, series_number: int | None = None,
     predecessor: DocumentReference | None = None,
 ) -> Dataset:
     """The TID 1500 Comprehensive 3D SR for one page of one source instance.
@@ -84,8 +78,7 @@ def build_sr(
         raise ValueError(f"unknown result label {result.label!r}")
     out = settings.output
     if uids is None:  # built alone (tests): the UIDs build.build_outputs would give
-        key = content_key(source, page, result, settings)
-        uids = result_uids(source.SOPInstanceUID, key, out.uid_root)
+        uids = uids_for(source, page, result, settings)
     observer = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

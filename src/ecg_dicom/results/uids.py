@@ -127,6 +127,13 @@ def result_uids(source_sop_instance_uid: str, key: str, uid_root: str) -> Result
     )
 
 
+def uids_for(source: Dataset, page: Page, result: Classification, settings: Settings) -> ResultUIDs:
+    """The UIDs of the results built from these inputs: :func:`result_uids` of the
+    source instance and its :func:`content_key`, under ``output.uid_root``."""
+    key = content_key(source, page, result, settings)
+    return result_uids(source.SOPInstanceUID, key, settings.output.uid_root)
+
+
 def sr_uid_for_class(sr_sop_instance_uid: str, sop_class_uid: str, uid_root: str) -> UID:
     """The SOP Instance UID of the SR when it is sent as another SR storage class.
 
