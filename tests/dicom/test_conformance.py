@@ -15,7 +15,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from ecg_dicom import sop
 from ecg_dicom.dicom import negotiation
-from ecg_dicom.results.sc import SC_TRANSFER_SYNTAX
+from ecg_dicom.results import SC_TRANSFER_SYNTAX
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)+$")
