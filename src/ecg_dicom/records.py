@@ -11,10 +11,11 @@ is the page the model saw, with the boxes drawn on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from pydicom import Dataset
 
 #: The four detector classes, in the order of the model's class indices
 #: (names as in the original application's Roboflow project).
@@ -206,11 +207,10 @@ class Classification:
 
 @dataclass(frozen=True)
 class Outputs:
-    """The two result objects built for one source instance (pydicom datasets)."""
+    """The two result objects built for one source instance: the annotated SC and the SR."""
 
-    sc: object
-    sr: object
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    sc: Dataset
+    sr: Dataset
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from ecg_dicom.results.build import build_outputs
 from ecg_dicom.results.context import copy_context
 from ecg_dicom.results.orders import referenced_requests
 from peers import dcmtk_env, require_tool
+from results.samples import read_rgb
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,9 @@ DESCRIPTION = "Ruhe-EKG für — Ηλεκτροκαρδιογράφημα"
 ACCESSION = "ACC-2024-0042"
 OFFSET = "+0900"
 #: dciodvfy warnings accepted: the cart's own object has no Study ID (type 2, copied empty).
-ACCEPTED_WARNINGS = ("Missing attribute or value that would be needed to build DICOMDIR - Study ID",)
+ACCEPTED_WARNINGS = (
+    "Missing attribute or value that would be needed to build DICOMDIR - Study ID",
+)
 
 
 def _item(**values: object) -> Dataset:
@@ -272,7 +275,6 @@ def _bytes(ds: Dataset, with_meta: bool = True) -> bytes:
 def test_lossy_image_source_sc_passes_dciodvfy(tmp_path: Path) -> None:
     """An SC made from a real JPEG scan carries Lossy Image Compression 01 with its
     ratio and method (PS3.3 C.7.6.1.1.5) and stays valid."""
-    import cv2
     import highdicom as hd
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit, generate_uid
@@ -280,7 +282,7 @@ def test_lossy_image_source_sc_passes_dciodvfy(tmp_path: Path) -> None:
     from conftest import ECG_IMAGES_DIR
 
     path = min((ECG_IMAGES_DIR / "history_mi").glob("*.jpg"))
-    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    rgb = read_rgb(path)
     scan = hd.sc.SCImage(
         pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8,
         coordinate_system="PATIENT", study_instance_uid=generate_uid(),

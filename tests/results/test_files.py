@@ -108,7 +108,9 @@ def test_a_planted_symlink_is_replaced_not_followed(tmp_path: Path) -> None:
     assert not (root / "SC-1.2.3.4.dcm").is_symlink()
 
 
-def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk gone")
 
@@ -132,8 +134,9 @@ def test_file_content_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_non_datasets_are_refused(tmp_path: Path) -> None:
+    sr = _ds(SR_CLASS, "1.2", "SR")
     with pytest.raises(TypeError):
-        write_outputs(Outputs(sc=b"not a dataset", sr=_ds(SR_CLASS, "1.2", "SR")), tmp_path)
+        write_outputs(Outputs(sc=b"not a dataset", sr=sr), tmp_path)  # type: ignore[arg-type]
 
 
 def test_part10_bytes_have_preamble_and_file_meta() -> None:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-import cv2
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -46,6 +45,7 @@ from ecg_dicom.results.codes import FINDING_CODES, LABEL_CODES
 from ecg_dicom.results.files import write_outputs
 from ecg_dicom.results.uids import content_key, result_uids
 from peers import dciodvfy, dcmtk_env, require_tool
+from results.samples import measurement_report, read_rgb
 
 pytestmark = [
     pytest.mark.integration,
@@ -82,7 +82,7 @@ class Case:
 def _image_source() -> Dataset:
     """A training page as the PACS would send a scanned ECG: an SC image object."""
     path = min((ECG_IMAGES_DIR / "history_mi").glob("*.jpg"))
-    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    rgb = read_rgb(path)
     return hd.sc.SCImage(
         pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8,
         coordinate_system="PATIENT", study_instance_uid=generate_uid(),
@@ -153,7 +153,8 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> list[Case]:
 
 
 def _source_bad_uids(source: Dataset) -> set[str]:
-    uids = {str(source.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+    keywords = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    uids = {str(source.get(k, "")) for k in keywords}
     return {u for u in uids if u and not (len(u) <= 64 and UID_RE.fullmatch(u))}
 
 
@@ -297,18 +298,22 @@ def test_sr_content(cases: list[Case]) -> None:
         }
         assert evidence == {sc.SOPInstanceUID, case.source.SOPInstanceUID}
         sr = hd.sr.Comprehensive3DSR.from_dataset(raw)
-        observers = sr.content.get_observer_contexts()
+        observers = measurement_report(sr).get_observer_contexts()
         assert [str(o.observer_type.value) for o in observers] == ["121007"]  # device
 
-        summary = sr.content.get_image_measurement_groups()
+        summary = measurement_report(sr).get_image_measurement_groups()
         assert len(summary) == 1
-        evaluations = {_code(e.name): _code(e.value) for e in summary[0].get_qualitative_evaluations()}
-        groups = sr.content.get_planar_roi_measurement_groups()
+        evaluations = {
+            _code(e.name): _code(e.value) for e in summary[0].get_qualitative_evaluations()
+        }
+        groups = measurement_report(sr).get_planar_roi_measurement_groups()
         assert len(groups) == len(case.result.decisive)
         if case.result.detections:
             assert _code(summary[0].finding_type) == _code(LABEL_CODES[case.result.label])
             assert evaluations[("111017", "DCM")] == ("111242", "DCM")
-            assert evaluations[("121073", "DCM")] == _code(FINDING_CODES[case.result.class_name])
+            named = case.result.class_name
+            assert named is not None
+            assert evaluations[("121073", "DCM")] == _code(FINDING_CODES[named])
         else:
             assert summary[0].finding_type is None
             assert evaluations[("111017", "DCM")] == ("111245", "DCM")
@@ -317,7 +322,8 @@ def test_sr_content(cases: list[Case]) -> None:
         tracking = set()
         for group, det in zip(groups, case.result.decisive, strict=True):
             assert _code(group.finding_type) == _code(FINDING_CODES[det.class_name])
-            (prob,) = group.get_measurements(name=hd.sr.CodedConcept("122157", "DCM", "Probability"))
+            probability = hd.sr.CodedConcept("122157", "DCM", "Probability")
+            (prob,) = group.get_measurements(name=probability)
             assert prob.value == pytest.approx(det.confidence, abs=1e-6)
             roi = group.roi
             assert roi is not None and roi.GraphicType == "POLYLINE"
@@ -332,15 +338,15 @@ def test_sr_content(cases: list[Case]) -> None:
                 sc.SOPInstanceUID)
             tracking.add(group.tracking_uid)
             if case.page.regions:  # leads named for people, from the rendered page
-                assert " - leads " in group.tracking_identifier
+                assert " - leads " in str(group.tracking_identifier)
         assert len(tracking) == len(groups)
 
 
 def test_algorithm_name_version_and_runtime_in_every_group(cases: list[Case]) -> None:
     for case in cases:
         sr = hd.sr.Comprehensive3DSR.from_dataset(_roundtrip(case.outputs.sr))
-        groups = [*sr.content.get_image_measurement_groups(),
-                  *sr.content.get_planar_roi_measurement_groups()]
+        groups = [*measurement_report(sr).get_image_measurement_groups(),
+                  *measurement_report(sr).get_planar_roi_measurement_groups()]
         for group in groups:
             items = {
                 item.ConceptNameCodeSequence[0].CodeValue: item.get("TextValue")

@@ -23,7 +23,10 @@ from serve_proc import ServeProcess, run_tool
 
 pytestmark = pytest.mark.integration
 
-MAC55 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dicom-ecg" / "ge-mac55" / "ecg.dcm"
+MAC55 = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dicom-ecg" / "ge-mac55"
+    / "ecg.dcm"
+)
 
 
 def _received(folder: Path) -> list[Dataset]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from io import BytesIO
 from pathlib import Path
 
-import cv2
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -35,6 +34,7 @@ from ecg_dicom.results.canvas import layout_for
 from ecg_dicom.results.captions import identity_line
 from ecg_dicom.results.compression import lossy_history, sc_for_transfer_syntax
 from ecg_dicom.results.sc import SPACING_DESCRIPTION, build_sc
+from results.samples import read_rgb
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the eli250 cart
 
@@ -71,7 +71,7 @@ def _read(data: bytes) -> Dataset:
 
 def _training_rgb(folder: str = "mi", index: int = 0) -> tuple[np.ndarray, Path]:
     path = sorted((ECG_IMAGES_DIR / folder).glob("*.jpg"))[index]
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), path
+    return read_rgb(path), path
 
 
 def _image_source(rgb: np.ndarray, **patient: str) -> Dataset:
@@ -92,7 +92,7 @@ def _image_source(rgb: np.ndarray, **patient: str) -> Dataset:
 def _jpeg_source(path: Path) -> Dataset:
     """A real JPEG file as a JPEG Baseline Secondary Capture, without Lossy Image
     Compression attributes (as some scanners send it)."""
-    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    rgb = read_rgb(path)
     ds = _image_source(rgb)
     ds.PixelData = encapsulate([path.read_bytes()])
     ds["PixelData"].VR = "OB"
@@ -108,7 +108,7 @@ def _jpeg_source(path: Path) -> Dataset:
 @pytest.fixture(scope="module")
 def rendered() -> list[tuple[str, Dataset, Page, Dataset, bytes]]:
     """(name, source, page, SC, SC bytes) for every real ECG, rendered."""
-    built = []
+    built: list[tuple[str, Dataset, Page, Dataset, bytes]] = []
     for path in real_ecg_paths():
         source = pydicom.dcmread(path)
         page = page_from_dataset(source)
@@ -118,7 +118,7 @@ def rendered() -> list[tuple[str, Dataset, Page, Dataset, bytes]]:
 
 
 def test_sc_is_jpeg_ls_lossless(rendered: list[tuple[str, Dataset, Page, Dataset, bytes]]) -> None:
-    for name, source, page, sc, data in rendered:
+    for name, source, page, _sc, data in rendered:
         back = _read(data)
         assert back.file_meta.TransferSyntaxUID == JPEGLSLossless, name
         assert back.LossyImageCompression == "00", name  # a rendered page: never lossy

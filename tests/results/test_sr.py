@@ -30,6 +30,7 @@ from ecg_dicom.results.build import build_outputs
 from ecg_dicom.results.equipment import source_equipment
 from ecg_dicom.sop import GENERAL_ECG
 from peers import dcmtk_env, require_tool
+from results.samples import measurement_report
 from variants import (
     ambulatory_ecg,
     general_ecg,
@@ -78,7 +79,7 @@ def _code(concept: object) -> tuple[str, str]:
 
 
 def _summary_items(sr: hd.sr.Comprehensive3DSR) -> list[Dataset]:
-    (summary,) = sr.content.get_image_measurement_groups()
+    (summary,) = measurement_report(sr).get_image_measurement_groups()
     return list(summary[0].ContentSequence)
 
 
@@ -176,12 +177,13 @@ def test_only_decisive_boxes_become_coded_findings(
         Detection("Normal-ECG", 0.1, _box(page, 8)),
     )
     outputs = _build(source, page, result)
-    groups = _sr(outputs).content.get_planar_roi_measurement_groups()
+    groups = measurement_report(_sr(outputs)).get_planar_roi_measurement_groups()
     assert [_code(g.finding_type) for g in groups] == [("698247007", "SCT"), ("164854000", "SCT")]
     probabilities = [g.get_measurements(name=PROBABILITY)[0].value for g in groups]
     assert probabilities == pytest.approx([0.6, 0.2])  # each box's own confidence
     # Numbered by their place in the result's list (the JSON a person can read).
-    assert [g.tracking_identifier.split(":")[0] for g in groups] == ["Detection 1", "Detection 3"]
+    assert [str(g.tracking_identifier).split(":")[0] for g in groups] == [
+        "Detection 1", "Detection 3"]
     dump = _dsrdump(outputs.sr, tmp_path)  # type: ignore[arg-type]
     assert dump.count("POLYLINE") == 2 and "399211009" not in dump
     assert not _dciodvfy_errors(outputs.sr, tmp_path)  # type: ignore[arg-type]
@@ -213,7 +215,7 @@ def test_not_interpretable_is_coded_with_its_reason(
     assert found["121106"] == f"Not interpretable: {result.reason}"  # Comment (TEXT)
     for absent in ("121071", "122157", "121073"):  # no Finding, Probability, Impression
         assert absent not in found
-    assert sr.content.get_planar_roi_measurement_groups() == []
+    assert measurement_report(sr).get_planar_roi_measurement_groups() == []
     # The TEXT evaluation follows the coded one (TID 1501 rows 11 and 12).
     kinds = [(i.ValueType, i.ConceptNameCodeSequence[0].CodeValue) for i in items]
     assert kinds.index(("TEXT", "121106")) == kinds.index(("CODE", "111017")) + 1
