@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -e '.[test]'
 	touch $@
 
-.PHONY: install serve test bench
+.PHONY: install serve test quick lint bench
 install: $(VENV)/.installed
 
 serve: install
@@ -18,6 +18,14 @@ serve: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+# A quicker loop while developing: no training, no Orthanc round trips, no lint.
+quick: install
+	$(VENV)/bin/python -m pytest -m "not slow and not e2e" --deselect tests/test_lint.py
+
+lint: install
+	$(VENV)/bin/python -m ruff check src tests bench scripts
+	$(VENV)/bin/python -m mypy
 
 bench: install
 	$(VENV)/bin/python bench/bench_scp.py

@@ -65,7 +65,7 @@ class NotInterpretableError(InputError):
     worker answers it with a "Not interpretable" SR and SC carrying ``reason``
     (never with a Normal or Abnormal call), drawn on ``page`` when the error
     carries one (the traces that could be drawn), else on
-    ``render.blank_page(header, reason)`` (see ``render.not_interpretable_page``).
+    ``pages.blank_page(header, reason)`` (see ``pages.not_interpretable_page``).
     """
 
     def __init__(

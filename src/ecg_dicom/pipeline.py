@@ -34,8 +34,7 @@ from ecg_dicom.errors import InputError, NotInterpretableError
 from ecg_dicom.model import Detector, not_interpretable
 from ecg_dicom.pages import not_interpretable_page, page_from_dataset, page_from_file
 from ecg_dicom.records import Classification, Outputs, Page, ResultHistory
-from ecg_dicom.results.build import build_outputs
-from ecg_dicom.results.files import write_outputs
+from ecg_dicom.results import build_outputs, write_outputs
 
 log = logging.getLogger("ecg_dicom.worker")
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
 
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
@@ -31,7 +30,7 @@ from ecg_dicom.jobs import Job, JobQueue, JobState, Spool
 from ecg_dicom.logs import log_context
 from ecg_dicom.pipeline import Pipeline, Trace
 from ecg_dicom.records import DocumentReference, Outputs, ResultHistory
-from ecg_dicom.results.files import write_outputs
+from ecg_dicom.results import read_kept, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ class Worker:
             extra={"label": result.label, "class_name": result.class_name,
                    "confidence": round(result.confidence, 4)},
         )
-        sr = cast(Dataset, outputs.sr)
+        sr = outputs.sr
         predecessors = sr.get("PredecessorDocumentsSequence", [])
         replaced = (
             str(predecessors[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
@@ -137,9 +136,9 @@ class Worker:
         record = {
             **result.to_dict(),
             "outputs": {
-                "sc": str(cast(Dataset, outputs.sc).SOPInstanceUID),
+                "sc": str(outputs.sc.SOPInstanceUID),
                 "sr": str(sr.SOPInstanceUID),
-                "series_numbers": [int(cast(Dataset, outputs.sc).SeriesNumber),
+                "series_numbers": [int(outputs.sc.SeriesNumber),
                                    int(sr.SeriesNumber)],
                 "replaces": replaced,
             },
@@ -168,14 +167,6 @@ class Worker:
         metrics.PROCESSED.labels(outcome="failed").inc()
 
     # -- delivery ---------------------------------------------------------------
-    def _load_results(self, job_id: str) -> list[Dataset]:
-        folder = self.spool.results_path(job_id)
-        files = sorted(folder.glob("*.dcm"))
-        # SC before SR: the SR references the SC (IHE AIR orders them so too).
-        datasets: list[Dataset] = [dcmread(f) for f in files]
-        datasets.sort(key=lambda d: 0 if d.Modality != "SR" else 1)
-        return datasets
-
     def deliver(self, job: Job, outputs: Outputs | None = None) -> None:
         """Send the SC and SR to the caller's destination(s).
 
@@ -183,12 +174,12 @@ class Worker:
         """
         delivery = self.settings.delivery
         if outputs is None:
-            kept = self._load_results(job.job_id)
+            kept = read_kept(self.spool.results_path(job.job_id))  # SC, then SR
             if len(kept) != 2:
                 self._fail(job, "send", f"send: expected SC and SR in the spool, found {len(kept)}")
                 return
             outputs = Outputs(sc=kept[0], sr=kept[1])
-        datasets: list[Dataset] = [cast(Dataset, outputs.sc), cast(Dataset, outputs.sr)]
+        datasets: list[Dataset] = [outputs.sc, outputs.sr]
         destinations = destinations_for(job.calling_ae, self.settings)
         notes: list[str] = []
         if delivery.keep_outputs or (not destinations and not delivery.stow_url):
@@ -238,7 +229,7 @@ class Worker:
             self._fail(job, "send", f"send: {exc} ({kind})")
             return
         self.spool.update(job.job_id, delivery_attempts=attempt)
-        self._record_delivered(job, cast(Dataset, outputs.sr), delivered_sr)
+        self._record_delivered(job, outputs.sr, delivered_sr)
         self._done(job, "; ".join(notes))
 
     def _record_delivered(

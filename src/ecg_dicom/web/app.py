@@ -31,7 +31,7 @@ from ecg_dicom.config import Settings
 from ecg_dicom.errors import InputError, ModelError
 from ecg_dicom.jobs import JobQueue, Spool, retry_failed
 from ecg_dicom.pipeline import Pipeline
-from ecg_dicom.results.annotate import draw_result
+from ecg_dicom.results import draw_result
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
