@@ -32,7 +32,7 @@ import pytest
 from pydicom import Dataset
 
 from conftest import ECG_IMAGES_DIR, copies_with_new_uids
-from ecg_dicom.results.sr import FINDING_CODES, LABEL_CODES, PROBABILITY
+from ecg_dicom.results import FINDING_CODES, LABEL_CODES, PROBABILITY
 from peers import run_storescp
 from serve_proc import ServeProcess, run_tool
 

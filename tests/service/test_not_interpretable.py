@@ -33,7 +33,7 @@ from conftest import DICOM_ECG_DIR
 from ecg_dicom.errors import NotInterpretableError
 from ecg_dicom.pages import not_interpretable_page, page_from_file
 from ecg_dicom.records import Page
-from ecg_dicom.results.annotate import to_sc_pixels
+from ecg_dicom.results import to_sc_pixels
 from peers import dcmtk_env, require_tool, run_storescp
 from serve_proc import ServeProcess, run_tool
 
