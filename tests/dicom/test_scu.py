@@ -32,7 +32,7 @@ from ecg_dicom.dicom.stow import stow_outputs
 from ecg_dicom.errors import DeliveryError
 from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.records import Classification, Detection, Outputs
-from ecg_dicom.results.build import build_outputs
+from ecg_dicom.results import build_outputs
 from peers import LOOPBACK, dciodvfy, free_port, run_storescp, wait_for_port
 
 pytestmark = pytest.mark.integration
