@@ -86,7 +86,7 @@ class ServeProcess:
         if not self.dicom_port:
             self.dicom_port = free_port()
             self.http_port = free_port()
-        cfg = {
+        cfg: dict[str, dict[str, Any]] = {
             "dicom": {"port": self.dicom_port},
             "http": {"port": self.http_port},
             "storage": {
@@ -107,14 +107,14 @@ class ServeProcess:
         env["ECG_DICOM_CONFIG"] = str(cfg_path)
         if self.pythonpath is not None:
             env["PYTHONPATH"] = str(self.pythonpath)
-        log = open(self.log_path, "ab")  # noqa: SIM115 (the child writes to it while it runs)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ecg_dicom", "serve"],
-            cwd=self.workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ecg_dicom", "serve"],
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -170,6 +170,11 @@ class Destination(_Section):
     def _ae(cls, v: str) -> str:
         return _check_ae_title(v)
 
+    @property
+    def where(self) -> str:
+        """``AE@host:port``, as logs and job reasons name a destination."""
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
 
 class DeliverySettings(_Section):
     #: Results go back to the destination configured for the calling AE title.
@@ -264,8 +269,8 @@ class Settings(BaseSettings):
 
 
 #: Options given on the command line, as nested sections (set by load_settings).
-_COMMAND_LINE: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "ecg_dicom_command_line", default={}
+_COMMAND_LINE: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "ecg_dicom_command_line", default=None
 )
 
 
@@ -276,14 +281,16 @@ class _CommandLine(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return _COMMAND_LINE.get()
+        return _COMMAND_LINE.get() or {}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise ConfigError(f"configuration file {path} does not exist: check --config / {CONFIG_ENV}")
+        raise ConfigError(
+            f"configuration file {path} does not exist: check --config / {CONFIG_ENV}"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
     if not isinstance(loaded, dict):
@@ -321,7 +328,7 @@ def load_settings(
     origin = f"defaults + {path} + environment" if path else "defaults + environment"
     if command_line:
         origin += " + command line"
-    token = _COMMAND_LINE.set(command_line or {})
+    token = _COMMAND_LINE.set(command_line)
     try:
         return Settings(**site)
     except ValidationError as exc:

@@ -11,8 +11,8 @@ Two sets, kept apart on purpose:
   still not keep its instances), then acknowledged and skipped one by one by
   the C-STORE handler (``dicom.non_ecg_objects``), never processed.
 
-docs/conformance.md lists both; tests/unit/test_conformance.py keeps its tables
-equal to these sets (and its SCU table equal to what scu.py proposes).
+docs/conformance.md lists both; tests/dicom/test_conformance.py keeps its tables
+equal to these sets (and its SCU table equal to what dicom/negotiation.py proposes).
 """
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ class Worker:
                     datasets, destination, calling_ae=calling_ae, timeout=delivery.timeout,
                     uid_root=self.settings.output.uid_root,
                 )
-                where = f"{destination.ae_title}@{destination.host}:{destination.port}"
+                where = destination.where
                 fallbacks = [s.describe() for s in sent if s.fallback]
                 fallback = f" ({'; '.join(fallbacks)})" if fallbacks else ""
                 notes.append(f"sent to {where}{fallback}")

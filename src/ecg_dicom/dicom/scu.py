@@ -62,10 +62,6 @@ def destinations_for(calling_ae: str, settings: Settings) -> list[Destination]:
     return found
 
 
-def _where(destination: Destination) -> str:
-    return f"{destination.ae_title}@{destination.host}:{destination.port}"
-
-
 def _association_failure(
     assoc: Association, destination: Destination, rejections: Sequence[A_ASSOCIATE_RJ]
 ) -> DeliveryError:
@@ -75,7 +71,7 @@ def _association_failure(
     the connection right after rejecting (dcmtk does) can make pynetdicom report an
     abort instead of the rejection, so the PDU itself is the evidence.
     """
-    where = _where(destination)
+    where = destination.where
     answer: Any = assoc.acceptor.primitive
     if rejections or (assoc.is_rejected and answer is not None):
         rj: Any = rejections[0] if rejections else answer
@@ -97,7 +93,7 @@ def _association_failure(
 
 
 def _store_one(assoc: Association, ds: Dataset, destination: Destination) -> None:
-    where = _where(destination)
+    where = destination.where
     what = f"{ds.get('Modality', '?')} {ds.SOPInstanceUID}"
     try:
         status = assoc.send_c_store(ds)
@@ -161,7 +157,7 @@ def send_outputs(
         )
     except OSError as exc:
         raise DeliveryError(
-            f"could not associate with {_where(destination)}: {exc}", transient=True
+            f"could not associate with {destination.where}: {exc}", transient=True
         ) from exc
     if not assoc.is_established:
         raise _association_failure(assoc, destination, rejections)
@@ -173,13 +169,13 @@ def send_outputs(
             try:
                 out, what = as_accepted(ds, accepted, uid_root)
             except DeliveryError as exc:
-                raise DeliveryError(f"{_where(destination)}: {exc}", transient=False) from exc
+                raise DeliveryError(f"{destination.where}: {exc}", transient=False) from exc
             _store_one(assoc, out, destination)
             sent.append(what)
     except BaseException:
         assoc.abort()
         raise
     assoc.release()
-    log.info("sent %d object(s) to %s", len(ordered), _where(destination),
+    log.info("sent %d object(s) to %s", len(ordered), destination.where,
              extra={"sent": [s.describe() for s in sent]})
     return sent
