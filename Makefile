@@ -28,7 +28,7 @@ lint: install
 	$(VENV)/bin/python -m mypy
 
 bench: install
-	$(VENV)/bin/python bench/bench_scp.py
+	PYTHONPATH=tests $(VENV)/bin/python bench/bench_scp.py
 	$(VENV)/bin/python bench/bench_render.py
 	$(VENV)/bin/python bench/bench_inference.py
-	$(VENV)/bin/python bench/bench_e2e.py
+	PYTHONPATH=tests $(VENV)/bin/python bench/bench_e2e.py

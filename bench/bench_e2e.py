@@ -13,7 +13,7 @@ In one run on this machine:
 * the size in bytes of each annotated SC as the PACS stored it (p50 and max over
   every ECG of the run), with its transfer syntax.
 
-    .venv/bin/python bench/bench_e2e.py [--count 100]
+    PYTHONPATH=tests .venv/bin/python bench/bench_e2e.py [--count 100]
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import json
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,12 +33,13 @@ import pydicom.config
 from pydicom.uid import SecondaryCaptureImageStorage
 from pynetdicom import AE
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+# The tests' peers and data helpers (tests/): run with PYTHONPATH=tests, as `make bench` does.
 import serve_proc
-from conftest import copies_with_new_uids, real_ecg_paths
 from peers import dcmtk_env, run_storescp
+from realdata import copies_with_new_uids, real_ecg_paths
 from serve_proc import ServeProcess
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_files(folder: Path, count: int, timeout: float = 600.0) -> None:
@@ -135,7 +135,8 @@ def main() -> int:
     print(f"  p50 {results['e2e_s_p50']:.3f} s   p95 {results['e2e_s_p95']:.3f} s")
     print(f"  {args.count} ECGs in one storescu run: {results['batch_ecg_per_s']} ECG/s")
     print("Reference, same run: bare model inference on the rendered pages (Detector.detect)")
-    print(f"  p50 {results['bare_inference_ms_p50']} ms   p95 {results['bare_inference_ms_p95']} ms")
+    print(f"  p50 {results['bare_inference_ms_p50']} ms   "
+          f"p95 {results['bare_inference_ms_p95']} ms")
     print(f"  pipeline overhead at p50: "
           f"{1000 * results['e2e_s_p50'] - results['bare_inference_ms_p50']:.0f} ms")
     print(f"Annotated SC as stored at the PACS, {len(sc_sizes)} SCs "

@@ -16,7 +16,7 @@ Target (issue 2): serve >= 70 % of the bare SCP's rate; latency independent of
 queue depth; memory growth <= 100 MB for the large object and not growing with
 the number of objects.  Results also go to bench/results/bench_scp.json.
 
-    .venv/bin/python bench/bench_scp.py [--count 300]
+    PYTHONPATH=tests .venv/bin/python bench/bench_scp.py [--count 300]
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ from pynetdicom import AE
 
 from ecg_dicom.sop import MULTIFRAME_TRUE_COLOR_SC
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import copies_with_new_uids
+# The tests' peers and data helpers (tests/): run with PYTHONPATH=tests, as `make bench` does.
 from peers import dcmtk_env, free_port
+from realdata import copies_with_new_uids
 from serve_proc import ServeProcess
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SOURCE = ROOT.parent / "shared" / "data" / "dicom-ecg" / "ge-mac55" / "ecg.dcm"
 BARE_SCP = r'''

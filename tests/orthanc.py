@@ -89,7 +89,8 @@ def run_orthanc(workdir: Path, modalities: dict[str, list[Any]],
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited: {(workdir / 'orthanc.log').read_text()[-3000:]}")
+                log_tail = (workdir / "orthanc.log").read_text()[-3000:]
+                raise RuntimeError(f"Orthanc exited: {log_tail}")
             try:
                 orthanc.rest("GET", "/system")
                 break

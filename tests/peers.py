@@ -56,7 +56,9 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Return as soon as ``host:port`` accepts a TCP connection.
 
     Raises TimeoutError after ``timeout`` seconds, and RuntimeError at once if

@@ -146,7 +146,8 @@ def test_uploads_during_a_dicom_stream_with_two_workers_keep_each_result_with_it
 ) -> None:
     files = copies_with_new_uids(real_ecgs, tmp_path / "send", COPIES_PER_ECG * len(real_ecgs))
     source_of = {
-        str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): real_ecgs[i % len(real_ecgs)]
+        str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID):
+            real_ecgs[i % len(real_ecgs)]
         for i, f in enumerate(files)
     }
     pages = upload_pages()
@@ -219,7 +220,8 @@ def test_uploads_during_a_dicom_stream_with_two_workers_keep_each_result_with_it
         assert ecg_uid not in sr_of, f"two SRs for {ecg_uid}"
         sr_of[ecg_uid] = sr
         source = source_of[ecg_uid]
-        assert sr.StudyInstanceUID == pydicom.dcmread(source, stop_before_pixels=True).StudyInstanceUID
+        study = pydicom.dcmread(source, stop_before_pixels=True).StudyInstanceUID
+        assert sr.StudyInstanceUID == study
         assert_sr_carries(sr, reference[source], source)
     assert sr_of.keys() == source_of.keys()
     print(f"{len(files)} ECGs with {len(made)} uploads beside them in {stream_seconds:.1f} s")

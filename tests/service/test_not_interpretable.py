@@ -148,12 +148,14 @@ def test_sr_says_not_interpretable_with_the_reason(
         assert absent not in dump.stdout, absent
 
     sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(sr_path))
-    (summary,) = sr.content.get_image_measurement_groups()
+    report = sr.content
+    assert isinstance(report, hd.sr.MeasurementReport), type(report)
+    (summary,) = report.get_image_measurement_groups()
     assert summary.finding_type is None
     texts = [item.TextValue for item in summary[0].ContentSequence
              if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == "121106"]
     assert len(texts) == 1 and REASONS[kind] in texts[0]
-    assert sr.content.get_planar_roi_measurement_groups() == []
+    assert report.get_planar_roi_measurement_groups() == []
 
 
 @pytest.mark.parametrize("kind", sorted(REASONS))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -36,7 +37,7 @@ def dataset_bytes(path: Path) -> bytes:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> ServeProcess:
+def service(tmp_path: Path) -> Iterator[ServeProcess]:
     proc = ServeProcess(tmp_path, {}).start()
     yield proc
     proc.stop()
