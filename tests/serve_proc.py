@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,31 @@ class ServeProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as rsp:
             body = rsp.read()
         return json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
+
+    def post_file(self, path: Path, content_type: str = "application/octet-stream",
+                  timeout: float = 180.0) -> tuple[int, Any]:
+        """POST a file to ``/api/classify`` as a browser's upload form does.
+
+        Returns (HTTP status, body): the body parsed as JSON when it is JSON, else text.
+        """
+        boundary = uuid.uuid4().hex
+        body = (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{path.name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+        ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}/api/classify", data=body, method="POST",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as rsp:
+                status, raw = rsp.status, rsp.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
 
     def jobs(self) -> list[dict[str, Any]]:
         return list(self.get("/jobs?limit=100000"))

@@ -21,9 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -73,24 +70,6 @@ def sequential_reference(service: ServeProcess, files: list[Path]) -> dict[Path,
 def same_result(got: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     """``got`` restricted to the reference's fields (an upload adds the annotated page)."""
     return {k: got.get(k) for k in reference}
-
-
-def post_page(port: int, path: Path) -> tuple[int, Any]:
-    """POST a page to /api/classify as a browser's form would; (HTTP status, body)."""
-    boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-        f"filename=\"{path.name}\"\r\nContent-Type: image/jpeg\r\n\r\n"
-    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/classify", data=body, method="POST",
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=180) as rsp:
-            return rsp.status, json.loads(rsp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
 
 
 def content_items(ds: Dataset) -> list[Dataset]:
@@ -171,7 +150,7 @@ def test_uploads_during_a_dicom_stream_with_two_workers_keep_each_result_with_it
                 step = thread  # the threads start on different pages
                 while not stream_done.is_set() or len(uploads[thread]) < MIN_UPLOADS_PER_THREAD:
                     page = pages[step % len(pages)]
-                    uploads[thread].append((page, *post_page(service.http_port, page)))
+                    uploads[thread].append((page, *service.post_file(page, "image/jpeg")))
                     step += 1
 
             threads = [threading.Thread(target=upload, args=(i,)) for i in range(UPLOAD_THREADS)]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pydicom
@@ -78,29 +76,12 @@ def test_full_disk_answers_out_of_resources_and_stores_nothing(
         service.stop()
 
 
-def _post_file(port: int, path: Path) -> tuple[int, dict[str, object]]:
-    boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-        f"filename=\"{path.name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/classify", data=body, method="POST",
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=120) as rsp:
-            return rsp.status, json.loads(rsp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def test_upload_page_and_classify_api(tmp_path: Path, real_ecgs: list[Path]) -> None:
     service = ServeProcess(tmp_path, {}).start()
     try:
         page = service.get("/")
         assert "not for diagnostic use" in page and 'type="file"' in page
-        status, result = _post_file(service.http_port, real_ecgs[0])
+        status, result = service.post_file(real_ecgs[0])
         assert status == 200, result
         assert result["label"] in ("Normal", "Abnormal", "Not interpretable")
         assert result["notice"] == "AI result - not for diagnostic use"
@@ -115,7 +96,7 @@ def test_upload_page_and_classify_api(tmp_path: Path, real_ecgs: list[Path]) -> 
         assert (health["runtime"], health["precision"]) == (expected.runtime, expected.precision)
         junk = tmp_path / "junk.dcm"
         junk.write_bytes(b"this is not DICOM")
-        status, error = _post_file(service.http_port, junk)
+        status, error = service.post_file(junk)
         assert status == 422 and error["detail"]
     finally:
         service.stop()
