@@ -31,6 +31,7 @@ from ecg_dicom.logs import log_context
 from ecg_dicom.pipeline import Pipeline, Trace
 from ecg_dicom.records import DocumentReference, Outputs, ResultHistory
 from ecg_dicom.results import read_kept, write_outputs
+from ecg_dicom.sop import SR_MODALITY
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class Worker:
                 fallback = f" ({'; '.join(fallbacks)})" if fallbacks else ""
                 notes.append(f"sent to {where}{fallback}")
                 for obj in sent:
-                    if obj.modality == "SR" and delivered_sr is None:
+                    if obj.modality == SR_MODALITY and delivered_sr is None:
                         delivered_sr = (obj.series_instance_uid, obj.sop_class_uid,
                                         obj.sop_instance_uid)
             if delivery.stow_url:
