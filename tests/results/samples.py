@@ -53,3 +53,15 @@ def measurement_report(sr: hd.sr.Comprehensive3DSR) -> hd.sr.MeasurementReport:
     content = sr.content
     assert isinstance(content, hd.sr.MeasurementReport), type(content)
     return content
+
+
+def three_boxes(page: Page) -> list[tuple[float, float, float, float]]:
+    """Three boxes on ``page``: over two single lead regions and the rhythm strip of a
+    rendered page, or at the same places in proportion on a picture."""
+    h, w = page.image.shape[:2]
+    regions = page.regions
+    if regions:
+        return [(r.x0 + 5, r.y0 + 5, r.x1 - 5, r.y1 - 5)
+                for r in (regions[1], regions[5], regions[-1])]
+    return [(w * 0.1, h * 0.2, w * 0.3, h * 0.4), (w * 0.5, h * 0.2, w * 0.7, h * 0.4),
+            (w * 0.05, h * 0.8, w * 0.95, h * 0.95)]

@@ -45,7 +45,7 @@ from ecg_dicom.results.codes import FINDING_CODES, LABEL_CODES
 from ecg_dicom.results.files import write_outputs
 from ecg_dicom.results.uids import content_key, result_uids
 from peers import dciodvfy, dcmtk_env, require_tool
-from results.samples import measurement_report, read_rgb
+from results.samples import measurement_report, read_rgb, three_boxes
 
 pytestmark = [
     pytest.mark.integration,
@@ -97,14 +97,7 @@ def _image_source() -> Dataset:
 
 def _abnormal(page: Page) -> Classification:
     """Three boxes: two over single lead regions, one over the rhythm strip."""
-    h, w = page.image.shape[:2]
-    regions = page.regions
-    boxes = (
-        [(r.x0 + 5, r.y0 + 5, r.x1 - 5, r.y1 - 5) for r in (regions[1], regions[5], regions[-1])]
-        if regions
-        else [(w * 0.1, h * 0.2, w * 0.3, h * 0.4), (w * 0.5, h * 0.2, w * 0.7, h * 0.4),
-              (w * 0.05, h * 0.8, w * 0.95, h * 0.95)]
-    )
+    boxes = three_boxes(page)
     dets = (
         Detection("MI-ECG", 0.91, boxes[0]),
         Detection("History_MI", 0.42, boxes[1]),

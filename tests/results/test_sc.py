@@ -34,7 +34,7 @@ from ecg_dicom.results.canvas import layout_for
 from ecg_dicom.results.captions import identity_line
 from ecg_dicom.results.compression import lossy_history, sc_for_transfer_syntax
 from ecg_dicom.results.sc import SPACING_DESCRIPTION, build_sc
-from results.samples import read_rgb
+from results.samples import read_rgb, three_boxes
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the eli250 cart
 
@@ -44,14 +44,7 @@ VERSION = "5e" * 32
 
 
 def _result(page: Page) -> Classification:
-    h, w = page.image.shape[:2]
-    regions = page.regions
-    boxes = (
-        [(r.x0 + 5, r.y0 + 5, r.x1 - 5, r.y1 - 5) for r in (regions[1], regions[5], regions[-1])]
-        if regions
-        else [(w * 0.1, h * 0.2, w * 0.3, h * 0.4), (w * 0.5, h * 0.2, w * 0.7, h * 0.4),
-              (w * 0.05, h * 0.8, w * 0.95, h * 0.95)]
-    )
+    boxes = three_boxes(page)
     dets = (Detection("MI-ECG", 0.91, boxes[0]), Detection("History_MI", 0.42, boxes[1]),
             Detection("Normal-ECG", 0.2, boxes[2]))
     return Classification(label="Abnormal", class_name="MI-ECG", confidence=0.91,
