@@ -20,7 +20,7 @@ ultralytics' ``predict`` with at least 99 % Normal/Abnormal agreement with PyTor
 For each: median and mean ms/page (after two warm-up pages), speed-up over the
 default path, and Normal/Abnormal agreement with PyTorch f32 (plus the largest
 difference of the top-box confidence).  Pages are read by the service's own page
-reader (:func:`ecg_dicom.pages.dispatch.page_from_file`).  Prints a table and writes JSON to
+reader (:func:`ecg_dicom.pages.page_from_file`).  Prints a table and writes JSON to
 ``bench/results/``.
 
     .venv/bin/python bench/bench_inference.py --weights weights/ecg-yolov8m.pt \

@@ -31,7 +31,22 @@ from ecg_dicom.train.dataset import build_dataset
 from ecg_dicom.train.site_int8 import calibrate_int8_on_site
 from ecg_dicom.train.training import TrainConfig, train_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # ultralytics exports through torch's TorchScript tracer and its legacy ONNX
+    # exporter; torch announces their end and warns about traced Python values.
+    pytest.mark.filterwarnings(r"ignore:`torch\.jit\.trace:FutureWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning"
+    ),
+    pytest.mark.filterwarnings(
+        "ignore:The feature will be removed. Please remove usage of this function"
+        ":DeprecationWarning"
+    ),
+    pytest.mark.filterwarnings(
+        "ignore:Converting a tensor to a Python boolean:torch.jit.TracerWarning"
+    ),
+]
 
 FOLDERS = ("heart_block", "history_mi", "mi", "normal")
 

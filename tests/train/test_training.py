@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from test_dataset import write_folders
 
 from ecg_dicom.train.dataset import build_dataset
 from ecg_dicom.train.training import ECG_AUGMENTATION, TrainConfig, train_model
@@ -52,23 +51,9 @@ def test_resume_without_a_last_checkpoint_is_refused(tmp_path: Path) -> None:
         train_model(config, resume=True)
 
 
-def page(seed: int) -> np.ndarray:
-    """A white 160x120 page, pink grid in a frame, and a random-walk trace."""
-    rng = np.random.default_rng(seed)
-    img = np.full((120, 160, 3), 255, np.uint8)
-    img[20:110:4, 8:152] = (240, 180, 180)
-    img[20:110, 8:152:4] = (240, 180, 180)
-    trace = np.clip(65 + np.cumsum(rng.integers(-3, 4, 144)), 25, 105)
-    img[trace, np.arange(8, 152)] = 0
-    return img
-
-
 @pytest.mark.slow
 def test_tiny_training_run_writes_its_record(tmp_path: Path) -> None:
-    for i, folder in enumerate(FOLDERS):
-        (tmp_path / "src" / folder).mkdir(parents=True)
-        for k in range(3):
-            Image.fromarray(page(10 * i + k)).save(tmp_path / "src" / folder / f"{folder}-{k}.png")
+    write_folders(tmp_path / "src", dict.fromkeys(FOLDERS, 3))
     summary = build_dataset(tmp_path / "src", tmp_path / "ds", val_fraction=0.34, seed=0)
     record = train_model(TrainConfig(
         data=summary.data_yaml, model="yolov8n.yaml", imgsz=64, epochs=1, batch=4,

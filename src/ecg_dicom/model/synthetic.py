@@ -3,7 +3,7 @@
 Post-training int8 quantisation (``model.runtime: openvino-int8``) needs a few
 dozen representative network inputs to measure activation ranges.  Shipping ECG
 pages is not an option (patient data, licences), so the calibration pages are the
-service's own renderings (:func:`ecg_dicom.pages.render.render_page`, the same page a
+service's own renderings (:func:`ecg_dicom.pages.render_page`, the same page a
 DICOM waveform becomes) of **synthetic** 12-lead ECGs: a seeded dipole model of the
 heart's electrical axis (P, QRS and T waves as Gaussian pulses of a 3-D vector,
 projected on the 12 standard lead axes) with varied rate, axis, amplitudes, ST
