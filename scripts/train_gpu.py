@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PIECE_BYTES = 15 * 2**20
@@ -65,7 +66,7 @@ def _patch_ultralytics_offline() -> None:
         return {k.strip(): [r[k] for r in rows] for k in (rows[0] if rows else {})}
 
     trainer.check_amp = lambda model: True
-    trainer.BaseTrainer.read_results_csv = read_results_csv
+    trainer.BaseTrainer.read_results_csv = read_results_csv  # type: ignore[method-assign]
 
 
 def _shrink_dataset(src: Path, dst: Path, width: int) -> Path:
@@ -79,6 +80,8 @@ def _shrink_dataset(src: Path, dst: Path, width: int) -> Path:
         shutil.copytree(src / "labels" / split, dst / "labels" / split, dirs_exist_ok=True)
         for image in sorted((src / "images" / split).iterdir()):
             page = cv2.imread(str(image), cv2.IMREAD_COLOR)
+            if page is None:
+                raise ValueError(f"{image} is not an image OpenCV can read")
             cv2.imwrite(
                 str(dst / "images" / split / image.name),
                 resize_to_width(page, width),
@@ -138,7 +141,7 @@ def _train_one(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, object]:
+def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, Any]:
     """Normal/Abnormal accuracy and AUROC on the validation pages, with the service's
     own rule (:func:`ecg_dicom.model.decide`) applied to ultralytics' boxes.
 
@@ -158,9 +161,10 @@ def _score(weights: Path, data: Path, imgsz: int, device: str) -> dict[str, obje
     for image in sorted((data / "images" / "val").iterdir()):
         label = (data / "labels" / "val" / (image.stem + ".txt")).read_text().split()
         true_class = names[int(label[0])]
-        boxes = model.predict(
+        found: Any = model.predict(
             str(image), imgsz=imgsz, conf=0.05, iou=0.7, max_det=20, verbose=False, device=device
-        )[0].boxes
+        )
+        boxes = found[0].boxes
         result = decide(
             [
                 Detection(names[int(k)], float(c), tuple(xyxy))
