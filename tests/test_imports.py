@@ -23,8 +23,8 @@ PACKAGE = SRC / "ecg_dicom"
 #: Rank of each top-level part of the package; an import may go to an equal or lower rank.
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        ("ecg_dicom", "config", "errors", "records", "sop", "logs", "metrics", "durable",
-         "startup"),
+        ("ecg_dicom", "config", "config_sources", "errors", "records", "sop", "logs", "metrics",
+         "durable", "startup"),
         0,
     ),
     "jobs": 1,

@@ -17,7 +17,6 @@ package reads the environment.
 
 from __future__ import annotations
 
-import contextvars
 import os
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -26,10 +25,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ecg_dicom.config_sources import (
+    COMMAND_LINE,
+    CONFIG_ENV,
+    ENV_PREFIX,
+    CommandLineSource,
+    explain,
+    read_yaml,
+)
 from ecg_dicom.errors import ConfigError
-
-ENV_PREFIX = "ECG_DICOM_"
-CONFIG_ENV = "ECG_DICOM_CONFIG"
 
 #: The values of ``model.runtime``: written once here, read by the model runtime
 #: (``resolve_runtime``), the derivation cache and the CLI choices.
@@ -253,7 +257,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Command-line options beat the environment, which beats the site file
         # (passed as init kwargs by load_settings); all are validated together.
-        return (_CommandLine(settings_cls), env_settings, init_settings)
+        return (CommandLineSource(settings_cls), env_settings, init_settings)
 
     @property
     def queue_path(self) -> Path:
@@ -268,52 +272,6 @@ class Settings(BaseSettings):
         return data
 
 
-#: Options given on the command line, as nested sections (set by load_settings).
-_COMMAND_LINE: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "ecg_dicom_command_line", default=None
-)
-
-
-class _CommandLine(PydanticBaseSettingsSource):
-    """The settings source of command-line options (``serve --port`` ...)."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return _COMMAND_LINE.get() or {}
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(
-            f"configuration file {path} does not exist: check --config / {CONFIG_ENV}"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"configuration file {path} must hold a mapping of sections")
-    return loaded
-
-
-def _explain(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
-    for err in exc.errors():
-        name = ".".join(str(p) for p in err["loc"])
-        env = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
-        value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" (found {value!r})"
-        hint = (
-            "remove it or check its spelling"
-            if err["type"] == "extra_forbidden"
-            else "fix it in the site YAML or the environment variable " + env
-        )
-        lines.append(f"  - {name}{shown}: {err['msg']}; {hint}")
-    return "\n".join(lines)
-
-
 def load_settings(
     config_file: Path | str | None = None, command_line: dict[str, Any] | None = None
 ) -> Settings:
@@ -324,17 +282,17 @@ def load_settings(
     The site file defaults to the path in ``ECG_DICOM_CONFIG`` when set.
     """
     path = config_file or os.environ.get(CONFIG_ENV) or None
-    site = _read_yaml(Path(path)) if path else {}
+    site = read_yaml(Path(path)) if path else {}
     origin = f"defaults + {path} + environment" if path else "defaults + environment"
     if command_line:
         origin += " + command line"
-    token = _COMMAND_LINE.set(command_line)
+    token = COMMAND_LINE.set(command_line)
     try:
         return Settings(**site)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, origin)) from None
+        raise ConfigError(explain(exc, origin)) from None
     finally:
-        _COMMAND_LINE.reset(token)
+        COMMAND_LINE.reset(token)
 
 
 def default_yaml() -> str:
