@@ -33,8 +33,9 @@ import pydicom.config
 from pydicom.uid import SecondaryCaptureImageStorage
 from pynetdicom import AE
 
-# The tests' peers and data helpers (tests/): run with PYTHONPATH=tests, as `make bench` does.
+# serve_proc, peers, realdata: the tests' helpers (tests/); run with PYTHONPATH=tests (make bench).
 import serve_proc
+from ecg_dicom.startup import configure_libraries
 from peers import dcmtk_env, run_storescp
 from realdata import copies_with_new_uids, real_ecg_paths
 from serve_proc import ServeProcess
@@ -87,7 +88,7 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, default=serve_proc.WEIGHTS)
     args = parser.parse_args()
     serve_proc.WEIGHTS = args.weights
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    configure_libraries()
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     try:
         files = copies_with_new_uids(real_ecg_paths(), work / "ecgs", 2 * args.count)

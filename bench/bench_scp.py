@@ -42,7 +42,7 @@ from pynetdicom import AE
 
 from ecg_dicom.sop import MULTIFRAME_TRUE_COLOR_SC
 
-# The tests' peers and data helpers (tests/): run with PYTHONPATH=tests, as `make bench` does.
+# serve_proc, peers, realdata: the tests' helpers (tests/); run with PYTHONPATH=tests (make bench).
 from peers import dcmtk_env, free_port
 from realdata import copies_with_new_uids
 from serve_proc import ServeProcess

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ecg_dicom.startup import configure_libraries
+
 # Re-exported: tests import the data locations and copies from here.
 from realdata import (  # noqa: F401
     DICOM_ECG_DIR,
@@ -29,6 +31,13 @@ def pytest_configure(config: pytest.Config) -> None:
     import serve_proc
 
     serve_proc.WEIGHTS = Path(config.getoption("--weights"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def library_settings() -> None:
+    """The process-wide library settings the service runs with (tolerant DICOM
+    reading): parts tested in-process run as they do in the service."""
+    configure_libraries()
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Process-wide library settings, made once, visibly, at start.
 
 pynetdicom's ``apps/qrscp`` habit: every switch that changes a library for the
-whole process is set here and nowhere else, by the CLI at start and by the tests
-that run the parts in-process.
+whole process is set here and nowhere else, by the CLI at start
+(:func:`configure_process`) and by the tests and benchmarks that run the parts
+in-process (:func:`configure_libraries`, :func:`configure_receiving`).
 
 * Logging: one JSON (or plain) handler on the root logger; pynetdicom and huey
   at WARNING (they log a line per PDU / task at INFO).
@@ -26,8 +27,14 @@ from ecg_dicom.logs import configure_logging
 
 
 def configure_process(settings: Settings) -> None:
-    """Logging and tolerant DICOM reading for every command."""
+    """Logging and the library settings, for every command (the CLI calls it)."""
     configure_logging(settings.logging.level, settings.logging.json_format)
+    configure_libraries()
+
+
+def configure_libraries() -> None:
+    """The library settings every process of ecg-dicom runs with (the tests and the
+    benchmarks that run the parts in-process call it too)."""
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 
