@@ -20,6 +20,10 @@ FAILED = Counter("ecgdicom_failed_total", "Jobs failed, by stage", ["stage"])
 SKIPPED = Counter(
     "ecgdicom_skipped_total", "Objects acknowledged and not processed, by kind", ["kind"]
 )
+SPOOL_FREE_BYTES = Gauge(
+    "ecgdicom_spool_free_bytes",
+    "Free bytes on the spool's file system (C-STORE is refused below storage.min_free_mb)",
+)
 DELIVERY_RETRIES = Counter("ecgdicom_delivery_retries_total", "Delivery attempts scheduled again")
 STORE_SECONDS = Histogram(
     "ecgdicom_store_seconds",

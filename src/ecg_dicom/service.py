@@ -68,8 +68,8 @@ def compose(settings: Settings, *, listener: bool, pipeline: Pipeline | None = N
     queue.set_handler(worker.run_job)
     scp = None
     if listener:
-        configure_receiving(spool.tmp_dir)
         scp = StorageSCP(settings, spool, queue)
+        configure_receiving(spool.tmp_dir, open_file=scp.received_files.open)
     return Parts(settings, spool, queue, pipeline, worker, scp)
 
 
@@ -126,6 +126,7 @@ class Service:
         removed = parts.spool.clean_tmp()
         if removed:
             log.info("removed %d partial transfers that were never acknowledged", removed)
+        parts.spool.free_bytes()  # the gauge, and the early warning if already low
         if self.settings.queue.workers:
             load_model(parts)
         requeue_unfinished(parts)
@@ -146,8 +147,9 @@ class Service:
             try:
                 counts = self.parts.spool.counts()
                 metrics.QUEUED.set(counts["received"] + counts["processing"] + counts["delivering"])
+                self.parts.spool.free_bytes()  # ecgdicom_spool_free_bytes, early warning
             except Exception:
-                log.exception("could not read ledger counts")
+                log.exception("could not read ledger counts or free space")
 
     def handle_exit(self, signum: int, frame: FrameType | None) -> None:
         if self.should_exit.is_set():

@@ -10,17 +10,24 @@ in-process (:func:`configure_libraries`, :func:`configure_receiving`).
 * pydicom reads tolerantly (real carts write e.g. UIDs with empty components);
   the builders are strict when writing.
 * A listener receives each data set straight into the spool's ``tmp/`` folder
-  (pynetdicom's chunked receive writes to :func:`tempfile.gettempdir`), on the
-  same file system as the spool, so adopting a received instance is a rename.
+  (pynetdicom's chunked receive), on the same file system as the spool, so
+  adopting a received instance is a rename.  pynetdicom opens that file with
+  ``tempfile.NamedTemporaryFile``, named in ``pynetdicom.dimse_messages``; the
+  listener gives its own (``open_file``: :class:`ecg_dicom.dicom.receive.ReceivedFiles`),
+  so that a full disk is answered 0xA700 instead of killing the association and
+  a transfer cut short leaves no file.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pynetdicom import _config as pynetdicom_config
+from pynetdicom import dimse_messages
 
 from ecg_dicom.config import Settings
 from ecg_dicom.logs import configure_logging
@@ -38,7 +45,14 @@ def configure_libraries() -> None:
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 
-def configure_receiving(tmp_dir: Path) -> None:
-    """Write received data sets as they arrive into ``tmp_dir`` (the spool's ``tmp/``)."""
+def configure_receiving(tmp_dir: Path, open_file: Callable[..., Any] | None = None) -> None:
+    """Write received data sets as they arrive into ``tmp_dir`` (the spool's ``tmp/``).
+
+    ``open_file`` replaces the ``NamedTemporaryFile(delete=False, mode="wb",
+    suffix=".dcm")`` pynetdicom opens each data set with (it must write into
+    ``tmp_dir`` itself); without it pynetdicom's own writes into ``tmp_dir``.
+    """
     pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
     tempfile.tempdir = str(tmp_dir)
+    if open_file is not None:
+        dimse_messages.NamedTemporaryFile = open_file  # type: ignore[assignment]

@@ -140,7 +140,9 @@ def test_bytes_that_are_not_dicom_cannot_be_understood(tmp_path: Path) -> None:
 def test_below_the_disk_reserve_is_out_of_resources(tmp_path: Path) -> None:
     store, spool, queue = handler(tmp_path)
     spool.min_free_mb = 10**9  # more than any disk has
-    assert store(store_event(spool, real_ecg_paths()[0])) == 0xA700
+    answer = store(store_event(spool, real_ecg_paths()[0]))
+    assert isinstance(answer, Dataset) and answer.Status == 0xA700
+    assert answer.ErrorComment.startswith("spool disk has ")  # the reason, for the sender
     assert spool.list_jobs() == [] and queue.queued == []
 
 

@@ -17,8 +17,10 @@ PACS sending a whole study (the ECG beside earlier SR, SC, KO, PR...) gets the
 association and its ECG through; "send study" otherwise fails as a whole.
 
 Received data sets are written by pynetdicom straight into the spool's ``tmp/``
-folder: :func:`ecg_dicom.startup.configure_receiving` makes that process-wide
-setting once, before :meth:`StorageSCP.start`.
+folder, into the files of :mod:`ecg_dicom.dicom.receive` (a full disk is answered
+0xA700, a transfer cut short leaves no file):
+:func:`ecg_dicom.startup.configure_receiving` makes that process-wide setting
+once, with :attr:`StorageSCP.received_files`, before :meth:`StorageSCP.start`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom.association import AssociationGate
+from ecg_dicom.dicom.receive import ReceivedFiles
 from ecg_dicom.dicom.store import StoreHandler
 from ecg_dicom.errors import StoreStatus
 from ecg_dicom.jobs import JobQueue, Spool
@@ -48,7 +51,10 @@ class StorageSCP:
         self.settings = settings
         self.server: ThreadedAssociationServer | None = None
         self.gate = AssociationGate(settings.dicom.allowed_callers)
-        self.store = StoreHandler(settings, spool, queue)
+        #: The files pynetdicom receives data sets into (installed by
+        #: :func:`ecg_dicom.startup.configure_receiving`), removed if a transfer is cut short.
+        self.received_files = ReceivedFiles(spool)
+        self.store = StoreHandler(settings, spool, queue, self.received_files)
         ae = AE(ae_title=settings.dicom.ae_title)
         ae.maximum_associations = settings.dicom.max_associations
         ae.maximum_pdu_size = settings.dicom.max_pdu_size
@@ -69,6 +75,8 @@ class StorageSCP:
             (evt.EVT_REQUESTED, self.gate.on_requested),
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_C_STORE, self.store),
+            (evt.EVT_CONN_CLOSE, self.received_files.on_ended),
+            (evt.EVT_ABORTED, self.received_files.on_ended),
         ]
         server = self.ae.start_server(
             (self.settings.dicom.bind_address, self.settings.dicom.port),

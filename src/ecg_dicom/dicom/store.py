@@ -8,6 +8,11 @@ fsyncs and renames the file, records it in the ledger, queues the job and only
 then answers Success (PS3.4 B.2.3).  It never decodes pixels or waveforms,
 renders, infers or sends.
 
+A spool below ``storage.min_free_mb`` (when the data set started to arrive, or
+now), or a disk that filled while it arrived (:mod:`ecg_dicom.dicom.receive`),
+is answered 0xA700 "out of resources" with the reason in Error Comment; the
+association goes on.
+
 An object that is not processed (not an ECG input, our own result, another AI's
 burned-in result) is answered by ``dicom.non_ecg_objects``: ``skip`` gives
 Success and a ledger row in state ``skipped`` with the reason; ``refuse`` a
@@ -30,7 +35,8 @@ from pydicom import Dataset
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom.ingest import check_dataset, result_origin, study_of
-from ecg_dicom.errors import EcgDicomError, StoreStatus, store_status_for
+from ecg_dicom.dicom.receive import ReceivedFiles
+from ecg_dicom.errors import EcgDicomError, StorageError, StoreStatus, store_status_for
 from ecg_dicom.jobs import Arrival, JobQueue, Spool
 from ecg_dicom.logs import log_context
 from ecg_dicom.sop import ECG_INPUT_SOP_CLASSES, IMAGE_SOP_CLASSES, sop_class_name
@@ -45,10 +51,15 @@ _ERROR_COMMENT_MAX = 64
 class StoreHandler:
     """The EVT_C_STORE handler of the listener (never raises into pynetdicom)."""
 
-    def __init__(self, settings: Settings, spool: Spool, queue: JobQueue) -> None:
+    def __init__(
+        self, settings: Settings, spool: Spool, queue: JobQueue,
+        received_files: ReceivedFiles | None = None,
+    ) -> None:
         self.settings = settings
         self.spool = spool
         self.queue = queue
+        #: Where pynetdicom wrote the data sets, and why one was not kept (disk full).
+        self.received_files = received_files
 
     def __call__(self, event: Any) -> int | Dataset:
         started = time.perf_counter()
@@ -62,8 +73,10 @@ class StoreHandler:
             try:
                 status = self._store(event, job_id, sop_class, calling_ae)
             except EcgDicomError as exc:
-                status = store_status_for(exc)
-                log.warning("C-STORE refused: %s", exc, extra={"status": f"0x{status:04X}"})
+                refused = store_status_for(exc)
+                log.warning("C-STORE refused: %s", exc, extra={"status": f"0x{refused:04X}"})
+                # Out of resources says why in Error Comment (the sender retries later).
+                status = _refusal(refused, str(exc)) if isinstance(exc, StorageError) else refused
             except Exception as exc:  # never leave the handler
                 status = store_status_for(exc)
                 log.exception("C-STORE failed", extra={"status": f"0x{status:04X}"})
@@ -74,6 +87,10 @@ class StoreHandler:
 
     def _store(self, event: Any, job_id: str, sop_class: str, calling_ae: str) -> int | Dataset:
         received = Path(event.dataset_path)
+        if self.received_files is not None:
+            refusal = self.received_files.refusal(received)
+            if refusal is not None:  # not kept: the spool was (or became) full
+                raise StorageError(refusal)
         arrival = Arrival(
             sop_class, str(event.request.AffectedSOPInstanceUID),
             calling_ae=calling_ae, peer_address=str(event.assoc.requestor.address),
@@ -127,11 +144,16 @@ class StoreHandler:
                 "C-STORE refused: %s", why,
                 extra={"status": f"0x{refuse_status:04X}", "sop_class_uid": sop_class},
             )
-            answer = Dataset()
-            answer.Status = int(refuse_status)
-            answer.ErrorComment = why[:_ERROR_COMMENT_MAX]
-            return answer
+            return _refusal(refuse_status, why)
         self.spool.record_skipped(job_id, arrival, reason=f"skipped: {why}")
         metrics.SKIPPED.labels(kind=kind).inc()
         log.info("skipped: %s", why, extra={"size": arrival.size, "sop_class_uid": sop_class})
         return StoreStatus.SUCCESS
+
+
+def _refusal(status: int, why: str) -> Dataset:
+    """A failure status with its reason in Error Comment (0000,0902)."""
+    answer = Dataset()
+    answer.Status = int(status)
+    answer.ErrorComment = why[:_ERROR_COMMENT_MAX]
+    return answer
