@@ -67,12 +67,32 @@ class Reading:
     result: Classification
 
 
+#: Modules whose ValueError during build means "a value of the source cannot be
+#: converted or written" (a date that is not a date, a character set highdicom
+#: refuses): bad input, failed at once.  A ValueError from anywhere else is a bug.
+_VALUE_MODULES = frozenset({"pydicom.valuerep", "pydicom.charset", "highdicom.valuerep"})
+
+
 def load_dataset(path: Path) -> Dataset:
     """Read a received instance completely (the load stage)."""
     try:
         return dcmread(path)
     except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
         raise InputError(f"received file cannot be read as DICOM: {exc}") from exc
+    except RecursionError as exc:  # pydicom reads nested sequences recursively
+        raise InputError(
+            "received file cannot be read as DICOM: sequences nested too deeply"
+        ) from exc
+
+
+def raised_in(exc: BaseException) -> str:
+    """The module of the innermost frame ``exc`` was raised in ("" when unknown)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", ""))
 
 
 class Pipeline:
@@ -140,11 +160,23 @@ class Pipeline:
         trace: Trace | None = None,
     ) -> Outputs:
         """build (and keep): the SR and annotated SC of a reading, written to ``keep_in``
-        (the job's results folder in the spool) before anything is sent."""
+        (the job's results folder in the spool) before anything is sent.
+
+        An input the results cannot be built from raises InputError naming why:
+        the checks of results.check_source, and a ValueError pydicom or highdicom
+        raise converting a source value (:data:`_VALUE_MODULES`)."""
         with stage(trace or Trace(), "build"):
-            outputs = build_outputs(
-                ds, reading.page, reading.result, self.settings, slot=slot, history=history
-            )
+            try:
+                outputs = build_outputs(
+                    ds, reading.page, reading.result, self.settings, slot=slot,
+                    history=history,
+                )
+            except ValueError as exc:
+                if raised_in(exc) not in _VALUE_MODULES:
+                    raise
+                raise InputError(
+                    f"a value of the ECG cannot be written into the results: {exc}"
+                ) from exc
             if keep_in is not None:
                 write_outputs(outputs, keep_in)
         return outputs

@@ -5,6 +5,8 @@ follow their content (:func:`content_key`, :func:`result_uids`).  The modules,
 one job each:
 
 * build: the SC then the SR, UIDs and series numbers chosen (the worker's call);
+* source: what the source must hold first (identity UIDs, convertible values, sane
+  nesting), else InputError naming the attribute;
 * uids: the content key and every derived UID, the Series Numbers per slot;
 * sc: the SC document; compression: its transfer syntax and lossy history;
 * annotate: the picture (boxes and bands); canvas: where the page sits in it;
@@ -30,6 +32,7 @@ from ecg_dicom.results.files import (
     write_outputs,
 )
 from ecg_dicom.results.sc import build_sc
+from ecg_dicom.results.source import MAX_SEQUENCE_DEPTH, check_source
 from ecg_dicom.results.sr import build_sr
 from ecg_dicom.results.uids import (
     OUTPUT_FORMAT,
@@ -44,6 +47,7 @@ __all__ = [
     "DISPLAY_NAMES",
     "FINDING_CODES",
     "LABEL_CODES",
+    "MAX_SEQUENCE_DEPTH",
     "OUTPUT_FORMAT",
     "PROBABILITY",
     "SC_TRANSFER_SYNTAX",
@@ -52,6 +56,7 @@ __all__ = [
     "build_outputs",
     "build_sc",
     "build_sr",
+    "check_source",
     "content_key",
     "decision_line",
     "draw_result",

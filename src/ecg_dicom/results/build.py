@@ -26,6 +26,7 @@ from pydicom import Dataset
 from ecg_dicom.config import Settings
 from ecg_dicom.records import Classification, Outputs, Page, ResultHistory
 from ecg_dicom.results.sc import build_sc
+from ecg_dicom.results.source import check_source
 from ecg_dicom.results.sr import build_sr
 from ecg_dicom.results.uids import series_numbers, uids_for
 
@@ -39,7 +40,12 @@ def build_outputs(
     slot: int = 0,
     history: ResultHistory | None = None,
 ) -> Outputs:
-    """The annotated SC and the TID 1500 SR for ``source``, in that order."""
+    """The annotated SC and the TID 1500 SR for ``source``, in that order.
+
+    Raises :class:`~ecg_dicom.errors.InputError` naming the attribute when the
+    source lacks what results need (:func:`ecg_dicom.results.source.check_source`).
+    """
+    check_source(source)
     out = settings.output
     uids = uids_for(source, page, result, settings)
     predecessor = history.predecessor_of(uids.sr_sop) if history else None

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 
 from highdicom.enum import SpecificCharacterSetValues
+from highdicom.valuerep import _check_specific_character_set
 from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -33,6 +34,8 @@ def character_set_for(source: Dataset) -> str | list[str] | None:
     value); None for the default repertoire.  A value highdicom cannot write
     (e.g. "ISO 2022 IR 149", Korean) or that is not a defined term at all gives
     "ISO_IR 192": every string was decoded when read, and UTF-8 holds them all.
+    So does a combination of defined terms highdicom refuses (code extensions
+    named alone, "ISO 2022 IR 100"; several values without code extensions).
     """
     raw = source.get("SpecificCharacterSet")
     values = [str(v).strip() for v in (raw if isinstance(raw, MultiValue) else [raw or ""])]
@@ -40,10 +43,20 @@ def character_set_for(source: Dataset) -> str | list[str] | None:
         values[0] = "ISO 2022 IR 6"
     if values in ([""], ["ISO_IR 6"]):
         return None
-    if all(v in _HIGHDICOM_CHARSETS for v in values):
+    if all(v in _HIGHDICOM_CHARSETS for v in values) and _writable(values):
         return values[0] if len(values) == 1 else values
     log.warning("Specific Character Set %r of the source is declared as %s", raw, UTF8)
     return UTF8
+
+
+def _writable(values: list[str]) -> bool:
+    """Whether highdicom accepts the combination (its own check, which the SC and SR
+    constructors run)."""
+    try:
+        _check_specific_character_set(values[0] if len(values) == 1 else values)
+    except ValueError:
+        return False
+    return True
 
 
 def declare_character_set(source: Dataset, target: Dataset) -> None:
