@@ -12,7 +12,10 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
+from pydicom.config import IGNORE
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 
 from ecg_dicom.errors import (
     InputError,
@@ -100,8 +103,10 @@ def test_malformed_waveform_through_the_dispatch() -> None:
 
 def test_a_malformed_value_read_late_is_an_input_error() -> None:
     ds = read_real("ge-mac55")
-    with pytest.warns(UserWarning):  # pydicom lets a str into the UL element
-        ds.WaveformSequence[0].NumberOfWaveformSamples = "many"
+    # A str in the UL element, as pydicom's tolerant reading lets it through (the
+    # service reads with validation off: startup.configure_libraries).
+    tag = Tag("NumberOfWaveformSamples")
+    ds.WaveformSequence[0][tag] = DataElement(tag, "UL", "many", validation_mode=IGNORE)
     with pytest.raises(InputError, match="ValueError while reading the instance") as caught:
         page_from_dataset(ds)
     assert isinstance(caught.value.__cause__, ValueError)
