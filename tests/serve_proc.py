@@ -7,6 +7,7 @@ never by sleeping.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -33,9 +34,9 @@ WEIGHTS = ROOT / "weights" / "ecg-yolov8m.pt"
 #: of a checkout): exports are keyed by the weights' checksum, so sharing is safe,
 #: and the int8 model is derived once per checkout instead of once per test.
 MODEL_CACHE = ROOT / "var" / "model-cache"
-_derived: list[Path] = []
 
 
+@functools.cache
 def ensure_default_model() -> Path:
     """Derive the model the default runtime uses on this machine, once per test session.
 
@@ -46,16 +47,12 @@ def ensure_default_model() -> Path:
     Cached per checkout, keyed by the weights' checksum; only the tests that run the
     service's model pay for it.  Returns the derived model's path (or the weights).
     """
-    if not _derived:
-        runtime = resolve_runtime(ModelSettings()).runtime
-        if runtime == "pytorch":
-            _derived.append(WEIGHTS)
-        else:
-            _derived.append(cached_export(
-                WEIGHTS, weights_checksum(WEIGHTS), runtime,
-                input_shape(ModelSettings().imgsz), MODEL_CACHE,
-            ))
-    return _derived[0]
+    runtime = resolve_runtime(ModelSettings()).runtime
+    if runtime == "pytorch":
+        return WEIGHTS
+    return cached_export(
+        WEIGHTS, weights_checksum(WEIGHTS), runtime, input_shape(ModelSettings().imgsz), MODEL_CACHE
+    )
 
 
 @dataclass

@@ -38,10 +38,6 @@ from ecg_dicom.results import build_outputs, write_outputs
 
 log = logging.getLogger("ecg_dicom.worker")
 
-#: The stage names, in the order an ECG passes them (metric label values and the
-#: prefix of failure reasons; "send" is the worker's).
-STAGES = ("load", "render", "detect", "build", "send")
-
 
 @dataclass
 class Trace:

@@ -100,11 +100,6 @@ class Service:
         self.should_exit = threading.Event()
         self.force_exit = False
 
-    # Shortcuts used by the HTTP side and the tests.
-    @property
-    def spool(self) -> Spool:
-        return self.parts.spool
-
     @property
     def scp(self) -> StorageSCP:
         assert self.parts.scp is not None, "composed without a listener"

@@ -14,7 +14,6 @@ It binds to 127.0.0.1 by default: put it behind the hospital's reverse proxy
 from __future__ import annotations
 
 import base64
-import logging
 import tempfile
 import threading
 from pathlib import Path
@@ -33,7 +32,6 @@ from ecg_dicom.jobs import JobQueue, Spool, retry_failed
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.results import draw_result
 
-log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD = 64 * 1024 * 1024
 #: Seconds the HTTP server gets to close its connections when the service stops.
