@@ -23,7 +23,7 @@ PACKAGE = SRC / "ecg_dicom"
 #: Rank of each top-level part of the package; an import may go to an equal or lower rank.
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        ("ecg_dicom", "config", "config_sources", "errors", "records", "sop", "logs", "metrics",
+        ("ecg_dicom", "config", "errors", "records", "sop", "logs", "metrics",
          "durable", "startup"),
         0,
     ),

@@ -1,39 +1,17 @@
-"""The one typed configuration of ecg-dicom.
-
-Sources, lowest priority first:
-
-1. the embedded defaults below (``config/default.yaml`` is the same values,
-   written out for people to read and copy; a test keeps them equal);
-2. a site YAML file, given with ``--config FILE`` or ``ECG_DICOM_CONFIG``;
-3. environment variables ``ECG_DICOM_<SECTION>__<FIELD>``, for example
-   ``ECG_DICOM_DICOM__PORT=104`` or ``ECG_DICOM_MODEL__RUNTIME=onnx``;
-4. the few command-line options that are settings (``serve --port``), merged
-   before validation like the others.
-
-Invalid settings stop start-up with :class:`ConfigError`, whose message names
-each bad setting, the value found and what to do about it.  Nothing else in the
-package reads the environment.
-"""
+"""The sections of the configuration that describe the service itself: the DICOM
+listener, the web page, storage, the queue, the model, delivery, outputs, logging and
+the audit trail.  Bounds on the work one object may cost are in
+:mod:`ecg_dicom.config.limits`, DICOM TLS in :mod:`ecg_dicom.config.tls`."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, field_validator
 
-from ecg_dicom.config_sources import (
-    COMMAND_LINE,
-    CONFIG_ENV,
-    ENV_PREFIX,
-    CommandLineSource,
-    explain,
-    read_yaml,
-)
-from ecg_dicom.errors import ConfigError
+from ecg_dicom.config.base import Section, check_ae_title
+from ecg_dicom.config.tls import ClientTls, ListenerTls
 
 #: The values of ``model.runtime``: written once here, read by the model runtime
 #: (``resolve_runtime``), the derivation cache and the CLI choices.
@@ -41,22 +19,7 @@ ModelRuntime = Literal["auto", "pytorch", "onnx", "openvino", "openvino-int8"]
 MODEL_RUNTIMES: tuple[str, ...] = get_args(ModelRuntime)
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _check_ae_title(value: str) -> str:
-    """AE titles are 1-16 characters of the DICOM default repertoire, no backslash
-    (PS3.5 6.2, VR AE)."""
-    stripped = value.strip()
-    if not stripped or len(stripped) > 16 or "\\" in stripped or not stripped.isprintable():
-        raise ValueError(
-            f"{value!r} is not a valid AE title: use 1 to 16 printable characters, no backslash"
-        )
-    return stripped
-
-
-class AllowedCaller(_Section):
+class AllowedCaller(Section):
     """One entry of the calling-AE allow-list.  ``ae_title`` "*" matches any AE
     title; ``hosts`` (IP addresses) empty means any address."""
 
@@ -66,10 +29,10 @@ class AllowedCaller(_Section):
     @field_validator("ae_title")
     @classmethod
     def _ae(cls, v: str) -> str:
-        return v if v == "*" else _check_ae_title(v)
+        return v if v == "*" else check_ae_title(v)
 
 
-class DicomSettings(_Section):
+class DicomSettings(Section):
     ae_title: str = "ECGDICOM"
     bind_address: str = "0.0.0.0"
     port: int = Field(11112, ge=1, le=65535)
@@ -79,6 +42,18 @@ class DicomSettings(_Section):
     acse_timeout: float = Field(30.0, gt=0)
     dimse_timeout: float = Field(60.0, gt=0)
     network_timeout: float = Field(60.0, gt=0)
+    #: Seconds a caller has, from the TCP connection, to send its A-ASSOCIATE-RQ;
+    #: a connection that stays silent longer is closed.
+    association_request_timeout: float = Field(5.0, gt=0)
+    #: Open connections one address may hold at once; more are closed at accept.
+    max_connections_per_host: int = Field(4, ge=1, le=1000)
+    #: Seconds one PDU may take to arrive once it has begun (a caller trickling
+    #: bytes is cut off, whatever network_timeout says).
+    pdu_timeout: float = Field(30.0, gt=0)
+    #: Also listen without TLS on ``port`` (false: only the TLS port, dicom.tls).
+    listen_plain: bool = True
+    #: DICOM TLS on a port of its own, beside (or instead of) the plain one.
+    tls: ListenerTls = ListenerTls()
     #: Reject associations whose Called AE title is not ours.
     require_called_ae_title: bool = False
     #: Who may send.  The embedded default: any AE title, from this machine only.
@@ -102,16 +77,31 @@ class DicomSettings(_Section):
     @field_validator("ae_title")
     @classmethod
     def _ae(cls, v: str) -> str:
-        return _check_ae_title(v)
+        return check_ae_title(v)
 
 
-class HttpSettings(_Section):
+class HttpSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
 
 
-class StorageSettings(_Section):
+class RetentionSettings(Section):
+    """Only jobs that are done (results delivered, or skipped) lose their files;
+    failed and waiting jobs keep theirs until they are retried or removed."""
+
+    #: Delete the spooled input of a job done this many days ago (0: keep forever).
+    inputs_days: float = Field(30.0, ge=0)
+    #: Delete kept results (storage.output_dir) this many days old (0: keep forever).
+    outputs_days: float = Field(30.0, ge=0)
+    #: Also delete the oldest done jobs' files while the spool holds more than this
+    #: many GB (0: no size limit).
+    max_spool_gb: float = Field(0.0, ge=0)
+    #: Minutes between two retention sweeps.
+    interval_minutes: float = Field(10.0, gt=0)
+
+
+class StorageSettings(Section):
     #: Received instances and the job ledger live here.
     spool_dir: Path = Path("var/spool")
     #: SR/SC kept for audit or when no destination is known.
@@ -120,9 +110,11 @@ class StorageSettings(_Section):
     fsync: bool = True
     #: Refuse new instances (0xA700) when less than this many MB are free.
     min_free_mb: int = Field(200, ge=0)
+    #: When the inputs and results of finished jobs are deleted.
+    retention: RetentionSettings = RetentionSettings()
 
 
-class QueueSettings(_Section):
+class QueueSettings(Section):
     backend: Literal["sqlite", "redis"] = "sqlite"
     #: SQLite file of the embedded queue (default: inside the spool directory).
     sqlite_path: Path | None = None
@@ -131,9 +123,11 @@ class QueueSettings(_Section):
     workers: int = Field(1, ge=0, le=64)
     #: Attempts of the processing pipeline before a job is failed.
     max_attempts: int = Field(3, ge=1, le=100)
+    #: Longest wait (seconds) between two attempts to reach a lost Redis.
+    redis_reconnect_max: float = Field(30.0, gt=0)
 
 
-class ModelSettings(_Section):
+class ModelSettings(Section):
     weights: Path = Path("weights/ecg-yolov8m.pt")
     #: Expected SHA-256 of the weights; empty: use the ``.sha256`` file beside them.
     sha256: str = ""
@@ -162,17 +156,19 @@ class ModelSettings(_Section):
     name: str = "ecg-dicom YOLOv8m"
 
 
-class Destination(_Section):
+class Destination(Section):
     """A DICOM peer that receives results (C-STORE SCP)."""
 
     ae_title: str
     host: str
     port: int = Field(ge=1, le=65535)
+    #: Deliver over DICOM TLS (delivery.tls says which certificates).
+    tls: bool = False
 
     @field_validator("ae_title")
     @classmethod
     def _ae(cls, v: str) -> str:
-        return _check_ae_title(v)
+        return check_ae_title(v)
 
     @property
     def where(self) -> str:
@@ -180,7 +176,7 @@ class Destination(_Section):
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-class DeliverySettings(_Section):
+class DeliverySettings(Section):
     #: Results go back to the destination configured for the calling AE title.
     destinations: dict[str, Destination] = Field(default_factory=dict)
     #: ...and/or always to these.
@@ -190,14 +186,19 @@ class DeliverySettings(_Section):
     #: Keep a copy of every SR/SC in storage.output_dir for audit.
     keep_outputs: bool = False
     max_attempts: int = Field(8, ge=1, le=1000)
+    #: Hours a destination that cannot be reached keeps being retried (backoff
+    #: capped at backoff_max) before the job fails; meanwhile the job is "waiting".
+    retry_window_hours: float = Field(72.0, gt=0)
     backoff_initial: float = Field(5.0, gt=0)
     backoff_max: float = Field(600.0, gt=0)
     timeout: float = Field(30.0, gt=0)
     #: Our AE title when we act as SCU (default: dicom.ae_title).
     calling_ae_title: str = ""
+    #: Certificates for destinations marked ``tls: true``.
+    tls: ClientTls = ClientTls()
 
 
-class OutputSettings(_Section):
+class OutputSettings(Section):
     #: UID root for the SR/SC (PS3.5 9).  The default is pydicom's root; a site
     #: with its own registered root should set it here.
     uid_root: str = "1.2.826.0.1.3680043.8.498."
@@ -219,82 +220,17 @@ class OutputSettings(_Section):
         return digits + "."
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
 
 
-class Settings(BaseSettings):
-    """Everything ecg-dicom can be told.  See ``config/default.yaml``."""
+class AuditSettings(Section):
+    """The audit trail: DICOM PS3.15 A.5 (IHE ATNA) audit messages, one per event."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
-    )
-
-    dicom: DicomSettings = DicomSettings()
-    http: HttpSettings = HttpSettings()
-    storage: StorageSettings = StorageSettings()
-    queue: QueueSettings = QueueSettings()
-    model: ModelSettings = ModelSettings()
-    delivery: DeliverySettings = DeliverySettings()
-    output: OutputSettings = OutputSettings()
-    logging: LoggingSettings = LoggingSettings()
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Settings:
-        if self.delivery.backoff_max < self.delivery.backoff_initial:
-            raise ValueError("delivery.backoff_max must be at least delivery.backoff_initial")
-        return self
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Command-line options beat the environment, which beats the site file
-        # (passed as init kwargs by load_settings); all are validated together.
-        return (CommandLineSource(settings_cls), env_settings, init_settings)
-
-    @property
-    def queue_path(self) -> Path:
-        return self.queue.sqlite_path or self.storage.spool_dir / "queue.sqlite3"
-
-    def masked(self) -> dict[str, Any]:
-        """The effective configuration for the start-up log, secrets masked."""
-        data = self.model_dump(mode="json")
-        url = data["queue"]["redis_url"]
-        if "@" in url:
-            data["queue"]["redis_url"] = url.split("://")[0] + "://***@" + url.split("@", 1)[1]
-        return data
-
-
-def load_settings(
-    config_file: Path | str | None = None, command_line: dict[str, Any] | None = None
-) -> Settings:
-    """Build the settings from defaults, the site file, the environment and the
-    command line's options (``{"dicom": {"port": 11113}}``), in rising priority,
-    validated together.
-
-    The site file defaults to the path in ``ECG_DICOM_CONFIG`` when set.
-    """
-    path = config_file or os.environ.get(CONFIG_ENV) or None
-    site = read_yaml(Path(path)) if path else {}
-    origin = f"defaults + {path} + environment" if path else "defaults + environment"
-    if command_line:
-        origin += " + command line"
-    token = COMMAND_LINE.set(command_line)
-    try:
-        return Settings(**site)
-    except ValidationError as exc:
-        raise ConfigError(explain(exc, origin)) from None
-    finally:
-        COMMAND_LINE.reset(token)
-
-
-def default_yaml() -> str:
-    """The embedded defaults as YAML (the content of ``config/default.yaml``)."""
-    return yaml.safe_dump(Settings().model_dump(mode="json"), sort_keys=False)
+    enabled: bool = True
+    #: Append the messages to this file (one XML message per line; empty: no file).
+    path: str = "var/audit/audit.log"
+    #: Also send them to this syslog receiver, ``host:port`` over UDP (RFC 5424/5426;
+    #: empty: none).
+    syslog: str = ""
