@@ -24,7 +24,7 @@ from pydicom import Dataset
 
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
-from ecg_dicom.dicom import destinations_for, send_outputs, stow_outputs
+from ecg_dicom.dicom import check_delivery_tls, destinations_for, send_outputs, stow_outputs
 from ecg_dicom.errors import DeliveryError, InputError, ModelError, NotAnEcgError
 from ecg_dicom.jobs import Job, JobQueue, JobState, Spool
 from ecg_dicom.logs import log_context
@@ -57,6 +57,7 @@ class Worker:
         self.queue = queue
         self.pipeline = pipeline or Pipeline(settings)
         self.clock = clock
+        check_delivery_tls(settings)  # a missing certificate stops start-up, not each delivery
 
     # -- entry point (the queue calls this) -----------------------------------
     def run_job(self, job_id: str) -> None:
@@ -202,7 +203,7 @@ class Worker:
             for destination in destinations:
                 sent = send_outputs(
                     datasets, destination, calling_ae=calling_ae, timeout=delivery.timeout,
-                    uid_root=self.settings.output.uid_root,
+                    uid_root=self.settings.output.uid_root, tls=delivery.tls,
                 )
                 where = destination.where
                 fallbacks = [s.describe() for s in sent if s.fallback]

@@ -8,5 +8,13 @@ from ecg_dicom.dicom.negotiation import SentObject
 from ecg_dicom.dicom.scp import StorageSCP
 from ecg_dicom.dicom.scu import destinations_for, send_outputs
 from ecg_dicom.dicom.stow import stow_outputs
+from ecg_dicom.dicom.tls import check_delivery_tls
 
-__all__ = ["SentObject", "StorageSCP", "destinations_for", "send_outputs", "stow_outputs"]
+__all__ = [
+    "SentObject",
+    "StorageSCP",
+    "check_delivery_tls",
+    "destinations_for",
+    "send_outputs",
+    "stow_outputs",
+]

@@ -8,6 +8,8 @@ Its parts, one module each:
   against its SOP class; AI results, ours or another's, recognised);
 * the C-STORE handler that spools, records, queues and only then answers
   (:mod:`ecg_dicom.dicom.store`);
+* DICOM TLS on a port of its own, beside the plain one or alone
+  (:mod:`ecg_dicom.dicom.tls`: ``dicom.tls``, ``dicom.listen_plain``);
 * here, the listener's life: the pynetdicom AE, its presentation contexts, start
   and shutdown.
 
@@ -36,6 +38,7 @@ from ecg_dicom.config import Settings
 from ecg_dicom.dicom.association import AssociationGate
 from ecg_dicom.dicom.receive import ReceivedFiles
 from ecg_dicom.dicom.store import StoreHandler
+from ecg_dicom.dicom.tls import listener_context, start_tls_server
 from ecg_dicom.errors import StoreStatus
 from ecg_dicom.jobs import JobQueue, Spool
 from ecg_dicom.sop import STORAGE_SOP_CLASSES, transfer_syntaxes_for
@@ -50,6 +53,11 @@ class StorageSCP:
     def __init__(self, settings: Settings, spool: Spool, queue: JobQueue) -> None:
         self.settings = settings
         self.server: ThreadedAssociationServer | None = None
+        #: Every port listening: the plain one, the TLS one (dicom.listen_plain, dicom.tls).
+        self.servers: list[ThreadedAssociationServer] = []
+        tls = settings.dicom.tls
+        # Built here so that a bad certificate or key stops start-up before anything runs.
+        self.tls_context = listener_context(tls) if tls.enabled else None
         self.gate = AssociationGate(settings.dicom.allowed_callers)
         #: The files pynetdicom receives data sets into (installed by
         #: :func:`ecg_dicom.startup.configure_receiving`), removed if a transfer is cut short.
@@ -70,7 +78,8 @@ class StorageSCP:
         self.ae = ae
 
     def start(self) -> int:
-        """Start listening (non-blocking); returns the bound port."""
+        """Start listening (non-blocking) on the plain port and/or the TLS port, with
+        the same handlers; returns the first bound port (the plain one if any)."""
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self.gate.on_requested),
             (evt.EVT_C_ECHO, _on_echo),
@@ -78,28 +87,46 @@ class StorageSCP:
             (evt.EVT_CONN_CLOSE, self.received_files.on_ended),
             (evt.EVT_ABORTED, self.received_files.on_ended),
         ]
-        server = self.ae.start_server(
-            (self.settings.dicom.bind_address, self.settings.dicom.port),
-            block=False,
-            evt_handlers=handlers,
-        )
-        assert server is not None  # block=False always returns the server
-        self.server = server
-        port = int(server.server_address[1])
+        dicom = self.settings.dicom
+        ports: dict[str, int] = {}
+        if dicom.listen_plain:
+            server = self.ae.start_server(
+                (dicom.bind_address, dicom.port),
+                block=False,
+                evt_handlers=handlers,
+            )
+            assert server is not None  # block=False always returns the server
+            self.servers.append(server)
+            ports["port"] = int(server.server_address[1])
+        if self.tls_context is not None:
+            server = start_tls_server(
+                self.ae, (dicom.bind_address, dicom.tls.port), handlers, self.tls_context,
+                dicom.association_request_timeout,
+            )
+            self.servers.append(server)
+            ports["tls_port"] = int(server.server_address[1])
+        self.server = self.servers[0]
+        how = [f"plain on {ports['port']}"] if "port" in ports else []
+        if "tls_port" in ports:
+            callers = ("client certificate required" if dicom.tls.require_client_certificate
+                       else "client certificate optional")
+            how.append(f"TLS {dicom.tls.min_version}+ on {ports['tls_port']} ({callers})")
         log.info(
-            "DICOM listener started",
-            extra={"ae_title": self.settings.dicom.ae_title, "port": port},
+            "DICOM listener started: %s", ", ".join(how),
+            extra={"ae_title": dicom.ae_title, **ports},
         )
-        return port
+        return int(self.server.server_address[1])
 
     def stop_accepting(self) -> None:
         """Refuse new associations; running ones finish."""
         self.gate.close()
 
     def shutdown(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server = None
+        """Stop every port."""
+        for server in self.servers:
+            server.shutdown()
+        self.servers = []
+        self.server = None
 
 
 def _on_echo(event: Any) -> int:

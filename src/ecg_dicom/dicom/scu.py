@@ -8,6 +8,7 @@ what happened                                               transient?
 ==========================================================  ============
 connection refused / unreachable / TCP or ACSE timeout      yes
 association rejected, result "rejected-transient" (PS3.8 9.3.4)  yes
+TLS handshake failed (certificate not trusted, ours refused...)  yes
 association aborted, or no C-STORE response (DIMSE timeout) yes
 C-STORE status 0xA7xx "Refused: out of resources" (PS3.4 B.2.3)  yes
 association rejected, result "rejected-permanent"            no
@@ -22,6 +23,10 @@ orders them so), on one association.  What is proposed, and the form each object
 is sent in: :mod:`ecg_dicom.dicom.negotiation`.  :func:`send_outputs` returns what
 was sent (:class:`~ecg_dicom.dicom.negotiation.SentObject`), so the job records a
 fallback.
+
+A destination marked ``tls: true`` is called over DICOM TLS with the certificates
+of ``delivery.tls`` (:mod:`ecg_dicom.dicom.tls`); a failed handshake is named in
+the error ("TLS handshake with PACS@host:port failed: certificate verify failed: ...").
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from pynetdicom.association import Association
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.status import code_to_category
 
-from ecg_dicom.config import Destination, Settings
+from ecg_dicom.config import ClientTls, Destination, Settings
 from ecg_dicom.dicom.association import RejectResult
 from ecg_dicom.dicom.negotiation import SentObject, as_accepted, propose
-from ecg_dicom.errors import DeliveryError, is_transient_status
+from ecg_dicom.dicom.tls import client_context, describe, handshake_recorder
+from ecg_dicom.errors import ConfigError, DeliveryError, is_transient_status
 from ecg_dicom.results import sending_order
 
 # The logger keeps its v0.1 name: log consumers filter on it (docs/architecture.md).
@@ -63,7 +69,8 @@ def destinations_for(calling_ae: str, settings: Settings) -> list[Destination]:
 
 
 def _association_failure(
-    assoc: Association, destination: Destination, rejections: Sequence[A_ASSOCIATE_RJ]
+    assoc: Association, destination: Destination, rejections: Sequence[A_ASSOCIATE_RJ],
+    tls_failures: Sequence[BaseException] = (),
 ) -> DeliveryError:
     """Why an association was not established, as a DeliveryError.
 
@@ -72,6 +79,10 @@ def _association_failure(
     abort instead of the rejection, so the PDU itself is the evidence.
     """
     where = destination.where
+    if tls_failures:
+        return DeliveryError(
+            f"TLS handshake with {where} failed: {describe(tls_failures[0])}", transient=True
+        )
     answer: Any = assoc.acceptor.primitive
     if rejections or (assoc.is_rejected and answer is not None):
         rj: Any = rejections[0] if rejections else answer
@@ -128,12 +139,15 @@ def send_outputs(
     calling_ae: str,
     timeout: float,
     uid_root: str = "1.2.826.0.1.3680043.8.498.",
+    tls: ClientTls | None = None,
 ) -> list[SentObject]:
     """C-STORE ``datasets`` (SC first, then SR) to ``destination`` on one association.
 
-    ``timeout`` bounds the TCP connection, each ACSE and DIMSE exchange, and
-    network silence (seconds); ``uid_root`` roots the UID of an SR sent in a
-    fallback class.  Returns what was sent; raises DeliveryError on the first failure.
+    ``timeout`` bounds the TCP connection (and the TLS handshake), each ACSE and
+    DIMSE exchange, and network silence (seconds); ``uid_root`` roots the UID of an
+    SR sent in a fallback class; ``tls`` (``delivery.tls``) is used when
+    ``destination.tls``.  Returns what was sent; raises DeliveryError on the first
+    failure.
     """
     if not datasets:
         return []
@@ -150,17 +164,25 @@ def send_outputs(
         if isinstance(event.pdu, A_ASSOCIATE_RJ):
             rejections.append(event.pdu)
 
+    tls_failures: list[BaseException] = []
+    tls_args = None
+    if destination.tls:
+        try:  # loaded per association: renewed certificates are taken up
+            context = client_context(tls or ClientTls())
+        except ConfigError as exc:
+            raise DeliveryError(f"TLS to {destination.where}: {exc}", transient=False) from exc
+        tls_args = (handshake_recorder(context, tls_failures), destination.host)
     try:
         assoc = ae.associate(
             destination.host, destination.port, ae_title=destination.ae_title,
-            evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)],
+            evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)], tls_args=tls_args,
         )
     except OSError as exc:
         raise DeliveryError(
             f"could not associate with {destination.where}: {exc}", transient=True
         ) from exc
     if not assoc.is_established:
-        raise _association_failure(assoc, destination, rejections)
+        raise _association_failure(assoc, destination, rejections, tls_failures)
     accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
                 for cx in assoc.accepted_contexts}
     sent: list[SentObject] = []
