@@ -25,6 +25,10 @@ SPOOL_FREE_BYTES = Gauge(
     "Free bytes on the spool's file system (C-STORE is refused below storage.min_free_mb)",
 )
 DELIVERY_RETRIES = Counter("ecgdicom_delivery_retries_total", "Delivery attempts scheduled again")
+JOBS_WAITING = Gauge(
+    "ecgdicom_jobs_waiting",
+    "Jobs whose results wait for their destination (it could not be reached; retried)",
+)
 STORE_SECONDS = Histogram(
     "ecgdicom_store_seconds",
     "Time from C-STORE request to response (durable write)",
@@ -41,3 +45,18 @@ JOB_SECONDS = Histogram(
     "Time from reception to done",
     buckets=(0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
 )
+#: event: start, stop, configuration, association, association_refused, received,
+#: delivered, delivery_failed, deleted (ecg_dicom.audit).
+AUDIT_MESSAGES = Counter("ecgdicom_audit_messages_total", "Audit messages written", ["event"])
+AUDIT_FAILURES = Counter(
+    "ecgdicom_audit_failures_total", "Audit messages not written, by target", ["target"]
+)
+#: kind: input (spooled instances), results (the SR/SC kept in the spool), outputs
+#: (storage.output_dir) (ecg_dicom.jobs.retention).
+RETENTION_BYTES = Counter(
+    "ecgdicom_retention_removed_bytes_total", "Bytes removed by retention", ["kind"]
+)
+RETENTION_FILES = Counter(
+    "ecgdicom_retention_removed_files_total", "Files removed by retention", ["kind"]
+)
+SPOOL_BYTES = Gauge("ecgdicom_spool_bytes", "Bytes held in the spool folder (last sweep)")
