@@ -12,6 +12,7 @@ The service's own model runs in tests/service and tests/e2e.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,26 +163,44 @@ def test_a_finished_job_is_not_taken_again(tmp_path: Path) -> None:
     assert state(spool, job_id).state == JobState.DONE
 
 
-def test_unreachable_pacs_is_retried_with_backoff_then_fails(tmp_path: Path) -> None:
+def test_unreachable_pacs_waits_with_capped_backoff_then_fails_after_the_window(
+    tmp_path: Path,
+) -> None:
     closed = Destination(ae_title="PACS", host="127.0.0.1", port=free_port())
-    worker, spool, queue = make_worker(
-        tmp_path, StandInDetector(), fixed_destinations=[closed], max_attempts=2
+    worker, spool, queue = make_worker(  # a window of 36 s, backoff 2 s doubling up to 8 s
+        tmp_path, StandInDetector(), fixed_destinations=[closed], retry_window_hours=0.01
     )
+    now = [time.time()]
+    worker.clock = lambda: now[0]
     job_id = receive(spool)
     worker.run_job(job_id)
     job = state(spool, job_id)
-    assert job.state == JobState.DELIVERING and job.delivery_attempts == 1
-    assert job.reason.startswith("send attempt 1 failed")
+    assert job.state == JobState.WAITING and job.delivery_attempts == 1
+    assert job.reason.startswith("waiting for destination: send attempt 1 failed")
+    assert job.waiting_since == now[0] and job.next_attempt_at == now[0] + 2.0
     assert queue.queued == [(job_id, 2.0)]
-    worker.run_job(job_id)  # the queued retry: delivery again, from the kept objects
+    worker.run_job(job_id)  # a duplicate message before the time: put off, nothing sent
+    assert state(spool, job_id).delivery_attempts == 1
+    assert queue.queued[-1][0] == job_id and queue.queued[-1][1] == pytest.approx(2.0)
+    for attempt, delay in ((2, 4.0), (3, 8.0), (4, 8.0)):
+        now[0] = job.next_attempt_at  # the queued retry: from the kept objects
+        worker.run_job(job_id)
+        job = state(spool, job_id)
+        assert (job.state, job.delivery_attempts) == (JobState.WAITING, attempt)
+        assert queue.queued[-1] == (job_id, delay)
+        assert job.next_attempt_at == now[0] + delay
+    now[0] = job.waiting_since + 36.0  # the window is over
+    worker.run_job(job_id)
     job = state(spool, job_id)
-    assert job.state == JobState.FAILED and job.delivery_attempts == 2
-    assert job.reason.startswith("send: ") and job.reason.endswith(
-        "(transient, attempts exhausted)"
-    )
-    # ``jobs retry`` sends the kept SR and SC again, without processing the ECG again.
+    assert job.state == JobState.FAILED and job.delivery_attempts == 5
+    assert job.reason.startswith("send: could not associate with PACS@127.0.0.1")
+    assert "(transient; the destination could not be reached for 0.01 h, 5 attempts" in job.reason
+    # ``jobs retry`` sends the kept SR and SC again, without processing the ECG again,
+    # in a new window.
     assert retry_failed(spool, queue, [job_id]) == [job_id]  # type: ignore[arg-type]
-    assert state(spool, job_id).state == JobState.DELIVERING
+    job = state(spool, job_id)
+    assert job.state == JobState.WAITING and job.waiting_since == 0.0
+    assert job.next_attempt_at <= time.time()
 
 
 def test_delivery_to_a_real_scp_records_what_the_pacs_holds(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from huey.consumer import Consumer
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom import StorageSCP
-from ecg_dicom.jobs import JobQueue, Spool
+from ecg_dicom.jobs import JobQueue, LedgerRequeue, Spool
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.startup import configure_receiving
 from ecg_dicom.web import HttpServer, create_app
@@ -96,6 +96,7 @@ class Service:
         self.settings = settings
         self.parts = parts or compose(settings, listener=True)
         self.consumer: Consumer | None = None
+        self.requeue: LedgerRequeue | None = None
         self.http: HttpServer | None = None
         self.should_exit = threading.Event()
         self.force_exit = False
@@ -125,6 +126,9 @@ class Service:
         if self.settings.queue.workers:
             load_model(parts)
         requeue_unfinished(parts)
+        # Jobs whose queue message is lost (Redis outage, FLUSHALL) are queued again.
+        self.requeue = LedgerRequeue(
+            parts.spool, parts.queue, self.settings.queue.requeue_interval).start()
         if self.settings.queue.workers:
             consumer = parts.queue.consumer(self.settings.queue.workers)
             consumer.start()
@@ -141,7 +145,8 @@ class Service:
         while not self.should_exit.wait(GAUGE_INTERVAL):
             try:
                 counts = self.parts.spool.counts()
-                metrics.QUEUED.set(counts["received"] + counts["processing"] + counts["delivering"])
+                metrics.QUEUED.set(counts["received"] + counts["processing"] + counts["delivering"]
+                                   + counts["waiting"])
                 self.parts.spool.free_bytes()  # ecgdicom_spool_free_bytes, early warning
             except Exception:
                 log.exception("could not read ledger counts or free space")
@@ -179,6 +184,8 @@ class Service:
         self.should_exit.set()
         self.scp.stop_accepting()
         self.scp.shutdown()
+        if self.requeue is not None:
+            self.requeue.stop()
         if self.consumer is not None:
             consumer = self.consumer
             consumer.shutdown_timeout = SHUTDOWN_TIMEOUT

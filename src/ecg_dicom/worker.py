@@ -8,10 +8,17 @@ It owns stage order, attempts and the outcome written to the ledger:
   ``queue.max_attempts`` times, then the job fails with the reason;
 * the built SR and SC are kept in the spool (``results/<job_id>/``) before
   delivery, so a delivery retry re-sends exactly the same objects;
-* delivery failures that can pass (connection refused, timeout, 0xA7xx) are
-  retried with exponential backoff up to ``delivery.max_attempts``; permanent
-  rejections (0xA9xx, 0xCxxx) fail the job at once.  ``ecg-dicom jobs retry``
-  queues failed jobs again.
+* delivery failures that can pass (connection refused or dropped, timeout, TLS
+  handshake, transient rejection, 0xA7xx) put the job in ``waiting`` (for its
+  destination) and are retried with capped exponential backoff
+  (``delivery.backoff_initial`` doubling up to ``backoff_max``) for
+  ``delivery.retry_window_hours`` from the first failure; the schedule is in the
+  ledger (``waiting_since``, ``next_attempt_at``), so a restart keeps it and a lost
+  queue message is made again from it.  After the window the job fails with the
+  reason.  Permanent rejections (0xA9xx, 0xCxxx, permanent association rejection)
+  fail the job at once.  ``ecg-dicom jobs retry`` queues failed jobs again.
+* a job is sent only by the worker that claimed it (``waiting`` -> ``delivering``
+  in one ledger UPDATE): duplicate queue messages never send a result twice.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from pydicom import Dataset
 
@@ -34,6 +42,10 @@ from ecg_dicom.results import read_kept, write_outputs
 from ecg_dicom.sop import SR_MODALITY
 
 log = logging.getLogger(__name__)
+
+#: A reminder for a ``waiting`` job that comes more than this many seconds before the
+#: job's ``next_attempt_at`` (a duplicate message) is put off until then.
+EARLY_SLACK = 1.0
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
@@ -57,6 +69,12 @@ class Worker:
         self.queue = queue
         self.pipeline = pipeline or Pipeline(settings)
         self.clock = clock
+        if settings.delivery.max_attempts is not None:
+            log.warning(
+                "delivery.max_attempts=%d is no longer used: a destination that cannot be "
+                "reached is retried for delivery.retry_window_hours=%g h",
+                settings.delivery.max_attempts, settings.delivery.retry_window_hours,
+            )
         check_delivery_tls(settings)  # a missing certificate stops start-up, not each delivery
 
     # -- entry point (the queue calls this) -----------------------------------
@@ -68,8 +86,11 @@ class Worker:
         with log_context(
             job_id=job.job_id, calling_ae=job.calling_ae, sop_instance_uid=job.sop_instance_uid
         ):
+            if job.state == JobState.WAITING:
+                self._deliver_when_due(job)
+                return
             if job.state == JobState.DELIVERING:
-                self.deliver(job)
+                log.info("job is being delivered by another worker")
                 return
             claimed = self.spool.claim(job_id, (JobState.RECEIVED,), JobState.PROCESSING)
             if claimed is None:
@@ -169,6 +190,18 @@ class Worker:
         metrics.PROCESSED.labels(outcome="failed").inc()
 
     # -- delivery ---------------------------------------------------------------
+    def _deliver_when_due(self, job: Job) -> None:
+        """Send a ``waiting`` job if its time has come (claiming it first)."""
+        early = job.next_attempt_at - self.clock()
+        if early > EARLY_SLACK:
+            self.queue.enqueue(job.job_id, delay=early)
+            return
+        claimed = self.spool.claim(job.job_id, (JobState.WAITING,), JobState.DELIVERING)
+        if claimed is None:
+            log.info("job already taken or finished")
+            return
+        self.deliver(claimed)
+
     def deliver(self, job: Job, outputs: Outputs | None = None) -> None:
         """Send the SC and SR to the caller's destination(s).
 
@@ -218,21 +251,44 @@ class Worker:
                 notes.append(f"stored via STOW-RS at {delivery.stow_url}")
             metrics.STAGE_SECONDS.labels(stage="send").observe(time.perf_counter() - started)
         except DeliveryError as exc:
-            if exc.transient and attempt < delivery.max_attempts:
-                delay = backoff_delay(attempt, delivery.backoff_initial, delivery.backoff_max)
-                reason = f"send attempt {attempt} failed ({exc}); next try in {delay:.0f} s"
-                log.warning(reason)
-                self.spool.update(job.job_id, delivery_attempts=attempt, reason=reason)
-                metrics.DELIVERY_RETRIES.inc()
-                self.queue.enqueue(job.job_id, delay=delay)
-                return
-            kind = "transient, attempts exhausted" if exc.transient else "permanent"
-            self.spool.update(job.job_id, delivery_attempts=attempt)
-            self._fail(job, "send", f"send: {exc} ({kind})")
+            self._delivery_failed(job, attempt, exc)
             return
         self.spool.update(job.job_id, delivery_attempts=attempt)
+        if job.waiting_since:
+            log.info("delivered after waiting %.0f s for the destination (%d attempts)",
+                     self.clock() - job.waiting_since, attempt)
         self._record_delivered(job, outputs.sr, delivered_sr)
         self._done(job, "; ".join(notes))
+
+    def _delivery_failed(self, job: Job, attempt: int, exc: DeliveryError) -> None:
+        """Wait for the destination (transient failure inside the window) or fail."""
+        delivery = self.settings.delivery
+        now = self.clock()
+        since = job.waiting_since or now
+        window_end = since + delivery.retry_window_hours * 3600.0
+        if exc.transient and now < window_end:
+            delay = min(backoff_delay(attempt, delivery.backoff_initial, delivery.backoff_max),
+                        window_end - now)
+            until = datetime.fromtimestamp(window_end, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            reason = (f"waiting for destination: send attempt {attempt} failed ({exc}); "
+                      f"next try in {delay:.0f} s; retried until {until} UTC")
+            # One WARNING when a job starts waiting; the later attempts at DEBUG.
+            log.log(logging.WARNING if not job.waiting_since else logging.DEBUG, reason)
+            self.spool.update(
+                job.job_id, state=JobState.WAITING, delivery_attempts=attempt, reason=reason,
+                waiting_since=since, next_attempt_at=now + delay,
+            )
+            metrics.DELIVERY_RETRIES.inc()
+            self.queue.enqueue(job.job_id, delay=delay)
+            return
+        if exc.transient:
+            kind = (f"transient; the destination could not be reached for "
+                    f"{(now - since) / 3600.0:.3g} h, {attempt} attempts "
+                    f"(delivery.retry_window_hours={delivery.retry_window_hours:g})")
+        else:
+            kind = "permanent"
+        self.spool.update(job.job_id, delivery_attempts=attempt)
+        self._fail(job, "send", f"send: {exc} ({kind})")
 
     def _record_delivered(
         self, job: Job, sr: Dataset, sent: tuple[str, str, str] | None

@@ -123,8 +123,13 @@ class QueueSettings(Section):
     workers: int = Field(1, ge=0, le=64)
     #: Attempts of the processing pipeline before a job is failed.
     max_attempts: int = Field(3, ge=1, le=100)
-    #: Longest wait (seconds) between two attempts to reach a lost Redis.
+    #: Longest wait (seconds) between two attempts to reach a lost Redis (the wait
+    #: doubles from 0.5 s).  One log line when Redis goes, one when it is back.
     redis_reconnect_max: float = Field(30.0, gt=0)
+    #: Seconds between two reads of the ledger for jobs that are due but have no
+    #: queue message (lost while Redis was unreachable, restarted empty or flushed):
+    #: they are queued again, without a restart.
+    requeue_interval: float = Field(30.0, gt=0)
 
 
 class ModelSettings(Section):
@@ -185,12 +190,19 @@ class DeliverySettings(Section):
     stow_url: str = ""
     #: Keep a copy of every SR/SC in storage.output_dir for audit.
     keep_outputs: bool = False
-    max_attempts: int = Field(8, ge=1, le=1000)
-    #: Hours a destination that cannot be reached keeps being retried (backoff
-    #: capped at backoff_max) before the job fails; meanwhile the job is "waiting".
+    #: Hours a destination that cannot be reached (refused or dropped connection,
+    #: timeout, TLS handshake, transient rejection or status 0xA7xx) keeps being
+    #: retried before the job fails with the reason; meanwhile the job is
+    #: "waiting" (for its destination), counted from its first failed attempt.
+    #: A permanent refusal (0xA9xx, 0xCxxx, permanent rejection) fails at once.
     retry_window_hours: float = Field(72.0, gt=0)
+    #: Seconds before the second attempt; the wait doubles after each failure...
     backoff_initial: float = Field(5.0, gt=0)
+    #: ...up to this many seconds between two attempts.
     backoff_max: float = Field(600.0, gt=0)
+    #: No longer used (retry_window_hours decides); accepted so that site files
+    #: written for v0.1 still load, and not written out.
+    max_attempts: int | None = Field(None, ge=1, exclude=True)
     timeout: float = Field(30.0, gt=0)
     #: Our AE title when we act as SCU (default: dicom.ae_title).
     calling_ae_title: str = ""

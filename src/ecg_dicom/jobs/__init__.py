@@ -6,10 +6,11 @@ The public face: code outside ``jobs/`` imports these names from here.
 from ecg_dicom.jobs.instances import spool_tmp_dir
 from ecg_dicom.jobs.ledger import Arrival, Job
 from ecg_dicom.jobs.queue import TASK_NAME, JobQueue
-from ecg_dicom.jobs.retry import retry_failed
+from ecg_dicom.jobs.retry import LedgerRequeue, requeue_lost, retry_failed
 from ecg_dicom.jobs.spool import Spool
 from ecg_dicom.jobs.state import JobState
 
 __all__ = [
-    "TASK_NAME", "Arrival", "Job", "JobQueue", "JobState", "Spool", "retry_failed", "spool_tmp_dir",
+    "TASK_NAME", "Arrival", "Job", "JobQueue", "JobState", "LedgerRequeue", "Spool", "requeue_lost",
+    "retry_failed", "spool_tmp_dir",
 ]

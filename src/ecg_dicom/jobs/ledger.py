@@ -6,6 +6,13 @@ are single UPDATE statements, so a job is claimed by exactly one worker
 (:meth:`JobLedger.claim`); on start-up every job that is not ``done``, ``failed`` or
 ``skipped`` is queued again (:meth:`JobLedger.recover`).  The states and their
 strings: :class:`~ecg_dicom.jobs.state.JobState`.
+
+A job ``waiting`` for its destination keeps its schedule here, not in the queue:
+``waiting_since`` (the first failed attempt; the retry window counts from it) and
+``next_attempt_at``.  The queue's message is only a reminder: a lost one (a Redis
+outage or FLUSHALL, a crash) is made again from the ledger
+(:meth:`JobLedger.due_for_queue`, :func:`ecg_dicom.jobs.retry.requeue_lost`).
+Ledgers written before these two columns existed gain them when opened.
 """
 
 from __future__ import annotations
@@ -38,14 +45,25 @@ CREATE TABLE IF NOT EXISTS jobs (
     reason TEXT NOT NULL DEFAULT '',
     result TEXT NOT NULL DEFAULT '',
     received_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    waiting_since REAL NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_sop ON jobs(sop_instance_uid);
 """
 
+#: Columns added after v0.1, with their definition: added to an older ledger when opened.
+_ADDED_COLUMNS = {
+    "waiting_since": "REAL NOT NULL DEFAULT 0",
+    "next_attempt_at": "REAL NOT NULL DEFAULT 0",
+}
+
 #: The columns :meth:`JobLedger.update` may set.
-_UPDATABLE = frozenset({"state", "reason", "attempts", "delivery_attempts", "result"})
+_UPDATABLE = frozenset({
+    "state", "reason", "attempts", "delivery_attempts", "result", "waiting_since",
+    "next_attempt_at",
+})
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,11 @@ class Job:
     result: dict[str, Any]
     received_at: float
     updated_at: float
+    #: When the destination was first found unreachable (0: it never was, or a
+    #: ``jobs retry`` started a new window).
+    waiting_since: float = 0.0
+    #: When a ``waiting`` job is tried again (epoch seconds).
+    next_attempt_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -94,6 +117,10 @@ class LedgerConnection:
         with self._db() as db:
             for schema in schemas:
                 db.executescript(schema)
+            self._upgrade(db)
+
+    def _upgrade(self, db: sqlite3.Connection) -> None:
+        """Bring a ledger written by an earlier version up to date (nothing here)."""
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -112,6 +139,20 @@ class LedgerConnection:
 
 class JobLedger(LedgerConnection):
     """The ``jobs`` table: recording, claiming, updating and listing jobs."""
+
+    def _upgrade(self, db: sqlite3.Connection) -> None:
+        """Add the columns a ledger of an earlier version lacks (its rows keep their
+        values; the new columns start at 0)."""
+        super()._upgrade(db)
+        have = {r[1] for r in db.execute("PRAGMA table_info(jobs)").fetchall()}
+        for name, definition in _ADDED_COLUMNS.items():
+            if name in have:
+                continue
+            try:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
     @staticmethod
     def _job(row: sqlite3.Row) -> Job:
@@ -202,18 +243,41 @@ class JobLedger(LedgerConnection):
         return {state.value: found.get(state.value, 0) for state in JobState}
 
     def recover(self) -> list[str]:
-        """Jobs to queue again after a restart: everything not done, failed or skipped.
+        """Jobs to queue at once after a restart: received ones, and those a crash cut short.
 
-        Jobs left ``processing`` by a crash go back to ``received``; jobs left
-        ``delivering`` stay there (their outputs are already built).
+        Jobs left ``processing`` go back to ``received``; jobs left ``delivering``
+        (their outputs are built) become ``waiting``, due now.  Jobs already
+        ``waiting`` keep their schedule: :meth:`due_for_queue` gives them a
+        message for their ``next_attempt_at``.
         """
+        now = time.time()
         with self._db() as db:
             db.execute(
                 "UPDATE jobs SET state=?, updated_at=? WHERE state=?",
-                (JobState.RECEIVED, time.time(), JobState.PROCESSING),
+                (JobState.RECEIVED, now, JobState.PROCESSING),
+            )
+            db.execute(
+                "UPDATE jobs SET state=?, next_attempt_at=?, updated_at=? WHERE state=?",
+                (JobState.WAITING, now, now, JobState.DELIVERING),
             )
             rows = db.execute(
-                "SELECT job_id FROM jobs WHERE state IN (?,?) ORDER BY received_at",
-                (JobState.RECEIVED, JobState.DELIVERING),
+                "SELECT job_id FROM jobs WHERE state=? OR (state=? AND next_attempt_at<=?)"
+                " ORDER BY received_at",
+                (JobState.RECEIVED, JobState.WAITING, now),
             ).fetchall()
         return [r[0] for r in rows]
+
+    def due_for_queue(self, settled_before: float) -> list[tuple[str, float]]:
+        """Jobs that must have a queue message, with when they are due (epoch seconds).
+
+        ``received`` jobs unchanged since ``settled_before`` (due at once), and every
+        ``waiting`` job (due at its ``next_attempt_at``).  Jobs ``processing`` or
+        ``delivering`` are in a worker's hands and need none.
+        """
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT job_id, state, next_attempt_at FROM jobs"
+                " WHERE (state=? AND updated_at<?) OR state=? ORDER BY received_at",
+                (JobState.RECEIVED, settled_before, JobState.WAITING),
+            ).fetchall()
+        return [(r[0], r[2] if r[1] == JobState.WAITING else 0.0) for r in rows]

@@ -1,28 +1,117 @@
-"""``jobs retry``: queue failed jobs again (the CLI, the HTTP API and the viewer)."""
+"""Queueing jobs again from the ledger.
+
+* :func:`retry_failed` is ``jobs retry`` (the CLI, the HTTP API and the viewer):
+  failed jobs queued again by a person;
+* :func:`requeue_lost` is the ledger re-queue: every job the ledger says is due
+  (``received``, or ``waiting`` for its destination) but that has no message in
+  the queue gets one.  Messages are lost when Redis is unreachable at enqueue
+  time, restarted empty or flushed; the job is never lost, the ledger holds it.
+  :class:`LedgerRequeue` runs it every ``queue.requeue_interval`` seconds in
+  ``serve``, so jobs acknowledged during a Redis outage are processed after it
+  without a restart.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
+from ecg_dicom import metrics
 from ecg_dicom.jobs.queue import JobQueue
 from ecg_dicom.jobs.spool import Spool
 from ecg_dicom.jobs.state import JobState
+
+log = logging.getLogger("ecg_dicom.queue")
+
+#: Seconds a ``received`` job must have been unchanged before the re-queue gives it a
+#: message (a job just acknowledged is being queued by the listener right now).
+SETTLE_SECONDS = 5.0
 
 
 def retry_failed(spool: Spool, queue: JobQueue, job_ids: list[str] | None = None) -> list[str]:
     """Queue failed jobs again (all, or the given ids).  Returns the ids queued.
 
-    A job whose SR/SC were built goes straight back to delivery; the others are
-    processed again from the received instance.
+    A job whose SR/SC were built goes straight back to delivery (``waiting``, due
+    now, a new retry window); the others are processed again from the received
+    instance.
     """
     targets = job_ids or [j.job_id for j in spool.list_jobs(JobState.FAILED, limit=100000)]
     queued = []
     for job_id in targets:
         has_results = any(spool.results_path(job_id).glob("*.dcm"))
         job = spool.claim(
-            job_id, (JobState.FAILED,), JobState.DELIVERING if has_results else JobState.RECEIVED
+            job_id, (JobState.FAILED,), JobState.WAITING if has_results else JobState.RECEIVED
         )
         if job is None:
             continue
-        spool.update(job_id, delivery_attempts=0, attempts=0, reason="queued again by retry")
+        spool.update(job_id, delivery_attempts=0, attempts=0, reason="queued again by retry",
+                     waiting_since=0.0, next_attempt_at=time.time())
         queue.enqueue(job_id)
         queued.append(job_id)
     return queued
+
+
+def requeue_lost(spool: Spool, queue: JobQueue, now: float | None = None) -> list[str] | None:
+    """Give a queue message to every due job that has none.  Returns the ids queued,
+    or None when the queue cannot be read now (the next round tries again).
+
+    A duplicate (a message being taken by a worker as this runs) is harmless: the
+    worker claims the job atomically in the ledger.
+    """
+    now = time.time() if now is None else now
+    due = spool.due_for_queue(settled_before=now - SETTLE_SECONDS)
+    if not due:
+        return []
+    present = queue.queued_job_ids()
+    if present is None:
+        return None
+    queued = []
+    for job_id, at in due:
+        if job_id in present:
+            continue
+        if not queue.enqueue(job_id, delay=max(0.0, at - now) or None):
+            return None  # the queue went away meanwhile: next round
+        queued.append(job_id)
+    if queued:
+        log.info("queued %d jobs again from the ledger (their queue message was lost)",
+                 len(queued), extra={"job_ids": queued[:20]})
+    return queued
+
+
+class LedgerRequeue:
+    """A thread running :func:`requeue_lost` every ``interval`` seconds until stopped;
+    it also sets the ``ecgdicom_jobs_waiting`` gauge from the ledger."""
+
+    def __init__(self, spool: Spool, queue: JobQueue, interval: float) -> None:
+        self.spool = spool
+        self.queue = queue
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="ledger-requeue")
+
+    def start(self) -> LedgerRequeue:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def run_once(self) -> list[str] | None:
+        metrics.JOBS_WAITING.set(self.spool.counts()[JobState.WAITING.value])
+        return requeue_lost(self.spool, self.queue)
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                failing = False
+            except Exception:
+                if not failing:  # once per run of failures, not every round
+                    log.exception("ledger re-queue failed; trying again every %.0f s",
+                                  self.interval)
+                failing = True
+            self._stop.wait(self.interval)
