@@ -113,7 +113,8 @@ def test_pacs_down_then_back_results_arrive(tmp_path: Path, real_ecgs: list[Path
                         str(service.dicom_port), str(real_ecgs[0]))
         assert sent.returncode == 0
         job = _wait(service, lambda j: j["delivery_attempts"] >= 2)
-        assert job["state"] == "delivering" and "next try" in job["reason"]
+        assert job["state"] == "waiting" and "next try" in job["reason"]
+        assert job["reason"].startswith("waiting for destination: send attempt")
         with run_storescp(tmp_path / "pacs", port=pacs_port):
             job = _wait(service, lambda j: j["state"] == "done")
         assert "sent to STORESCP" in job["reason"]
