@@ -1,15 +1,18 @@
 """ultralytics without a network and with a bounded number of threads.
 
 ultralytics otherwise probes the network at import, tries to sync its settings and
-downloads Arial.ttf for its plots; :func:`prepare_offline` prevents all three.  The
+downloads Arial.ttf for its plots; :func:`prepare_offline` prevents all three (and
+sends ultralytics' log lines to standard error, where ours go).  The
 runtime (PyTorch inference, exports) and training both call it before they first
 import ultralytics.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 #: Fonts ultralytics can use in place of the Arial.ttf it would download: Debian's
@@ -49,6 +52,16 @@ def prepare_offline(threads: int = 0) -> None:
     if not font.exists() and fallback is not None:
         font.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fallback, font)
+    _log_to_stderr()
     if threads > 0:
         torch.set_num_threads(threads)
         torch_utils.NUM_THREADS = threads  # select_device() resets torch threads to this
+
+
+def _log_to_stderr() -> None:
+    """ultralytics logs to standard output; ours is for results (``classify --json``
+    prints one JSON document there, which the first run's model derivation must not
+    break), so its messages go to standard error like every other log line."""
+    for handler in logging.getLogger("ultralytics").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
