@@ -95,8 +95,7 @@ class Instances:
     """The instances of one study of one patient that an event concerns."""
 
     study_uid: str
-    #: (SOP Class UID, SOP Instance UID) pairs.
-    instances: Sequence[tuple[str, str]] = ()
+    instances: Sequence[tuple[str, str]] = ()  # (SOP Class UID, SOP Instance UID)
     patient_id: str = ""
 
 

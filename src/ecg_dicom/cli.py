@@ -33,11 +33,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run only workers (no listener): for more worker processes on one spool."""
-    from ecg_dicom.service import compose
+    from ecg_dicom.service import run_worker
 
-    parts = compose(settings, listener=False)
-    parts.queue.consumer(args.threads or max(1, settings.queue.workers)).run()
-    return 0
+    return run_worker(settings, args.threads)
 
 
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
@@ -79,7 +77,7 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from ecg_dicom.jobs import JobQueue, Spool, retry_failed
+    from ecg_dicom.jobs import JobQueue, Spool, not_retried_because, retry_failed
 
     spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)
     if args.jobs_command == "list":
@@ -95,6 +93,17 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
     print(f"queued again: {len(queued)} job(s)")
     for job_id in queued:
         print(job_id)
+    for job_id in dict.fromkeys(args.job_ids or []):
+        if job_id not in queued:
+            print(not_retried_because(spool, job_id), file=sys.stderr)
+    return 0
+
+
+def _spool(args: argparse.Namespace, settings: Settings) -> int:
+    """``spool clean``: one retention sweep now (serve sweeps by itself)."""
+    from ecg_dicom.service import clean_spool
+
+    print(clean_spool(settings).summary())
     return 0
 
 
@@ -143,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = jobs_sub.add_parser("retry")
     q.add_argument("job_ids", nargs="*", help="default: every failed job")
     p.set_defaults(func=_jobs)
+
+    p = sub.add_parser("spool", help="spool maintenance: `spool clean` runs retention once")
+    p.add_argument("spool_command", choices=["clean"])
+    p.set_defaults(func=_spool)
 
     p = sub.add_parser("config", help="print the effective configuration")
     p.add_argument("--defaults", action="store_true", help="print the embedded defaults as YAML")

@@ -11,12 +11,20 @@ associations, let running jobs finish (bounded by :data:`SHUTDOWN_TIMEOUT`; an
 unfinished job stays in the ledger and is queued again at the next start) and
 exit 0; a second signal sets ``force_exit`` and the process exits 1 at once.
 Signal handlers are installed for the run and restored after it.
+
+``serve`` also writes the audit trail (:mod:`ecg_dicom.audit`: start, stop, the
+configuration; the listener and the workers add theirs) and sweeps the spool by
+``storage.retention`` (:mod:`ecg_dicom.jobs.retention`) at start and every
+``interval_minutes``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -25,10 +33,11 @@ from types import FrameType
 
 from huey.consumer import Consumer
 
-from ecg_dicom import metrics
+from ecg_dicom import audit, metrics
 from ecg_dicom.config import Settings
+from ecg_dicom.config.sources import CONFIG_ENV
 from ecg_dicom.dicom import StorageSCP
-from ecg_dicom.jobs import JobQueue, LedgerRequeue, Spool
+from ecg_dicom.jobs import JobQueue, LedgerRequeue, Retention, Spool, SweepReport
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.startup import configure_receiving
 from ecg_dicom.web import HttpServer, create_app
@@ -71,6 +80,40 @@ def compose(settings: Settings, *, listener: bool, pipeline: Pipeline | None = N
         scp = StorageSCP(settings, spool, queue)
         configure_receiving(spool.tmp_dir, open_file=scp.received_files.open)
     return Parts(settings, spool, queue, pipeline, worker, scp)
+
+
+def retention_for(settings: Settings, spool: Spool) -> Retention:
+    return Retention(spool, settings.storage.retention, settings.storage.output_dir)
+
+
+def clean_spool(settings: Settings) -> SweepReport:
+    """``ecg-dicom spool clean``: one retention sweep, audited like serve's."""
+    spool = Spool(settings.storage.spool_dir, fsync=settings.storage.fsync)
+    audit.configure(settings)
+    try:
+        return retention_for(settings, spool).sweep()
+    finally:
+        audit.shutdown()
+
+
+def run_worker(settings: Settings, threads: int) -> int:
+    """``ecg-dicom worker``: workers only (no listener) on the configured queue; audited."""
+    parts = compose(settings, listener=False)
+    audit.configure(settings)
+    try:
+        parts.queue.consumer(threads or max(1, settings.queue.workers)).run()
+    finally:
+        audit.shutdown()
+    return 0
+
+
+def audit_start(settings: Settings) -> None:
+    """Start the audit trail: Application Start, and the configuration (origin, SHA-256)."""
+    audit.configure(settings)
+    audit.application_activity(started=True)
+    text = json.dumps(settings.masked(), sort_keys=True).encode()
+    origin = os.environ.get(CONFIG_ENV) or "defaults + environment"
+    audit.configuration_loaded(origin, hashlib.sha256(text).hexdigest())
 
 
 def load_model(parts: Parts) -> None:
@@ -119,6 +162,7 @@ class Service:
     def start(self) -> None:
         parts = self.parts
         self._log_start()
+        audit_start(self.settings)
         removed = parts.spool.clean_tmp()
         if removed:
             log.info("removed %d partial transfers that were never acknowledged", removed)
@@ -139,6 +183,7 @@ class Service:
             self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
             self.http.start()
         threading.Thread(target=self._gauge_loop, daemon=True, name="gauges").start()
+        threading.Thread(target=self._retention_loop, daemon=True, name="retention").start()
         log.info("ecg-dicom ready")
 
     def _gauge_loop(self) -> None:
@@ -150,6 +195,18 @@ class Service:
                 self.parts.spool.free_bytes()  # ecgdicom_spool_free_bytes, early warning
             except Exception:
                 log.exception("could not read ledger counts or free space")
+
+    def _retention_loop(self) -> None:
+        """A sweep at start, then every storage.retention.interval_minutes."""
+        retention = retention_for(self.settings, self.parts.spool)
+        interval = self.settings.storage.retention.interval_minutes * 60
+        while not self.should_exit.is_set():
+            try:
+                retention.sweep()
+            except Exception:
+                log.exception("retention sweep failed; the next one runs in %g min",
+                              interval / 60)
+            self.should_exit.wait(interval)
 
     def handle_exit(self, signum: int, frame: FrameType | None) -> None:
         if self.should_exit.is_set():
@@ -198,4 +255,6 @@ class Service:
         if self.http is not None:
             self.http.stop()
         log.info("ecg-dicom stopped")
+        audit.application_activity(started=False)
+        audit.shutdown()
         return 1 if self.force_exit else 0

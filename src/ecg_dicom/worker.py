@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 
 from pydicom import Dataset
 
-from ecg_dicom import metrics
+from ecg_dicom import audit, metrics
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom import check_delivery_tls, destinations_for, send_outputs, stow_outputs
 from ecg_dicom.errors import DeliveryError, InputError, ModelError, NotAnEcgError
@@ -242,6 +242,9 @@ class Worker:
                 fallbacks = [s.describe() for s in sent if s.fallback]
                 fallback = f" ({'; '.join(fallbacks)})" if fallbacks else ""
                 notes.append(f"sent to {where}{fallback}")
+                audit.results_delivered(destination.ae_title, destination.host, audit.Instances(
+                    str(outputs.sr.StudyInstanceUID), [(o.sop_class_uid, o.sop_instance_uid)
+                    for o in sent], patient_id=str(outputs.sr.get("PatientID", ""))))
                 for obj in sent:
                     if obj.modality == SR_MODALITY and delivered_sr is None:
                         delivered_sr = (obj.series_instance_uid, obj.sop_class_uid,

@@ -41,7 +41,7 @@ from ecg_dicom.sop import (
 #: The short string elements read from a received data set.
 HEADER_VALUES = (
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality",
-    "BurnedInAnnotation", "Manufacturer",
+    "BurnedInAnnotation", "Manufacturer", "PatientID",  # PatientID: for the audit trail only
 )
 
 

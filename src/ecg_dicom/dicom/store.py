@@ -32,7 +32,7 @@ from typing import Any
 
 from pydicom import Dataset
 
-from ecg_dicom import metrics
+from ecg_dicom import audit, metrics
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom.ingest import check_dataset, result_origin, study_of
 from ecg_dicom.dicom.receive import ReceivedFiles
@@ -123,6 +123,9 @@ class StoreHandler:
             # The ledger holds the job; the next start-up (or `jobs retry`) queues it.
             log.exception("could not queue job; it stays received in the ledger")
         log.info("stored", extra={"size": arrival.size, "sop_class_uid": sop_class})
+        audit.instances_received(calling_ae, arrival.peer_address, audit.Instances(
+            arrival.study_instance_uid, [(sop_class, arrival.sop_instance_uid)],
+            patient_id=header.get("PatientID")))
         return StoreStatus.SUCCESS
 
     def _decline(
@@ -146,6 +149,8 @@ class StoreHandler:
             )
             return _refusal(refuse_status, why)
         self.spool.record_skipped(job_id, arrival, reason=f"skipped: {why}")
+        audit.instances_received(arrival.calling_ae, arrival.peer_address, audit.Instances(
+            arrival.study_instance_uid, [(sop_class, arrival.sop_instance_uid)]))
         metrics.SKIPPED.labels(kind=kind).inc()
         log.info("skipped: %s", why, extra={"size": arrival.size, "sop_class_uid": sop_class})
         return StoreStatus.SUCCESS
