@@ -55,11 +55,12 @@ class Orthanc:
 
 
 @contextlib.contextmanager
-def run_orthanc(workdir: Path, modalities: dict[str, list[Any]],
+def run_orthanc(workdir: Path, modalities: dict[str, Any],
                 aet: str = "ORTHANC", dicomweb: bool = False,
-                lua: str | None = None) -> Iterator[Orthanc]:
+                lua: str | None = None, extra: dict[str, Any] | None = None) -> Iterator[Orthanc]:
     """Orthanc on free loopback ports; ``lua``: the text of a Lua script it runs
-    (e.g. an auto-routing rule), written beside its configuration."""
+    (e.g. an auto-routing rule), written beside its configuration; ``extra``: more
+    configuration options (e.g. DICOM TLS)."""
     exe = require_tool("Orthanc")
     workdir.mkdir(parents=True, exist_ok=True)
     dicom_port, http_port = free_port(), free_port()
@@ -77,6 +78,7 @@ def run_orthanc(workdir: Path, modalities: dict[str, list[Any]],
         "UnknownSopClassAccepted": True,
         "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb else [],
     }
+    config.update(extra or {})
     if lua is not None:
         (workdir / "rules.lua").write_text(lua)
         config["LuaScripts"] = [str(workdir / "rules.lua")]

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
             )
         if tls.enabled and self.dicom.listen_plain and tls.port == self.dicom.port:
             raise ValueError("dicom.tls.port must differ from dicom.port")
+        client = self.delivery.tls
+        if (client.certificate is None) != (client.private_key is None):
+            raise ValueError("delivery.tls.certificate and delivery.tls.private_key go together")
         return self
 
     @classmethod
