@@ -11,6 +11,13 @@ ACKNOWLEDGED = Counter(
 ASSOCIATIONS_REJECTED = Counter(
     "ecgdicom_associations_rejected_total", "Associations rejected by the allow-list"
 )
+#: reason: address, calling_ae, called_ae, host_limit, association_limit, request_timeout,
+#: not_a_request, request_too_large, stalled_pdu, pdu_too_large, shutting_down...
+#: (ecg_dicom.dicom.association.Refusals: each also logged, once).
+REFUSED = Counter(
+    "ecgdicom_refused_total", "Connections and associations the listener refused, by reason",
+    ["reason"],
+)
 QUEUED = Gauge("ecgdicom_queued", "Jobs received and not yet finished (from the ledger)")
 PROCESSED = Counter("ecgdicom_processed_total", "Jobs finished, by outcome", ["outcome"])
 FAILED = Counter("ecgdicom_failed_total", "Jobs failed, by stage", ["stage"])

@@ -35,7 +35,8 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ecg_dicom.config import Settings
-from ecg_dicom.dicom.association import AssociationGate
+from ecg_dicom.dicom.association import AssociationGate, on_rejected
+from ecg_dicom.dicom.guard import GuardedServer, serve
 from ecg_dicom.dicom.receive import ReceivedFiles
 from ecg_dicom.dicom.store import StoreHandler
 from ecg_dicom.dicom.tls import listener_context, start_tls_server
@@ -59,6 +60,8 @@ class StorageSCP:
         # Built here so that a bad certificate or key stops start-up before anything runs.
         self.tls_context = listener_context(tls) if tls.enabled else None
         self.gate = AssociationGate(settings.dicom.allowed_callers)
+        #: The server of every port: the connection hygiene of dicom/guard.py.
+        self.server_class = GuardedServer.configured(settings.dicom)
         #: The files pynetdicom receives data sets into (installed by
         #: :func:`ecg_dicom.startup.configure_receiving`), removed if a transfer is cut short.
         self.received_files = ReceivedFiles(spool)
@@ -82,6 +85,7 @@ class StorageSCP:
         the same handlers; returns the first bound port (the plain one if any)."""
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self.gate.on_requested),
+            (evt.EVT_REJECTED, on_rejected),
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_C_STORE, self.store),
             (evt.EVT_CONN_CLOSE, self.received_files.on_ended),
@@ -90,18 +94,13 @@ class StorageSCP:
         dicom = self.settings.dicom
         ports: dict[str, int] = {}
         if dicom.listen_plain:
-            server = self.ae.start_server(
-                (dicom.bind_address, dicom.port),
-                block=False,
-                evt_handlers=handlers,
-            )
-            assert server is not None  # block=False always returns the server
+            server = serve(self.ae, (dicom.bind_address, dicom.port), handlers, self.server_class)
             self.servers.append(server)
             ports["port"] = int(server.server_address[1])
         if self.tls_context is not None:
             server = start_tls_server(
                 self.ae, (dicom.bind_address, dicom.tls.port), handlers, self.tls_context,
-                dicom.association_request_timeout,
+                dicom.association_request_timeout, base=self.server_class,
             )
             self.servers.append(server)
             ports["tls_port"] = int(server.server_address[1])
