@@ -36,6 +36,8 @@ pytestmark = pytest.mark.integration
 
 SR_STORAGE = {"1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34"}
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+#: dicom.association_request_timeout of the module's service: it bounds the handshake.
+HANDSHAKE_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,8 @@ def service(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
     """serve with a plain port and a TLS port that requires a client certificate;
     no workers: what arrives stays "received"."""
     work = tmp_path_factory.mktemp("svc")
-    proc = ServeProcess(work, {"queue": {"workers": 0}, "dicom": {"tls": _listener(pki)}})
+    proc = ServeProcess(work, {"queue": {"workers": 0}, "dicom": {
+        "tls": _listener(pki), "association_request_timeout": HANDSHAKE_S}})
     proc.start()
     try:
         yield proc
@@ -132,20 +135,65 @@ def test_plain_and_tls_ports_side_by_side(service: ServeProcess, pki: Pki) -> No
     assert _echo(_tls_port(service), *pki.client.dcmtk(pki.ca)).returncode == 0
 
 
-def test_a_silent_connection_does_not_stop_the_tls_port(
+def _closed_after(sock: socket.socket, limit: float) -> float:
+    """Seconds until the service closes ``sock`` (reading it), at most ``limit``."""
+    started = time.monotonic()
+    sock.settimeout(limit)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started
+
+
+def test_a_silent_connection_does_not_stop_the_tls_port_and_is_closed(
     service: ServeProcess, pki: Pki
 ) -> None:
-    """pynetdicom would make the handshake in the accepting thread: one caller that
-    connects and says nothing would block every other caller."""
+    """pynetdicom would make the handshake in the accepting thread, without a time
+    limit: one caller that connects and says nothing would block every other caller."""
     silent = [socket.create_connection((LOOPBACK, _tls_port(service))) for _ in range(3)]
     try:
         started = time.monotonic()
         run = _echo(_tls_port(service), *pki.client.dcmtk(pki.ca))
         assert run.returncode == 0, run.stdout + run.stderr
-        assert time.monotonic() - started < 4.0  # well before the 5 s handshake timeout
+        assert time.monotonic() - started < HANDSHAKE_S  # not queued behind the silent ones
+        waited = [_closed_after(sock, HANDSHAKE_S + 5) for sock in silent]
+        assert max(waited) < HANDSHAKE_S + 1, waited
     finally:
         for sock in silent:
             sock.close()
+    refusals = _wait_for_lines(service, "no TLS handshake within", 3)
+    assert len(refusals) >= 3
+
+
+def test_a_caller_trickling_its_hello_is_cut_at_the_handshake_limit(
+    service: ServeProcess,
+) -> None:
+    """A socket timeout bounds each read only; the handshake has a limit in all."""
+    hello = bytes.fromhex("16030100c8010000c40303") + bytes(32)  # a ClientHello's start
+    with socket.create_connection((LOOPBACK, _tls_port(service))) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in hello:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            sock.settimeout(0.4)  # one byte every 0.4 s: each read is quick
+            try:
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                closed = True
+                break
+        took = time.monotonic() - started
+    assert closed, f"still open after {took:.1f} s"
+    assert HANDSHAKE_S - 0.5 < took < HANDSHAKE_S + 1.5, took
 
 
 def _wait_for_lines(proc: ServeProcess, pattern: str, count: int,

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,17 +125,19 @@ _SSL_NOISE = re.compile(r"^\[SSL: [A-Z0-9_]+\] |\s*\(_ssl\.c:\d+\)$")
 
 def describe(exc: BaseException) -> str:
     """A TLS failure in words: ``certificate verify failed: self-signed certificate``,
-    ``tlsv1 alert unknown ca``, ``wrong version number (not a TLS port?)``."""
+    ``tlsv1 alert unknown ca``, ``wrong version number (...not TLS on this port?)``."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ConnectionResetError | ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return "the peer closed the connection (does it speak TLS on this port?)"
     if isinstance(exc, ssl.SSLError):
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
         text = _SSL_NOISE.sub("", text)
         if exc.reason == "WRONG_VERSION_NUMBER":
             text += " (the peer does not speak TLS on this port?)"
         return text
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
+    if isinstance(exc, TimeoutError):
+        return str(exc) if exc.args else "timed out"
     return str(exc) or type(exc).__name__
 
 
@@ -141,17 +145,31 @@ def handshake_recorder(ctx: ssl.SSLContext, failures: list[BaseException]) -> ss
     """``ctx`` with the TLS errors of its connections appended to ``failures``.
 
     pynetdicom reports a failed connection as "unable to connect"; the socket
-    class installed here keeps the :class:`ssl.SSLError` (at the handshake, or at
-    the first read: under TLS 1.3 a server refuses our certificate after the
-    client's side of the handshake is done).  Use one context per association.
+    class installed here keeps the error of the handshake (or of the first read:
+    under TLS 1.3 a server refuses our certificate after the client's side of the
+    handshake is done).  Use one context per association.
     """
 
     class RecordingSocket(ssl.SSLSocket):
         def connect(self, address: Any) -> None:
             try:
                 super().connect(address)
-            except ssl.SSLError as exc:
+            except OSError:
+                self.close()  # pynetdicom only drops it (a ResourceWarning later)
+                raise
+
+        def do_handshake(self, block: bool = False) -> None:
+            try:
+                super().do_handshake(block)
+            except OSError as exc:  # SSLError, a reset, a timeout: all in the handshake
                 failures.append(exc)
+                raise
+
+        def shutdown(self, how: int) -> None:
+            try:
+                super().shutdown(how)
+            except OSError:
+                self.close()  # pynetdicom closes only after a shutdown that worked
                 raise
 
         def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
@@ -195,8 +213,7 @@ class TlsHandshakeServer(ThreadedAssociationServer):
     def _handshake(self, sock: ssl.SSLSocket, client_address: Any) -> bool:
         previous = sock.gettimeout()
         try:
-            sock.settimeout(self.handshake_timeout)
-            sock.do_handshake()
+            handshake_within(sock, self.handshake_timeout)
             sock.settimeout(previous)
         except (OSError, ValueError) as exc:
             host, port = (list(client_address) + ["?", "?"])[:2]
@@ -209,6 +226,25 @@ class TlsHandshakeServer(ThreadedAssociationServer):
         if peer:
             log.debug("TLS caller %s presented %s", client_address, peer.get("subject"))
         return True
+
+
+def handshake_within(sock: ssl.SSLSocket, seconds: float) -> None:
+    """The server side's handshake, done within ``seconds`` in all (a socket timeout
+    bounds each read only: a caller sending its hello a byte at a time would not be
+    stopped by one).  Raises TimeoutError when it takes longer."""
+    deadline = time.monotonic() + seconds
+    sock.setblocking(False)
+    while True:
+        try:
+            sock.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            wanted: tuple[list[Any], list[Any]] = ([sock], [])
+        except ssl.SSLWantWriteError:
+            wanted = ([], [sock])
+        left = deadline - time.monotonic()
+        if left <= 0 or not any(select.select(*wanted, [], left)[:2]):
+            raise TimeoutError(f"no TLS handshake within {seconds:g} s")
 
 
 def tls_server_class(
