@@ -3,6 +3,13 @@
 Every line is one JSON object.  The job context (job id, calling AE title,
 SOP Instance UID) is carried in context variables, so every line logged while a
 job runs names the job without each call passing it along.
+
+**No patient data above DEBUG.**  Log lines name jobs by their ids and UIDs, never
+by patient: no call logs a patient's name, ID, birth date or accession number (the
+audit trail, :mod:`ecg_dicom.audit`, is where patient IDs go).  As a guard, a field
+named like one of those (:func:`is_phi_field`: ``patient_name``, ``PatientID``,
+``birth_date``, ``accession_number``...) given as ``extra`` or in the log context is
+written only at DEBUG; above it, it is replaced by ``"[removed: patient data]"``.
 """
 
 from __future__ import annotations
@@ -15,6 +22,20 @@ import sys
 import time
 from collections.abc import Iterator
 from typing import Any
+
+#: Field names (lower case, without "_" and "'") that carry patient data.
+PHI_FIELDS = frozenset({
+    "patientname", "patientsname", "patientid", "otherpatientids", "patientbirthdate",
+    "patientsbirthdate", "birthdate", "dateofbirth", "accessionnumber", "patientaddress",
+    "patientsaddress", "patienttelephonenumbers", "patientstelephonenumbers",
+})
+REMOVED = "[removed: patient data]"
+
+
+def is_phi_field(name: str) -> bool:
+    """Whether a log field's name says it holds patient data."""
+    return name.lower().replace("_", "").replace("'", "") in PHI_FIELDS
+
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "ecg_dicom_log_context", default=None
@@ -49,6 +70,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in self._standard and not key.startswith("_"):
                 entry[key] = value
+        if record.levelno > logging.DEBUG:
+            entry.update({k: REMOVED for k in entry if is_phi_field(k)})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -30,6 +30,8 @@ MAX_SEQUENCE_DEPTH = 32
 _IDENTITY = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 _DATES = ("StudyDate", "PatientBirthDate")
 _TIMES = ("StudyTime",)
+#: Values never quoted in an error (they would reach the logs and the ledger).
+_PHI = frozenset({"PatientBirthDate"})
 _SEXES = frozenset(v.value for v in PatientSexValues)
 
 
@@ -51,8 +53,11 @@ def check_source(source: Dataset) -> None:
         try:
             (DA if keyword in _DATES else TM)(value)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise InputError(f"{name_of(keyword)} {str(value)[:64]!r} is not a valid "
-                             f"{'date' if keyword in _DATES else 'time'}: {exc}") from exc
+            # A birth date identifies a patient: never in a log line or a job's reason.
+            shown = "" if keyword in _PHI else f" {str(value)[:64]!r}"
+            detail = "" if keyword in _PHI else f": {exc}"
+            raise InputError(f"{name_of(keyword)}{shown} is not a valid "
+                             f"{'date' if keyword in _DATES else 'time'}{detail}") from exc
     sex = source.get("PatientSex")
     if sex not in (None, "") and str(sex) not in _SEXES:
         raise InputError(f"{name_of('PatientSex')} {str(sex)[:64]!r} is not M, F or O")
