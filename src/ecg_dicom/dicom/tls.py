@@ -7,7 +7,8 @@
   connection's own thread, bounded by ``dicom.association_request_timeout`` (not in
   the thread that accepts every connection, where pynetdicom would make it, so that
   one silent caller cannot stop the port), and logs a refused handshake once, with
-  the reason;
+  the reason (``association.REFUSALS``: ``tls_timeout``, ``tls_untrusted_certificate``,
+  ``tls_no_certificate``, ``tls_handshake``; the metric ``ecgdicom_refused_total``);
 * delivery to a destination marked ``tls: true`` (``delivery.tls``):
   :func:`client_context` (the destination's certificate checked against
   ``ca_certificates`` or the system's CAs, its host name checked, our own
@@ -33,6 +34,7 @@ from typing import Any
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ecg_dicom.config import ClientTls, ListenerTls, Settings
+from ecg_dicom.dicom.association import REFUSALS, peer_host
 from ecg_dicom.errors import ConfigError
 
 # The loggers keep the names of the listener and of delivery (docs/architecture.md).
@@ -216,16 +218,24 @@ class TlsHandshakeServer(ThreadedAssociationServer):
             handshake_within(sock, self.handshake_timeout)
             sock.settimeout(previous)
         except (OSError, ValueError) as exc:
-            host, port = (list(client_address) + ["?", "?"])[:2]
-            log.warning(
-                "TLS handshake from %s:%s refused: %s", host, port, describe(exc),
-                extra={"peer": str(host), "reason": describe(exc)},
-            )
+            peer = peer_host(str(list(client_address)[0]))
+            REFUSALS("TLS handshake refused", refusal_reason(exc), describe(exc), peer)
             return False
         peer = sock.getpeercert()
         if peer:
             log.debug("TLS caller %s presented %s", client_address, peer.get("subject"))
         return True
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The short key of a refused handshake (the metric's label, the log's reason)."""
+    if isinstance(exc, TimeoutError):
+        return "tls_timeout"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "tls_untrusted_certificate"
+    if isinstance(exc, ssl.SSLError) and exc.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return "tls_no_certificate"
+    return "tls_handshake"
 
 
 def handshake_within(sock: ssl.SSLSocket, seconds: float) -> None:
