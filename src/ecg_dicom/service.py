@@ -239,8 +239,9 @@ class Service:
         """Stop accepting, let running jobs finish, stop.  1 when a second signal
         cut the wait short (the unfinished jobs resume at the next start)."""
         self.should_exit.set()
+        # The port stays open while jobs finish: new callers get A-ASSOCIATE-RJ
+        # transient (they retry later), not a refused connection.
         self.scp.stop_accepting()
-        self.scp.shutdown()
         if self.requeue is not None:
             self.requeue.stop()
         if self.consumer is not None:
@@ -252,6 +253,7 @@ class Service:
             stopping.start()
             while stopping.is_alive() and not self.force_exit:
                 stopping.join(0.1)
+        self.scp.shutdown()
         if self.http is not None:
             self.http.stop()
         log.info("ecg-dicom stopped")

@@ -479,3 +479,30 @@ def test_strangers_300_mb_pdu_costs_the_listener_nothing(tmp_path: Path) -> None
         assert "address not in allowed_callers" in serve.log()
     finally:
         assert serve.stop() == 0
+
+
+def test_after_sigterm_new_callers_get_a_transient_rejection(tmp_path: Path) -> None:
+    """SIGTERM while a job is processing (before: the port closed at once, new callers
+    got a refused connection): while the job finishes, echoscu gets A-ASSOCIATE-RJ
+    transient "temporary congestion", as documented; then the service exits 0 with
+    the job done."""
+    serve = ServeProcess(tmp_path, {}).start()
+    assert serve.proc is not None
+    [ecg] = copies_with_new_uids(real_ecg_paths()[:1], tmp_path / "ecgs", 1)
+    code, _, out = storescu(serve.dicom_port, ecg)
+    assert code == 0, out
+    deadline = time.monotonic() + 60
+    while not any(j["state"] == "processing" for j in serve.jobs()):
+        assert time.monotonic() < deadline, serve.jobs()
+        time.sleep(0.02)
+    serve.proc.send_signal(15)  # SIGTERM
+    code, _, out = echoscu(serve.dicom_port)
+    assert code != 0 and "Rejected Transient" in out and "Temporary Congestion" in out, out
+    assert serve.proc.wait(120) == 0
+    assert "the service is shutting down" in serve.log_path.read_text()
+    assert [j["state"] for j in _ledger_states(serve)] == ["done"]
+
+
+def _ledger_states(serve: ServeProcess) -> list[dict[str, Any]]:
+    """The jobs in the ledger of a stopped service (read with a fresh Spool)."""
+    return [{"state": job.state.value} for job in Spool(serve.spool_dir, fsync=False).list_jobs()]
