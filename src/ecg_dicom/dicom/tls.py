@@ -221,9 +221,9 @@ class TlsHandshakeServer(ThreadedAssociationServer):
             peer = peer_host(str(list(client_address)[0]))
             REFUSALS("TLS handshake refused", refusal_reason(exc), describe(exc), peer)
             return False
-        peer = sock.getpeercert()
-        if peer:
-            log.debug("TLS caller %s presented %s", client_address, peer.get("subject"))
+        certificate = sock.getpeercert()
+        if certificate:
+            log.debug("TLS caller %s presented %s", client_address, certificate.get("subject"))
         return True
 
 
