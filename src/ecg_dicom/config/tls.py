@@ -12,15 +12,20 @@ from ecg_dicom.config.base import Section
 
 
 class ListenerTls(Section):
-    """TLS on a port of its own (``dicom.listen_plain`` keeps or drops the plain one)."""
+    """TLS on a port of its own (``dicom.listen_plain`` keeps or drops the plain one).
+
+    A caller has ``dicom.association_request_timeout`` seconds for the handshake; a
+    refused handshake is logged once with its reason.  The files are read at start:
+    one that is missing or not PEM stops start-up, naming it."""
 
     enabled: bool = False
     #: 2762 is the port IANA registered for DICOM over TLS.
     port: int = Field(2762, ge=1, le=65535)
-    #: PEM certificate (chain) and private key of this service.
+    #: PEM certificate (chain) and unencrypted private key of this service.
     certificate: Path | None = None
     private_key: Path | None = None
-    #: PEM file of the CAs whose client certificates are accepted.
+    #: PEM file of the CAs whose client certificates are accepted (a certificate a
+    #: caller presents is checked against it even when none is required).
     client_ca: Path | None = None
     #: Refuse a caller that presents no certificate signed by client_ca.
     require_client_certificate: bool = False
@@ -28,11 +33,13 @@ class ListenerTls(Section):
 
 
 class ClientTls(Section):
-    """What we present and trust when we call a destination over TLS."""
+    """What we present and trust when we call a destination over TLS (``tls: true``).
+
+    A failed handshake is a transient delivery failure whose reason names it."""
 
     #: PEM file of the CAs that sign the destinations' certificates (none: the system's).
     ca_certificates: Path | None = None
-    #: Our own certificate and key, for destinations that ask for one.
+    #: Our own certificate and unencrypted key, for destinations that ask for one.
     certificate: Path | None = None
     private_key: Path | None = None
     #: Check that the destination's certificate names its ``host``.
