@@ -112,7 +112,7 @@ def test_every_event_is_one_line_of_ps3_15_xml_in_a_private_file(trail_file: Pat
     assert objs["2"].find("ParticipantObjectName") is None  # never a name
 
     delivered = objects_of(got[5])["110180"].findall("SOPClass")
-    assert sorted(s.get("NumberOfInstances") for s in delivered) == ["1", "1"]
+    assert sorted(s.get("NumberOfInstances", "") for s in delivered) == ["1", "1"]
 
 
 def test_hostile_values_stay_on_one_line_and_parse(trail_file: Path) -> None:

@@ -10,8 +10,10 @@ the failed job's.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -107,6 +109,12 @@ def test_serve_logs_no_patient_data_audits_and_sweeps(tmp_path: Path) -> None:
             swept = {j["job_id"]: j for j in service.jobs()}
             assert all("files removed by retention" in swept[j["job_id"]]["reason"]
                        for j in jobs if j["state"] == "done")
+            done = next(j["job_id"] for j in jobs if j["state"] == "done")
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{service.http_port}/jobs/{done}/retry", method="POST")
+            with urllib.request.urlopen(request, timeout=30) as rsp:
+                answer = json.loads(rsp.read())
+            assert answer["queued"] == [] and "input is gone" in answer["why"], answer
         finally:
             assert service.stop() == 0
     log = service.log_path.read_text(errors="replace")
@@ -115,7 +123,7 @@ def test_serve_logs_no_patient_data_audits_and_sweeps(tmp_path: Path) -> None:
     assert not markers_in(log), [ln for ln in log.splitlines() if markers_in(ln)][:5]
 
     trail = (service.workdir / "var" / "audit" / "audit.log").read_text(encoding="utf-8")
-    events = Counter()
+    events: Counter[tuple[str | None, str | None]] = Counter()
     for line in trail.splitlines():
         ident = ET.fromstring(line).find("EventIdentification")
         assert ident is not None

@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ecg_dicom.config import Settings
 from ecg_dicom.errors import InputError, ModelError
-from ecg_dicom.jobs import JobQueue, Spool, retry_failed
+from ecg_dicom.jobs import JobQueue, Spool, not_retried_because, retry_failed
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.results import draw_result
 
@@ -94,7 +94,9 @@ def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipe
     def retry(job_id: str) -> dict[str, Any]:
         if not job_id.isalnum():
             raise HTTPException(404, f"no job {job_id}")
-        return {"queued": retry_failed(spool, queue, [job_id])}
+        queued = retry_failed(spool, queue, [job_id])
+        # Why not, in words (e.g. its input was removed by retention).
+        return {"queued": queued, **({} if queued else {"why": not_retried_because(spool, job_id)})}
 
     @app.post("/api/classify")
     async def classify(file: UploadFile) -> dict[str, Any]:
