@@ -90,14 +90,16 @@ class RetentionSettings(Section):
     """Only jobs that are done (results delivered, or skipped) lose their files;
     failed and waiting jobs keep theirs until they are retried or removed."""
 
-    #: Delete the spooled input of a job done this many days ago (0: keep forever).
+    #: Delete the spooled input and the SR/SC kept in the spool of a job done or
+    #: skipped this many days ago (0: keep forever).  The job's row stays.
     inputs_days: float = Field(30.0, ge=0)
     #: Delete kept results (storage.output_dir) this many days old (0: keep forever).
     outputs_days: float = Field(30.0, ge=0)
     #: Also delete the oldest done jobs' files while the spool holds more than this
     #: many GB (0: no size limit).
     max_spool_gb: float = Field(0.0, ge=0)
-    #: Minutes between two retention sweeps.
+    #: Minutes between two retention sweeps of ``serve`` (``ecg-dicom spool clean``
+    #: runs one at once).
     interval_minutes: float = Field(10.0, gt=0)
 
 
@@ -238,7 +240,11 @@ class LoggingSettings(Section):
 
 
 class AuditSettings(Section):
-    """The audit trail: DICOM PS3.15 A.5 (IHE ATNA) audit messages, one per event."""
+    """The audit trail: DICOM PS3.15 A.5 (IHE ATNA) audit messages, one per event.
+
+    It names patients by Patient ID (never by name): the file is created 0600 in a
+    0700 folder; only the service account and the security officer may read it.
+    """
 
     enabled: bool = True
     #: Append the messages to this file (one XML message per line; empty: no file).
