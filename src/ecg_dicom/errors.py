@@ -24,6 +24,11 @@ class StoreStatus(IntEnum):
     #: is an AI result, ours or another's; in the "cannot understand" range, since
     #: the SOP class itself is supported.
     NOT_AN_ECG = 0xC001
+    #: Error: the object is over one of this node's ``limits.*`` (pixels, frames,
+    #: samples, text length, inflated size), seen from its header; in the
+    #: "cannot understand" range (PS3.4 B.2.3: a permanent failure the sender must
+    #: not retry, unlike 0xA7xx), the limit named in Error Comment.
+    OVER_LIMIT = 0xC002
     #: Refused: SOP class not supported (PS3.7 C.5.20).
     SOP_CLASS_NOT_SUPPORTED = 0x0122
 
@@ -54,6 +59,11 @@ class InputError(EcgDicomError):
 
 class UnsupportedInputError(InputError):
     """The input is of a kind ecg-dicom does not handle (SOP class, encoding)."""
+
+
+class LimitError(InputError):
+    """The object is over one of ``limits.*`` (the message names the setting): refused
+    at C-STORE (0xC002) when its header shows it, else its job fails at once."""
 
 
 class NotInterpretableError(InputError):
@@ -109,6 +119,7 @@ _STORE_STATUS: tuple[tuple[type[BaseException], StoreStatus], ...] = (
     (OSError, StoreStatus.OUT_OF_RESOURCES),
     (MemoryError, StoreStatus.OUT_OF_RESOURCES),
     (DatasetMismatchError, StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS),
+    (LimitError, StoreStatus.OVER_LIMIT),
     (UnreadableDatasetError, StoreStatus.CANNOT_UNDERSTAND),
 )
 

@@ -11,6 +11,15 @@ and remembers its name in a :class:`Trace`, so a failure can say where it happen
 :class:`~ecg_dicom.errors.NotInterpretableError` from render or detect becomes a
 "Not interpretable" result with the page that shows why.
 
+Bounded work (``limits.*``): the page of a file or received instance is read
+in a child process (:class:`~ecg_dicom.pages.PageReader`: killed past
+``limits.stage_timeout``, ``limits.worker_memory_mb`` of address space), every
+size its header declares checked before decoding.  What follows works on that
+bounded page: detect (the model reads a fixed-size input) and build (text cut
+to the width it is drawn in), so they stay in the calling thread.  With
+``limits.isolate`` off, the page is read in the calling thread (same checks, no
+time limit or memory budget).
+
 The job state machine around this (attempts, ledger states, delivery) is the
 worker's; this module knows nothing of spools or queues.
 """
@@ -25,14 +34,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import Dataset, dcmread
-from pydicom.errors import InvalidDicomError
+from pydicom import Dataset
 
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
 from ecg_dicom.errors import InputError, NotInterpretableError
 from ecg_dicom.model import Detector, not_interpretable
-from ecg_dicom.pages import not_interpretable_page, page_from_dataset, page_from_file
+from ecg_dicom.pages import (
+    PageReader,
+    not_interpretable_page,
+    page_from_dataset,
+    page_from_file,
+    read_received,
+)
 from ecg_dicom.records import Classification, Outputs, Page, ResultHistory
 from ecg_dicom.results import build_outputs, write_outputs
 
@@ -71,14 +85,7 @@ _VALUE_MODULES = frozenset({"pydicom.valuerep", "pydicom.charset", "highdicom.va
 
 def load_dataset(path: Path) -> Dataset:
     """Read a received instance completely (the load stage)."""
-    try:
-        return dcmread(path)
-    except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
-        raise InputError(f"received file cannot be read as DICOM: {exc}") from exc
-    except RecursionError as exc:  # pydicom reads nested sequences recursively
-        raise InputError(
-            "received file cannot be read as DICOM: sequences nested too deeply"
-        ) from exc
+    return read_received(path)
 
 
 def raised_in(exc: BaseException) -> str:
@@ -104,6 +111,8 @@ class Pipeline:
         self.settings = settings
         self._detector = detector
         self._detector_lock = threading.Lock()
+        #: Where pages are read: child processes under ``limits`` (None: in this thread).
+        self.reader = PageReader(settings.limits) if settings.limits.isolate else None
 
     @property
     def detector(self) -> Detector:
@@ -126,24 +135,36 @@ class Pipeline:
         """The detector if it is loaded, without loading it (for health reports)."""
         return self._detector
 
+    def close(self) -> None:
+        """Stop the page-reading children (a later read starts new ones)."""
+        if self.reader is not None:
+            self.reader.close()
+
     # -- the path of one ECG ----------------------------------------------------
     def read_instance(self, path: Path, trace: Trace | None = None) -> tuple[Dataset, Reading]:
-        """load -> render -> detect for a received instance."""
+        """load -> render -> detect for a received instance (render: the child reads
+        the file again, so nothing decoded in this process comes from the object)."""
         trace = trace or Trace()
         with stage(trace, "load"):
             ds = load_dataset(path)
-        return ds, self.read_dataset(ds, trace)
+        reader = self.reader
+        if reader is None:
+            return ds, self.read_dataset(ds, trace)
+        return ds, self._read(lambda: reader.page(path, received=True), trace)
 
     def read_dataset(self, ds: Dataset, trace: Trace | None = None) -> Reading:
-        """render -> detect for a dataset already loaded."""
+        """render -> detect for a dataset already loaded (in this thread)."""
         trace = trace or Trace()
-        return self._read(lambda: page_from_dataset(ds), trace)
+        return self._read(lambda: page_from_dataset(ds, self.settings.limits), trace)
 
     def read_file(self, path: Path, trace: Trace | None = None) -> Reading:
         """load + render -> detect for a file of any accepted kind (DICOM, PNG/JPEG, PDF):
         the one page reader of ``classify``, ``/api/classify`` and ``evaluate``."""
         trace = trace or Trace()
-        return self._read(lambda: page_from_file(path), trace)
+        reader = self.reader
+        if reader is None:
+            return self._read(lambda: page_from_file(path, self.settings.limits), trace)
+        return self._read(lambda: reader.page(path), trace)
 
     def build(
         self,

@@ -123,7 +123,7 @@ def test_an_unexpected_exception_is_a_bug_not_bad_input(
 ) -> None:
     """A bug propagates as itself (the worker retries and logs its traceback): it is
     never turned into a permanent InputError that reads like a bad file."""
-    def broken(ds: Dataset) -> Signals:
+    def broken(ds: Dataset, **_: object) -> Signals:
         raise bug
 
     monkeypatch.setattr(dispatch, "load_waveform", broken)

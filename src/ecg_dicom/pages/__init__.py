@@ -11,10 +11,17 @@ Modules, in the order one ECG goes through them:
 * ``layout``      page geometry, scales and rows; ``render`` draws them (OpenCV)
 * ``blank``       the page shown for a not-interpretable input
 * ``images``      DICOM pictures, PNG/JPEG and PDF -> page
+* ``limits``      what a header declares, checked before decoding (``limits.*``)
+* ``sandbox``     pages read in a child process: time limit, memory budget
 """
 
 from ecg_dicom.pages.blank import BLANK_TITLE, blank_page, not_interpretable_page
-from ecg_dicom.pages.dispatch import MALFORMED_VALUE_ERRORS, page_from_dataset, page_from_file
+from ecg_dicom.pages.dispatch import (
+    MALFORMED_VALUE_ERRORS,
+    page_from_dataset,
+    page_from_file,
+    read_received,
+)
 from ecg_dicom.pages.images import page_from_image_bytes, page_from_pdf_bytes
 from ecg_dicom.pages.layout import (
     FRAME,
@@ -27,12 +34,22 @@ from ecg_dicom.pages.layout import (
     px_per_second,
     row_baselines,
 )
+from ecg_dicom.pages.limits import (
+    COPIED_TEXT,
+    check_image_dataset,
+    check_image_geometry,
+    check_text_values,
+    check_waveform_dataset,
+    clip_text,
+)
 from ecg_dicom.pages.quality import FLAT_MICROVOLTS, MIN_TWELVE_LEAD_SECONDS, interpretable_page
 from ecg_dicom.pages.render import render_page, write_page_png
+from ecg_dicom.pages.sandbox import PageReader, PageReaderError
 from ecg_dicom.pages.waveform import load_waveform
 
 __all__ = [
     "BLANK_TITLE",
+    "COPIED_TEXT",
     "FLAT_MICROVOLTS",
     "FRAME",
     "GAIN_MM_MV",
@@ -41,7 +58,14 @@ __all__ = [
     "PAGE_SIZE",
     "PAPER_SPEED_MM_S",
     "PX_PER_MM",
+    "PageReader",
+    "PageReaderError",
     "blank_page",
+    "check_image_dataset",
+    "check_image_geometry",
+    "check_text_values",
+    "check_waveform_dataset",
+    "clip_text",
     "interpretable_page",
     "load_waveform",
     "not_interpretable_page",
@@ -52,6 +76,7 @@ __all__ = [
     "plan_rows",
     "px_per_microvolt",
     "px_per_second",
+    "read_received",
     "render_page",
     "row_baselines",
     "write_page_png",

@@ -15,18 +15,23 @@ read, so a malformed one raises deep inside the readers: the exceptions that
 mean that (:data:`MALFORMED_VALUE_ERRORS`) become InputError.  Any other
 exception is a bug and propagates as it is: the worker retries the job and
 logs its traceback.
+
+Every reader gets the ``limits`` (``limits.*`` settings): what the header
+declares is checked before anything is decoded (:mod:`ecg_dicom.pages.limits`).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from ecg_dicom.config import LimitsSettings
 from ecg_dicom.errors import (
     EcgDicomError,
     InputError,
@@ -39,6 +44,7 @@ from ecg_dicom.pages.images import (
     page_from_pdf_bytes,
     page_from_pdf_dataset,
 )
+from ecg_dicom.pages.limits import DEFAULT_LIMITS, check_waveform_dataset
 from ecg_dicom.pages.quality import interpretable_page
 from ecg_dicom.pages.waveform import load_waveform
 from ecg_dicom.records import Page
@@ -60,26 +66,30 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-def page_from_waveform_dataset(ds: Dataset) -> Page:
+def page_from_waveform_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS) -> Page:
     """A waveform data set -> the rendered 12-lead page the model reads.
+
+    The declared samples are checked first (``limits.max_waveform_samples``) and
+    header text is cut to ``limits.max_text_chars``.
 
     Raises :class:`~ecg_dicom.errors.NotInterpretableError` (with the page to show)
     for a signal the model cannot interpret (see quality.interpretable_page) and
     :class:`~ecg_dicom.errors.NotAnEcgError` for a Hemodynamic Waveform without an
     ECG lead (waveform.require_ecg_lead)."""
-    return interpretable_page(load_waveform(ds))
+    check_waveform_dataset(ds, limits)
+    return interpretable_page(load_waveform(ds, max_text_chars=limits.max_text_chars))
 
 
-def _dispatch(ds: Dataset) -> Callable[[Dataset], Page]:
+def _dispatch(ds: Dataset, limits: LimitsSettings) -> Callable[[Dataset], Page]:
     sop_class = ds.get("SOPClassUID")
     if not sop_class:
         raise InputError("SOP Class UID (0008,0016) is missing: not a composite instance")
     if sop_class in WAVEFORM_SOP_CLASSES:  # Hemodynamic included
-        return page_from_waveform_dataset
+        return partial(page_from_waveform_dataset, limits=limits)
     if sop_class in IMAGE_SOP_CLASSES:
-        return page_from_image_dataset
+        return partial(page_from_image_dataset, limits=limits)
     if sop_class in DOCUMENT_SOP_CLASSES:
-        return page_from_pdf_dataset
+        return partial(page_from_pdf_dataset, limits=limits)
     name = getattr(sop_class, "name", "")
     raise UnsupportedInputError(
         f"SOP Class UID (0008,0016) {sop_class}{f' ({name})' if name and name != sop_class else ''}"
@@ -87,7 +97,7 @@ def _dispatch(ds: Dataset) -> Callable[[Dataset], Page]:
     )
 
 
-def page_from_dataset(ds: Dataset) -> Page:
+def page_from_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS) -> Page:
     """The page for one received instance, chosen by its SOP Class UID.
 
     Raises :class:`UnsupportedInputError` for classes we do not read,
@@ -97,11 +107,23 @@ def page_from_dataset(ds: Dataset) -> Page:
     Any other exception is a bug: it propagates unchanged, with its traceback.
     """
     try:
-        return _dispatch(ds)(ds)
+        return _dispatch(ds, limits)(ds)
     except EcgDicomError:
         raise
     except MALFORMED_VALUE_ERRORS as exc:  # a malformed attribute deep inside pydicom/numpy
         raise InputError(f"{type(exc).__name__} while reading the instance: {exc}") from exc
+
+
+def read_received(path: Path) -> Dataset:
+    """Read a received instance (a Part 10 file the listener wrote) completely."""
+    try:
+        return pydicom.dcmread(path)
+    except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
+        raise InputError(f"received file cannot be read as DICOM: {exc}") from exc
+    except RecursionError as exc:  # pydicom reads nested sequences recursively
+        raise InputError(
+            "received file cannot be read as DICOM: sequences nested too deeply"
+        ) from exc
 
 
 def _read_dicom(data_path: Path) -> Dataset:
@@ -114,7 +136,7 @@ def _read_dicom(data_path: Path) -> Dataset:
         ) from exc
 
 
-def page_from_file(path: Path) -> Page:
+def page_from_file(path: Path, limits: LimitsSettings = DEFAULT_LIMITS) -> Page:
     """A DICOM file (Part 10 or a bare data set), PNG, JPEG or PDF -> page.
 
     The kind is sniffed from the first bytes, not the file name.
@@ -132,17 +154,17 @@ def page_from_file(path: Path) -> Page:
     if not head:
         raise InputError(f"{path} is empty")
     if head.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
-        return page_from_image_bytes(path.read_bytes(), str(path))
+        return page_from_image_bytes(path.read_bytes(), str(path), limits)
     if head.lstrip(b"\x00\r\n\t ").startswith(b"%PDF"):
         try:
-            return page_from_pdf_bytes(path.read_bytes())
+            return page_from_pdf_bytes(path.read_bytes(), limits=limits)
         except OSError as exc:
             raise InputError(f"{path}: {exc}") from exc
     ds = _read_dicom(path)
     try:
         if "SOPClassUID" not in ds:
             raise InputError("neither DICOM (no SOP Class UID (0008,0016)), PNG, JPEG nor PDF")
-        return page_from_dataset(ds)
+        return page_from_dataset(ds, limits)
     except NotInterpretableError:
         raise  # a result, not a failure: its reason, header and page stay as they are
     except EcgDicomError as exc:

@@ -3,6 +3,8 @@
 Drawn outside the chart frame (see render.py).  Lines come from the patient,
 study and acquisition attributes and from the Waveform Annotation Sequence
 (PS3.3 C.10.10: the cart's own measurements and coded or free-text statements).
+Each line is cut to ``limits.max_text_chars`` (``max_chars``) with an ellipsis;
+the page then cuts it to the width it has (render.fit_text).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import unicodedata
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from ecg_dicom.pages.limits import DEFAULT_LIMITS, clip_text
 from ecg_dicom.pages.multiplex import MultiplexGroup
 
 
@@ -78,7 +81,8 @@ def annotation_lines(ds: Dataset) -> tuple[str, ...]:
 
 
 def header_lines(
-    ds: Dataset, group: MultiplexGroup, n_leads: int, *, hemodynamic: bool
+    ds: Dataset, group: MultiplexGroup, n_leads: int, *, hemodynamic: bool,
+    max_chars: int = DEFAULT_LIMITS.max_text_chars,
 ) -> tuple[str, ...]:
     """Header lines for the page: patient, acquisition, settings, then the cart's output.
 
@@ -104,4 +108,4 @@ def header_lines(
     ]
     if hemodynamic:
         lines.append("Hemodynamic waveform: ECG channels only")
-    return tuple(lines) + annotation_lines(ds)
+    return tuple(clip_text(line, max_chars) for line in (*lines, *annotation_lines(ds)))

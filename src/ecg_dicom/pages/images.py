@@ -16,8 +16,14 @@ JPEG 2000, RLE) is read the same way.  Then, following PS3.3 C.11:
   ``Page.source_index`` records the frame).
 
 Encapsulated PDF (PS3.3 A.45.1) is rendered with pypdfium2: the first page at
-1600 px wide, the width of the training pages.  Plain PNG/JPEG files are read
-with OpenCV.  Pages from pictures have no known scale (``px_per_mm`` None).
+1600 px wide, the width of the training pages (narrower when that would make more
+than ``limits.max_pixels`` pixels).  Plain PNG/JPEG files are read with OpenCV.
+Pages from pictures have no known scale (``px_per_mm`` None).
+
+Before anything is decoded the declared size is checked (:mod:`.limits`): the
+DICOM header's Rows x Columns and Number of Frames, the first compressed frame's
+own header where Pillow can read it (a JPEG stream larger than the header says),
+a PNG/JPEG file's header.
 """
 
 from __future__ import annotations
@@ -26,10 +32,13 @@ import cv2
 import numpy as np
 import pypdfium2 as pdfium
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 from pydicom.uid import UID
 
+from ecg_dicom.config import LimitsSettings
 from ecg_dicom.errors import InputError, UnsupportedInputError
+from ecg_dicom.pages.limits import DEFAULT_LIMITS, check_image_dataset, pdf_scale, picture_size
 from ecg_dicom.records import Page
 from ecg_dicom.sop import COMPRESSED_TRANSFER_SYNTAXES, NATIVE_TRANSFER_SYNTAXES
 
@@ -139,15 +148,31 @@ def _syntax_name(ds: Dataset) -> str:
     return f"{syntax.name}" if syntax is not None else "no transfer syntax"
 
 
-def page_from_image_dataset(ds: Dataset) -> Page:
+def _check_first_frame(ds: Dataset, frames: int, limits: LimitsSettings) -> None:
+    """The size the first compressed frame's own header declares (JPEG, JPEG 2000),
+    which the decoder follows whatever Rows and Columns say."""
+    syntax = _transfer_syntax(ds)
+    if syntax is None or not syntax.is_encapsulated:
+        return
+    try:
+        first = next(generate_frames(ds.PixelData, number_of_frames=frames))
+    except Exception:  # malformed encapsulation: the decoder names it
+        return
+    picture_size(first, "the first frame of Pixel Data (7FE0,0010)", limits)
+
+
+def page_from_image_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS) -> Page:
     """An SC / multi-frame SC / VL Photographic data set -> a page (first frame).
 
-    Raises :class:`InputError` for missing or corrupt pixel data and
+    Raises :class:`InputError` for missing or corrupt pixel data,
     :class:`UnsupportedInputError` for encodings outside PS3.3 C.7.6.3 that a
-    page cannot come from.
+    page cannot come from and :class:`~ecg_dicom.errors.LimitError` for
+    an image over ``limits.max_pixels`` or ``limits.max_frames``.
     """
     _check_image_attributes(ds)
+    check_image_dataset(ds, limits)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
+    _check_first_frame(ds, frames, limits)
     try:
         values = pixel_array(ds, index=0 if frames > 1 else None, as_rgb=True)
     except Exception as exc:  # pydicom and its plug-in decoders raise many types
@@ -161,8 +186,11 @@ def page_from_image_dataset(ds: Dataset) -> Page:
     return Page(image=image, source_kind="image", source_index=0)
 
 
-def page_from_pdf_bytes(data: bytes, *, source_index: int = 0) -> Page:
-    """The first page of a PDF, rendered at :data:`PDF_WIDTH_PX` wide, as RGB."""
+def page_from_pdf_bytes(
+    data: bytes, *, source_index: int = 0, limits: LimitsSettings = DEFAULT_LIMITS
+) -> Page:
+    """The first page of a PDF, rendered at :data:`PDF_WIDTH_PX` wide (at most
+    ``limits.max_pixels`` pixels), as RGB."""
     if not data.lstrip(b"\x00\r\n\t ").startswith(b"%PDF"):
         raise InputError("Encapsulated Document (0042,0011) does not start with %PDF: not a PDF")
     try:
@@ -171,8 +199,9 @@ def page_from_pdf_bytes(data: bytes, *, source_index: int = 0) -> Page:
             if len(pdf) == 0:
                 raise InputError("the PDF has no pages")
             first = pdf[0]
-            width_pt = first.get_width()
-            bitmap = first.render(scale=PDF_WIDTH_PX / width_pt, rev_byteorder=True)
+            width_pt, height_pt = first.get_size()
+            scale = pdf_scale(width_pt, height_pt, PDF_WIDTH_PX, limits)
+            bitmap = first.render(scale=scale, rev_byteorder=True)
             image = np.array(bitmap.to_numpy()[..., :3], dtype=np.uint8, copy=True)
         finally:
             pdf.close()
@@ -181,7 +210,7 @@ def page_from_pdf_bytes(data: bytes, *, source_index: int = 0) -> Page:
     return Page(image=image, source_kind="pdf", source_index=source_index)
 
 
-def page_from_pdf_dataset(ds: Dataset) -> Page:
+def page_from_pdf_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS) -> Page:
     """An Encapsulated PDF data set (PS3.3 A.45.1) -> its first page."""
     mime = str(ds.get("MIMETypeOfEncapsulatedDocument", "")).strip()
     if mime and mime != "application/pdf":
@@ -191,11 +220,15 @@ def page_from_pdf_dataset(ds: Dataset) -> Page:
     document = ds.get("EncapsulatedDocument")
     if not document:
         raise InputError("Encapsulated Document (0042,0011) is missing or empty")
-    return page_from_pdf_bytes(bytes(document))
+    return page_from_pdf_bytes(bytes(document), limits=limits)
 
 
-def page_from_image_bytes(data: bytes, name: str = "image") -> Page:
-    """A PNG or JPEG file's bytes -> RGB page (alpha dropped, grey expanded)."""
+def page_from_image_bytes(
+    data: bytes, name: str = "image", limits: LimitsSettings = DEFAULT_LIMITS
+) -> Page:
+    """A PNG or JPEG file's bytes -> RGB page (alpha dropped, grey expanded); its
+    size is checked from its header first (``limits.max_pixels``)."""
+    picture_size(data, name, limits)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(f"{name} could not be decoded as PNG or JPEG (corrupt or truncated)")

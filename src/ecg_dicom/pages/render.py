@@ -137,10 +137,24 @@ def fit_text(
     text: str, width: int, *, font: int = HEADER_FONT, scale: float = HEADER_SCALE,
     thickness: int = 1,
 ) -> str:
-    """Cut ``text`` to ``width`` px, ending in "..." (Hershey text cannot wrap)."""
-    while text and cv2.getTextSize(text, font, scale, thickness)[0][0] > width:
-        text = text[:-4] + "..." if len(text) > 4 else ""
-    return text
+    """Cut ``text`` to ``width`` px, ending in "..." (Hershey text cannot wrap).
+
+    Linear in the width, whatever the text's length: no glyph is narrower than
+    one pixel, so at most ``width`` characters can show; the longest prefix that
+    fits with its "..." is found by bisection."""
+    def fits(candidate: str) -> bool:
+        return cv2.getTextSize(candidate, font, scale, thickness)[0][0] <= width
+
+    if len(text) <= width and fits(text):
+        return text
+    low, high = 0, min(len(text), max(width, 0))  # prefixes of `low` chars fit with "..."
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(text[:middle] + "..."):
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "..." if low or fits("...") else ""
 
 
 def draw_header(page: np.ndarray, lines: tuple[str, ...]) -> None:

@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 
 from ecg_dicom.errors import NotAnEcgError, UnsupportedInputError
 from ecg_dicom.pages.header_text import header_lines
+from ecg_dicom.pages.limits import DEFAULT_LIMITS
 from ecg_dicom.pages.multiplex import MultiplexGroup, read_groups
 from ecg_dicom.pages.quality import check_signal
 from ecg_dicom.records import Signals
@@ -118,7 +119,7 @@ def _to_signals(
     )
 
 
-def load_waveform(ds: Dataset) -> Signals:
+def load_waveform(ds: Dataset, *, max_text_chars: int = DEFAULT_LIMITS.max_text_chars) -> Signals:
     """A waveform data set -> the rhythm group as :class:`Signals` (µV), median kept.
 
     Raises :class:`InputError` when there is no waveform or no channel,
@@ -141,6 +142,8 @@ def load_waveform(ds: Dataset) -> Signals:
             median = _to_signals(median_group, median_keep)
         except UnsupportedInputError:
             median = None  # the report loses its median beats; the page is unaffected
-    header = header_lines(ds, rhythm, len(keep), hemodynamic=hemodynamic)
+    header = header_lines(
+        ds, rhythm, len(keep), hemodynamic=hemodynamic, max_chars=max_text_chars
+    )
     check_signal(rhythm, keep, header)
     return _to_signals(rhythm, keep, header, median)

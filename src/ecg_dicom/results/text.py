@@ -10,6 +10,7 @@ drawn as written; :func:`fit` shrinks or cuts a line to a width.
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import groupby
 from pathlib import Path
 
 from fontTools.ttLib import TTFont
@@ -36,17 +37,15 @@ def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
 
 def _runs(text: str, primary: Path) -> list[tuple[Path, str]]:
     """``text`` cut into runs of one font: ``primary`` where it has the glyph, else
-    the CJK fallback where that has it, else ``primary`` (drawn as its missing-glyph box)."""
+    the CJK fallback where that has it, else ``primary`` (drawn as its missing-glyph box).
+    Linear in the text's length (runs are joined once, not grown a character at a time)."""
     have, fallback = _coverage(primary), _coverage(CJK_FONT)
-    runs: list[tuple[Path, str]] = []
-    for char in text:
+
+    def font_of(char: str) -> Path:
         code = ord(char)
-        path = primary if code in have or code not in fallback or char.isspace() else CJK_FONT
-        if runs and runs[-1][0] == path:
-            runs[-1] = (path, runs[-1][1] + char)
-        else:
-            runs.append((path, char))
-    return runs
+        return primary if code in have or code not in fallback or char.isspace() else CJK_FONT
+
+    return [(path, "".join(chars)) for path, chars in groupby(text, key=font_of)]
 
 
 def text_width(text: str, size: int, primary: Path = REGULAR_FONT) -> float:
@@ -56,15 +55,36 @@ def text_width(text: str, size: int, primary: Path = REGULAR_FONT) -> float:
 
 def fit(text: str, size: int, width: int, primary: Path) -> tuple[str, int]:
     """``text`` and a font size at which it fits ``width`` pixels: down to 70 % of
-    ``size``, then cut with an ellipsis."""
+    ``size``, then cut with an ellipsis.
+
+    Bounded whatever the text's length: no glyph that shows is narrower than one
+    pixel, so only the first ``width`` characters are measured (the rest is cut);
+    the font size and the cut are found by bisection (O(width log width))."""
+    shown = text[: max(width, 1) + 1]
     smallest = max(8, round(0.7 * size))
-    while size > smallest and text_width(text, size, primary) > width:
-        size -= 1
-    if text_width(text, size, primary) <= width:
+    if len(shown) == len(text) and text_width(text, size, primary) <= width:
         return text, size
-    while len(text) > 1 and text_width(text + "…", size, primary) > width:
-        text = text[:-1]
-    return text.rstrip() + "…", size
+    low = min(smallest, size)  # the largest size in [smallest, size) that fits
+    high = max(low, size - 1)
+    if len(shown) < len(text):
+        high = low  # too long to fit at any size: the smallest, then cut
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text_width(shown, middle, primary) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    size = low
+    if len(shown) == len(text) and text_width(text, size, primary) <= width:
+        return text, size
+    cut_low, cut_high = 0, len(shown)  # the longest prefix that fits with its ellipsis
+    while cut_low < cut_high:
+        middle = (cut_low + cut_high + 1) // 2
+        if text_width(shown[:middle] + "…", size, primary) <= width:
+            cut_low = middle
+        else:
+            cut_high = middle - 1
+    return shown[: max(cut_low, 1)].rstrip() + "…", size
 
 
 def draw_text(
