@@ -442,3 +442,27 @@ def test_an_ecg_sent_over_tls_is_processed_and_delivered_over_tls(
 def test_our_certificate_and_key_for_delivery_go_together(pki: Pki) -> None:
     with pytest.raises(ValueError, match="certificate and delivery.tls.private_key go together"):
         Settings(delivery={"tls": {"certificate": str(pki.client.cert)}})
+
+
+def test_an_untrusted_pacs_leaves_the_job_waiting_with_the_reason(
+    pki: Pki, real_ecgs: list[Path], tmp_path: Path
+) -> None:
+    """The worker's view of a failed handshake: transient, the reason in the job."""
+    with run_storescp(tmp_path / "pacs", *pki.stranger.dcmtk(pki.ca)) as (pacs_port, _proc):
+        proc = ServeProcess(tmp_path / "svc", {
+            "delivery": {"fixed_destinations": [
+                {"ae_title": "STORESCP", "host": LOOPBACK, "port": pacs_port, "tls": True}],
+                "tls": {"ca_certificates": str(pki.ca)}}})
+        proc.workdir.mkdir()
+        proc.start()
+        try:
+            run = run_tool("storescu", "-aec", "ECGDICOM", LOOPBACK, str(proc.dicom_port),
+                           str(real_ecgs[0]))
+            assert run.returncode == 0, run.stdout + run.stderr
+            [job] = proc.wait_jobs(1, states=("waiting", "failed", "done"))
+        finally:
+            assert proc.stop() == 0
+    assert job["state"] == "waiting", job
+    assert (f"TLS handshake with STORESCP@{LOOPBACK}:{pacs_port} failed: certificate verify "
+            "failed: ") in job["reason"], job["reason"]
+    assert not list((tmp_path / "pacs").glob("*.dcm*"))

@@ -165,7 +165,8 @@ def handshake_recorder(ctx: ssl.SSLContext, failures: list[BaseException]) -> ss
                 super().do_handshake(block)
             except OSError as exc:  # SSLError, a reset, a timeout: all in the handshake
                 failures.append(exc)
-                raise
+                # Not an SSLError any more: pynetdicom logs a traceback for those.
+                raise ConnectionError(f"TLS handshake failed: {describe(exc)}") from exc
 
         def shutdown(self, how: int) -> None:
             try:
