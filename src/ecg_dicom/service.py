@@ -99,10 +99,11 @@ def clean_spool(settings: Settings) -> SweepReport:
 def run_worker(settings: Settings, threads: int) -> int:
     """``ecg-dicom worker``: workers only (no listener) on the configured queue; audited."""
     parts = compose(settings, listener=False)
-    audit.configure(settings)
+    audit_start(settings)
     try:
         parts.queue.consumer(threads or max(1, settings.queue.workers)).run()
     finally:
+        audit.application_activity(started=False)
         audit.shutdown()
     return 0
 
