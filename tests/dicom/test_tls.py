@@ -28,7 +28,7 @@ from ecg_dicom.errors import ConfigError, DeliveryError
 from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.records import Classification, Detection
 from ecg_dicom.results import build_outputs
-from peers import LOOPBACK, free_port, run_storescp, wait_for_port
+from peers import LOOPBACK, free_port, require_tool, run_storescp, wait_for_port
 from pki import Pki, make_pki
 from serve_proc import ServeProcess, run_tool
 
@@ -266,8 +266,9 @@ def test_an_encrypted_key_is_refused_instead_of_prompting(pki: Pki, tmp_path: Pa
     from subprocess import run
 
     encrypted = tmp_path / "enc.key"
-    run(["openssl", "pkey", "-in", str(pki.server.key), "-aes256", "-passout", "pass:x",
-         "-out", str(encrypted)], check=True, capture_output=True, timeout=60)
+    run([require_tool("openssl"), "pkey", "-in", str(pki.server.key), "-aes256",
+         "-passout", "pass:x", "-out", str(encrypted)], check=True, capture_output=True,
+        timeout=60)
     tls = ListenerTls(enabled=True, certificate=pki.server.cert, private_key=encrypted)
     with pytest.raises(ConfigError, match="encrypted"):
         listener_context(tls)
