@@ -20,16 +20,23 @@ listener's server, on the plain and the TLS port) changes that:
 * **during the association**, each PDU has ``dicom.pdu_timeout`` to arrive once its
   first byte is in, whatever ``network_timeout`` says, and a P-DATA-TF may not be longer
   than the ``dicom.max_pdu_size`` we announced: otherwise the connection is cut
-  (the reads of :class:`GuardedSocket`, counted per PDU);
-* ``bind_address: "::"`` listens on IPv6 and IPv4 (dual-stack).
+  (:mod:`ecg_dicom.dicom.pdu_clock`: the connection sockets' reads, counted per PDU);
+* ``bind_address: "::"`` listens on IPv6 and IPv4 (dual-stack); the listen backlog
+  is the system's maximum, not pynetdicom's 5 (a burst must not drop a caller's SYN);
+* the supported contexts pynetdicom copies for each association are copied cheaply
+  (:class:`QuickCopyContext`).
+
+The connection's thread stays until its association ends, then lets its per-host
+count go: pynetdicom's association thread, found through ``EVT_CONN_OPEN``, is joined.
 
 Each refusal is logged once (:data:`ecg_dicom.dicom.association.REFUSALS`).
 
 pynetdicom is used through its public hooks: ``AE.make_server(server_class=...)``,
 ``AssociationServer`` / ``RequestHandler`` subclasses (``request_handler``,
-``verify_request``, ``get_request``, ``server_bind``) and ``EVT_CONN_OPEN``; the one
-private name is ``AE._servers`` in :func:`serve`, as ``AE.start_server`` does it
-(tests/dicom/test_hygiene.py stops a server started so).
+``verify_request``, ``get_request``, ``server_bind``, ``shutdown_request``), the
+documented ``SSLContext.sslsocket_class`` and ``EVT_CONN_OPEN``; the one private name
+is ``AE._servers`` in :func:`serve`, as ``AE.start_server`` does it (every test of
+tests/dicom/test_hygiene.py stops a server started so).
 """
 
 from __future__ import annotations
