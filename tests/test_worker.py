@@ -203,6 +203,36 @@ def test_unreachable_pacs_waits_with_capped_backoff_then_fails_after_the_window(
     assert job.next_attempt_at <= time.time()
 
 
+def test_a_destination_down_is_probed_by_one_job_the_others_wait_and_are_woken(
+    tmp_path: Path,
+) -> None:
+    port = free_port()  # the PACS is down
+    pacs = Destination(ae_title="PACS", host="127.0.0.1", port=port)
+    worker, spool, queue = make_worker(tmp_path, StandInDetector(), fixed_destinations=[pacs],
+                                       backoff_initial=60.0, backoff_max=600.0)
+    now = [time.time()]
+    worker.clock = lambda: now[0]
+    first = receive(spool)
+    second = receive(spool, DICOM_ECG_DIR / "ge-muse-mv360" / "ecg.dcm")
+    worker.run_job(first)  # tries, fails: the destination is known down for 60 s
+    assert state(spool, first).delivery_attempts == 1
+    worker.run_job(second)  # does not spend an attempt on it: waits for the probe
+    job = state(spool, second)
+    assert job.state == JobState.WAITING and job.delivery_attempts == 0
+    assert f"PACS@127.0.0.1:{port} is unreachable; another job is trying it" in job.reason
+    assert job.next_attempt_at == now[0] + 60.0 and queue.queued[-1] == (second, 60.0)
+    with run_storescp(tmp_path / "pacs", aetitle="PACS", port=port):
+        now[0] = state(spool, first).next_attempt_at
+        worker.run_job(first)  # the probe gets through...
+        assert state(spool, first).state == JobState.DONE
+        assert queue.queued[-1] == (second, None)  # ...and wakes the waiting job at once
+        assert state(spool, second).next_attempt_at == now[0]
+        worker.run_job(second)
+    job = state(spool, second)
+    assert job.state == JobState.DONE and job.delivery_attempts == 1
+    assert len([p for p in (tmp_path / "pacs").rglob("*") if p.is_file()]) == 4
+
+
 def test_delivery_to_a_real_scp_records_what_the_pacs_holds(tmp_path: Path) -> None:
     with run_storescp(tmp_path / "pacs", aetitle="PACS") as (port, _):
         pacs = Destination(ae_title="PACS", host="127.0.0.1", port=port)

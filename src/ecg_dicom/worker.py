@@ -8,15 +8,13 @@ It owns stage order, attempts and the outcome written to the ledger:
   ``queue.max_attempts`` times, then the job fails with the reason;
 * the built SR and SC are kept in the spool (``results/<job_id>/``) before
   delivery, so a delivery retry re-sends exactly the same objects;
-* delivery failures that can pass (connection refused or dropped, timeout, TLS
-  handshake, transient rejection, 0xA7xx) put the job in ``waiting`` (for its
-  destination) and are retried with capped exponential backoff
-  (``delivery.backoff_initial`` doubling up to ``backoff_max``) for
-  ``delivery.retry_window_hours`` from the first failure; the schedule is in the
-  ledger (``waiting_since``, ``next_attempt_at``), so a restart keeps it and a lost
-  queue message is made again from it.  After the window the job fails with the
-  reason.  Permanent rejections (0xA9xx, 0xCxxx, permanent association rejection)
-  fail the job at once.  ``ecg-dicom jobs retry`` queues failed jobs again.
+* transient delivery failures (refused or dropped connection, timeout, TLS
+  handshake, transient rejection, 0xA7xx) make the job ``waiting`` (for its
+  destination), retried with capped backoff for ``delivery.retry_window_hours``,
+  then failed with the reason; the schedule is in the ledger (a restart keeps it).
+  While a destination is down one job probes it, the others wait and are woken
+  when it gets through (:class:`~ecg_dicom.jobs.DestinationGate`).  Permanent
+  rejections (0xA9xx, 0xCxxx) fail at once; ``ecg-dicom jobs retry`` queues again;
 * a job is sent only by the worker that claimed it (``waiting`` -> ``delivering``
   in one ledger UPDATE): duplicate queue messages never send a result twice.
 """
@@ -34,7 +32,7 @@ from ecg_dicom import audit, metrics
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom import check_delivery_tls, destinations_for, send_outputs, stow_outputs
 from ecg_dicom.errors import DeliveryError, InputError, ModelError, NotAnEcgError
-from ecg_dicom.jobs import Job, JobQueue, JobState, Spool
+from ecg_dicom.jobs import DestinationGate, Job, JobQueue, JobState, Spool, backoff_delay
 from ecg_dicom.logs import log_context
 from ecg_dicom.pipeline import Pipeline, Trace
 from ecg_dicom.records import DocumentReference, Outputs, ResultHistory
@@ -46,11 +44,6 @@ log = logging.getLogger(__name__)
 #: A reminder for a ``waiting`` job that comes more than this many seconds before the
 #: job's ``next_attempt_at`` (a duplicate message) is put off until then.
 EARLY_SLACK = 1.0
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
-    """Exponential backoff: initial, 2x, 4x ... capped at maximum (attempt counts from 1)."""
-    return float(min(maximum, initial * (2 ** max(0, attempt - 1))))
 
 
 class Worker:
@@ -69,12 +62,11 @@ class Worker:
         self.queue = queue
         self.pipeline = pipeline or Pipeline(settings)
         self.clock = clock
+        self.gate = DestinationGate(lambda: self.clock())  # follows a test's clock
         if settings.delivery.max_attempts is not None:
-            log.warning(
-                "delivery.max_attempts=%d is no longer used: a destination that cannot be "
-                "reached is retried for delivery.retry_window_hours=%g h",
-                settings.delivery.max_attempts, settings.delivery.retry_window_hours,
-            )
+            log.warning("delivery.max_attempts is no longer used: an unreachable destination "
+                        "is retried for delivery.retry_window_hours=%g h",
+                        settings.delivery.retry_window_hours)
         check_delivery_tls(settings)  # a missing certificate stops start-up, not each delivery
 
     # -- entry point (the queue calls this) -----------------------------------
@@ -231,14 +223,23 @@ class Worker:
         attempt = job.delivery_attempts + 1
         calling_ae = delivery.calling_ae_title or self.settings.dicom.ae_title
         delivered_sr: tuple[str, str, str] | None = None
+        wheres = [d.where for d in destinations]
+        window_over = job.waiting_since and self.clock() >= job.waiting_since + (
+            delivery.retry_window_hours * 3600.0)  # then it tries (and fails) on its own
+        hold = 0.0 if window_over else self.gate.hold(wheres, 3 * delivery.timeout)
+        if hold > 0:  # another job is probing a destination known to be down
+            self._wait(job, job.delivery_attempts, hold, f"{', '.join(wheres)} is unreachable; "
+                       "another job is trying it")
+            return
+        where = None
         try:
             started = time.perf_counter()
             for destination in destinations:
+                where = destination.where
                 sent = send_outputs(
                     datasets, destination, calling_ae=calling_ae, timeout=delivery.timeout,
                     uid_root=self.settings.output.uid_root, tls=delivery.tls,
                 )
-                where = destination.where
                 fallbacks = [s.describe() for s in sent if s.fallback]
                 fallback = f" ({'; '.join(fallbacks)})" if fallbacks else ""
                 notes.append(f"sent to {where}{fallback}")
@@ -249,13 +250,15 @@ class Worker:
                     if obj.modality == SR_MODALITY and delivered_sr is None:
                         delivered_sr = (obj.series_instance_uid, obj.sop_class_uid,
                                         obj.sop_instance_uid)
+            where = None
             if delivery.stow_url:
                 stow_outputs(datasets, delivery.stow_url, timeout=delivery.timeout)
                 notes.append(f"stored via STOW-RS at {delivery.stow_url}")
             metrics.STAGE_SECONDS.labels(stage="send").observe(time.perf_counter() - started)
         except DeliveryError as exc:
-            self._delivery_failed(job, attempt, exc)
+            self._delivery_failed(job, attempt, exc, where)
             return
+        self._wake_waiting(self.gate.reachable(wheres))
         self.spool.update(job.job_id, delivery_attempts=attempt)
         if job.waiting_since:
             log.info("delivered after waiting %.0f s for the destination (%d attempts)",
@@ -263,7 +266,9 @@ class Worker:
         self._record_delivered(job, outputs.sr, delivered_sr)
         self._done(job, "; ".join(notes))
 
-    def _delivery_failed(self, job: Job, attempt: int, exc: DeliveryError) -> None:
+    def _delivery_failed(
+        self, job: Job, attempt: int, exc: DeliveryError, where: str | None
+    ) -> None:
         """Wait for the destination (transient failure inside the window) or fail."""
         delivery = self.settings.delivery
         now = self.clock()
@@ -272,17 +277,10 @@ class Worker:
         if exc.transient and now < window_end:
             delay = min(backoff_delay(attempt, delivery.backoff_initial, delivery.backoff_max),
                         window_end - now)
-            until = datetime.fromtimestamp(window_end, UTC).strftime("%Y-%m-%d %H:%M:%S")
-            reason = (f"waiting for destination: send attempt {attempt} failed ({exc}); "
-                      f"next try in {delay:.0f} s; retried until {until} UTC")
-            # One WARNING when a job starts waiting; the later attempts at DEBUG.
-            log.log(logging.WARNING if not job.waiting_since else logging.DEBUG, reason)
-            self.spool.update(
-                job.job_id, state=JobState.WAITING, delivery_attempts=attempt, reason=reason,
-                waiting_since=since, next_attempt_at=now + delay,
-            )
+            if where is not None:
+                self.gate.failed(where, delay)
+            self._wait(job, attempt, delay, f"send attempt {attempt} failed ({exc})")
             metrics.DELIVERY_RETRIES.inc()
-            self.queue.enqueue(job.job_id, delay=delay)
             return
         if exc.transient:
             kind = (f"transient; the destination could not be reached for "
@@ -292,6 +290,30 @@ class Worker:
             kind = "permanent"
         self.spool.update(job.job_id, delivery_attempts=attempt)
         self._fail(job, "send", f"send: {exc} ({kind})")
+
+    def _wait(self, job: Job, attempts: int, delay: float, why: str) -> None:
+        """Put a job in ``waiting`` (for its destination), tried again in ``delay`` s."""
+        now = self.clock()
+        since = job.waiting_since or now
+        until = since + self.settings.delivery.retry_window_hours * 3600.0
+        reason = (f"waiting for destination: {why}; next try in {delay:.0f} s; retried until "
+                  f"{datetime.fromtimestamp(until, UTC):%Y-%m-%d %H:%M:%S} UTC")
+        # One WARNING when a job starts waiting; the later rounds at DEBUG.
+        log.log(logging.WARNING if not job.waiting_since else logging.DEBUG, reason)
+        self.spool.update(job.job_id, state=JobState.WAITING, delivery_attempts=attempts,
+                          reason=reason, waiting_since=since, next_attempt_at=now + delay)
+        self.queue.enqueue(job.job_id, delay=delay)
+
+    def _wake_waiting(self, back: list[str]) -> None:
+        """A destination found down is reachable again: its waiting jobs go now."""
+        if not back:
+            return
+        woken = [j.job_id for j in self.spool.list_jobs(JobState.WAITING, limit=1_000_000)
+                 if any(d.where in back for d in destinations_for(j.calling_ae, self.settings))]
+        for job_id in woken:
+            self.spool.update(job_id, next_attempt_at=self.clock())
+            self.queue.enqueue(job_id)
+        log.info("%s reachable again: %d waiting jobs queued now", ", ".join(back), len(woken))
 
     def _record_delivered(
         self, job: Job, sr: Dataset, sent: tuple[str, str, str] | None

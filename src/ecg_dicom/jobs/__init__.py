@@ -7,11 +7,18 @@ from ecg_dicom.jobs.instances import spool_tmp_dir
 from ecg_dicom.jobs.ledger import Arrival, Job
 from ecg_dicom.jobs.queue import TASK_NAME, JobQueue
 from ecg_dicom.jobs.retention import Retention, SweepReport, not_retried_because
-from ecg_dicom.jobs.retry import LedgerRequeue, requeue_lost, retry_failed
+from ecg_dicom.jobs.retry import (
+    DestinationGate,
+    LedgerRequeue,
+    backoff_delay,
+    requeue_lost,
+    retry_failed,
+)
 from ecg_dicom.jobs.spool import Spool
 from ecg_dicom.jobs.state import JobState
 
 __all__ = [
-    "TASK_NAME", "Arrival", "Job", "JobQueue", "JobState", "LedgerRequeue", "Spool", "requeue_lost",
+    "TASK_NAME", "Arrival", "DestinationGate", "Job", "JobQueue", "JobState", "LedgerRequeue",
+    "Spool", "backoff_delay", "requeue_lost",
     "retry_failed", "spool_tmp_dir", "Retention", "SweepReport", "not_retried_because",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from ecg_dicom import metrics
 from ecg_dicom.jobs.queue import JobQueue
@@ -77,6 +78,50 @@ def requeue_lost(spool: Spool, queue: JobQueue, now: float | None = None) -> lis
         log.info("queued %d jobs again from the ledger (their queue message was lost)",
                  len(queued), extra={"job_ids": queued[:20]})
     return queued
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff: initial, 2x, 4x ... capped at maximum (attempt counts from 1)."""
+    return float(min(maximum, initial * (2 ** max(0, attempt - 1))))
+
+
+class DestinationGate:
+    """The destinations this process found unreachable, and when to try each again.
+
+    While a destination is down, one job at a time tries it (the probe); the other
+    jobs for it wait for the time the gate names instead of each spending an
+    attempt, and a worker for up to ``delivery.timeout``, on a peer known to be
+    away.  When the probe gets through, the waiting jobs are woken at once rather
+    than at their own next attempt (up to ``delivery.backoff_max`` later).  Kept in
+    memory: after a restart the first attempt probes again.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._down: dict[str, float] = {}  # where -> when it may be tried again
+
+    def hold(self, wheres: list[str], probe_seconds: float) -> float:
+        """0 when a job for ``wheres`` may try now (it then holds the probe of each
+        destination known to be down for ``probe_seconds``); else the seconds to wait."""
+        with self._lock:
+            now = self.clock()
+            known = [w for w in wheres if w in self._down]
+            wait = max((self._down[w] - now for w in known), default=0.0)
+            if wait > 0:
+                return wait
+            for where in known:
+                self._down[where] = now + probe_seconds
+            return 0.0
+
+    def failed(self, where: str, retry_in: float) -> None:
+        with self._lock:
+            self._down[where] = self.clock() + retry_in
+
+    def reachable(self, wheres: list[str]) -> list[str]:
+        """Forget ``wheres``; return those that were down (their waiting jobs can go)."""
+        with self._lock:
+            return [w for w in wheres if self._down.pop(w, None) is not None]
 
 
 class LedgerRequeue:
