@@ -19,18 +19,35 @@ gets its ECG through); then, per object:
 
 Only an image whose header has Contributing Equipment is read further, with
 pydicom, stopping before the pixels.
+
+:func:`check_limits` (``limits.*``, :mod:`ecg_dicom.pages.limits`): what the
+header declares, before anything is decoded: a Deflated data set's inflated
+size (streamed, nothing kept), an identity text value's length (the values the
+scan reads anyway), an image's Rows x Columns and Number of Frames (pydicom,
+stopping before the pixels), a waveform's channels x samples (read only from a
+file large enough to hold more samples than the limit: a smaller one cannot,
+and a header that declares more than its data holds fails as truncated before
+a sample is decoded).  An object over a limit is refused with 0xC002.
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
-from pydicom.uid import PYDICOM_ROOT_UID
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import PYDICOM_ROOT_UID, DeflatedExplicitVRLittleEndian
 
-from ecg_dicom.config import Settings
+from ecg_dicom.config import LimitsSettings, Settings
 from ecg_dicom.dicom.scan import Header, HeaderError, read_header
-from ecg_dicom.errors import DatasetMismatchError, UnreadableDatasetError
+from ecg_dicom.errors import DatasetMismatchError, LimitError, UnreadableDatasetError
+from ecg_dicom.pages import (
+    COPIED_TEXT,
+    check_image_dataset,
+    check_text_values,
+    check_waveform_dataset,
+)
 from ecg_dicom.sop import (
     DOCUMENT_SOP_CLASSES,
     IMAGE_SOP_CLASSES,
@@ -38,11 +55,72 @@ from ecg_dicom.sop import (
     WAVEFORM_SOP_CLASSES,
 )
 
-#: The short string elements read from a received data set.
-HEADER_VALUES = (
+#: The short string elements read from a received data set (PatientID: for the audit
+#: trail too; COPIED_TEXT: their lengths are checked against limits.max_text_chars).
+HEADER_VALUES = tuple(dict.fromkeys((
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality",
-    "BurnedInAnnotation", "Manufacturer", "PatientID",  # PatientID: for the audit trail only
-)
+    "BurnedInAnnotation", "Manufacturer", "PatientID", *COPIED_TEXT,
+)))
+#: Bytes inflated at a time while measuring a Deflated data set.
+_INFLATE_CHUNK = 1 << 20
+
+
+def max_inflated_bytes(limits: LimitsSettings) -> int:
+    """The largest inflated Deflated data set accepted: one 16-bit RGB frame of
+    ``limits.max_pixels``, or ``limits.max_waveform_samples`` 4-byte samples, and
+    16 MiB of other attributes."""
+    return max(6 * limits.max_pixels, 4 * limits.max_waveform_samples) + (16 << 20)
+
+
+def check_inflated_size(path: Path, limits: LimitsSettings) -> None:
+    """Refuse a Deflated Explicit VR Little Endian data set (PS3.5 A.5) that inflates
+    to more than :func:`max_inflated_bytes`, before anything reads it whole."""
+    try:
+        meta = read_file_meta_info(path)
+    except Exception:  # no or broken meta: the header scan names what is wrong
+        return
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    # preamble, "DICM", then the group length element (12 bytes) and the group
+    start = 132 + 12 + int(meta.get("FileMetaInformationGroupLength", 0))
+    bound = max_inflated_bytes(limits)
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    with path.open("rb") as fh:
+        fh.seek(start)
+        while chunk := fh.read(_INFLATE_CHUNK):
+            while chunk and not inflater.eof:
+                total += len(inflater.decompress(chunk, _INFLATE_CHUNK))
+                chunk = inflater.unconsumed_tail
+                if total > bound:
+                    raise LimitError(
+                        f"over limits.max_pixels/max_waveform_samples: the Deflated "
+                        f"data set inflates past {bound:,} bytes"
+                    )
+            if inflater.eof:
+                return
+
+
+def check_limits(path: Path, sop_class_uid: str, header: Header, limits: LimitsSettings) -> None:
+    """What the header of a checked ECG input declares, against ``limits.*``
+    (see the module docstring).  Raises :class:`~ecg_dicom.errors.LimitError`."""
+    check_text_values({keyword: header.get(keyword) for keyword in COPIED_TEXT}, limits)
+    try:
+        if sop_class_uid in IMAGE_SOP_CLASSES:
+            check_image_dataset(dcmread(
+                path, stop_before_pixels=True,
+                specific_tags=["Rows", "Columns", "NumberOfFrames"],
+            ), limits)
+        elif (
+            sop_class_uid in WAVEFORM_SOP_CLASSES
+            and path.stat().st_size > limits.max_waveform_samples
+        ):
+            check_waveform_dataset(
+                dcmread(path, specific_tags=["WaveformSequence"], defer_size=1024), limits
+            )
+    except LimitError:
+        raise
+    except Exception as exc:  # pydicom raises many types on a malformed header
+        raise UnreadableDatasetError(f"data set cannot be parsed: {exc}") from exc
 
 
 def check_dataset(path: Path, sop_class_uid: str) -> Header:

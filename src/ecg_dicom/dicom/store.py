@@ -20,6 +20,12 @@ failure status (0x0122 for a SOP class that is not an ECG input, PS3.7 C.5.20;
 0xC001 for an AI result) with the reason in Error Comment, nothing recorded.
 Either way the received bytes are deleted: the ledger row (SOP class and
 instance, study, caller, size, reason) is the record, not a copy of the study.
+
+An ECG input whose header declares more than ``limits.*`` allow (a Deflated data
+set inflating past the bound, pixels, frames, waveform samples, an identity
+value's length: :func:`ecg_dicom.dicom.ingest.check_limits`) is refused with
+0xC002 and the limit in Error Comment, nothing kept or recorded: it would fail
+the same way every time it was sent.
 """
 
 from __future__ import annotations
@@ -34,9 +40,21 @@ from pydicom import Dataset
 
 from ecg_dicom import audit, metrics
 from ecg_dicom.config import Settings
-from ecg_dicom.dicom.ingest import check_dataset, result_origin, study_of
+from ecg_dicom.dicom.ingest import (
+    check_dataset,
+    check_inflated_size,
+    check_limits,
+    result_origin,
+    study_of,
+)
 from ecg_dicom.dicom.receive import ReceivedFiles
-from ecg_dicom.errors import EcgDicomError, StorageError, StoreStatus, store_status_for
+from ecg_dicom.errors import (
+    EcgDicomError,
+    LimitError,
+    StorageError,
+    StoreStatus,
+    store_status_for,
+)
 from ecg_dicom.jobs import Arrival, JobQueue, Spool
 from ecg_dicom.logs import log_context
 from ecg_dicom.sop import ECG_INPUT_SOP_CLASSES, IMAGE_SOP_CLASSES, sop_class_name
@@ -75,8 +93,10 @@ class StoreHandler:
             except EcgDicomError as exc:
                 refused = store_status_for(exc)
                 log.warning("C-STORE refused: %s", exc, extra={"status": f"0x{refused:04X}"})
-                # Out of resources says why in Error Comment (the sender retries later).
-                status = _refusal(refused, str(exc)) if isinstance(exc, StorageError) else refused
+                # Out of resources says why in Error Comment (the sender retries later),
+                # a limit which one it is.
+                said = isinstance(exc, (StorageError, LimitError))
+                status = _refusal(refused, str(exc)) if said else refused
             except Exception as exc:  # never leave the handler
                 status = store_status_for(exc)
                 log.exception("C-STORE failed", extra={"status": f"0x{status:04X}"})
@@ -102,7 +122,10 @@ class StoreHandler:
                 refuse_status=StoreStatus.SOP_CLASS_NOT_SUPPORTED,
             )
         self.spool.check_free_space()
+        limits = self.settings.limits
+        check_inflated_size(received, limits)
         header = check_dataset(received, sop_class)
+        check_limits(received, sop_class, header, limits)
         arrival = replace(
             arrival, sop_instance_uid=header.get("SOPInstanceUID"),
             study_instance_uid=header.get("StudyInstanceUID"),
