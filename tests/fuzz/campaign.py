@@ -143,7 +143,8 @@ def storescu_batch(port: int, mutants: Iterable[Mutant], folder: Path,
     run = subprocess.run(
         [require_tool("storescu"), "-v", "--no-halt", "-aet", "FUZZDCMTK", "-aec", "ECGDICOM",
          "127.0.0.1", str(port), *paths],
-        env=dcmtk_env(), capture_output=True, text=True, check=False, timeout=timeout,
+        env=dcmtk_env(), capture_output=True, text=True, errors="replace", check=False,
+        timeout=timeout,
     )
     output = run.stdout + run.stderr
     responses = Counter(re.findall(r"Received Store Response \(([^)]*)\)", output))
@@ -217,7 +218,8 @@ def classify(paths: Sequence[Path], config: Path, timeout: float = 900.0) -> Cli
     started = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-m", "ecg_dicom", "classify", "--json", *map(str, paths)],
-        env=env, capture_output=True, text=True, check=False, timeout=timeout,
+        env=env, capture_output=True, text=True, errors="replace", check=False,
+        timeout=timeout,
     )
     answers: dict[str, str] = {}
     try:

@@ -1,0 +1,74 @@
+"""Mutants of the real ECGs through the listener of a real ``ecg-dicom serve``.
+
+Every object gets a DICOM answer (a status, or its context refused at negotiation),
+no association hangs, the service does not crash, every acknowledged object's job
+ends (done, failed or skipped, with a reason), and a good ECG sent afterwards is
+processed.  The mix is the quick one (mostly objects refused at C-STORE or failed
+before inference: the model runs at ~1.5 s a page); ``scripts/fuzz.py`` runs the
+full mix, 10,000 at a time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fuzz.campaign import (
+    echo_ok,
+    peak_rss_mb,
+    send_mutants,
+    settle,
+    storescu_batch,
+    tracebacks,
+)
+from fuzz.mutants import make
+from realdata import copies_with_new_uids, real_ecg_paths
+from serve_proc import ServeProcess, run_tool
+
+pytestmark = pytest.mark.integration
+
+#: Mutants sent by the scripted SCU, and by storescu (another seed: other UIDs).
+SCRIPTED, STORESCU = 150, 20
+SEED = 12
+
+
+def test_mutants_through_the_listener_each_get_an_answer_and_every_job_ends(
+    fuzz_service: ServeProcess, tmp_path: Path
+) -> None:
+    service = fuzz_service
+    mutants = make(SCRIPTED, SEED, quick=True)
+    answers = send_mutants(service.dicom_port, mutants, tmp_path / "send", timeout=60.0)
+    outcomes = Counter(a.outcome for a in answers)
+    sent = [m for m in mutants if m.listener]
+    assert len(answers) == len(sent)
+    hung = [a.name for a in answers if a.outcome in ("no-answer", "no-association")]
+    assert hung == [], f"no answer: {hung}\n{outcomes}\n{service.log()}"
+    assert service.proc is not None and service.proc.poll() is None, service.log()
+
+    dcmtk = storescu_batch(service.dicom_port, make(STORESCU, SEED + 1, quick=True),
+                           tmp_path / "storescu")
+    assert service.proc.poll() is None, service.log()
+
+    settled = settle(service, timeout=900.0)
+    assert settled.stuck == [], f"jobs that never ended: {settled.stuck}"
+    assert settled.no_reason == [], f"ended without a reason: {settled.no_reason}"
+    acknowledged = outcomes["0x0000"] + dcmtk.responses["Success"]
+    assert sum(settled.states.values()) == acknowledged, (settled.states, outcomes,
+                                                          dcmtk.responses)
+
+    # The service still serves: an echo, and a good ECG is received and processed.
+    assert echo_ok(service.dicom_port), service.log()
+    [good] = copies_with_new_uids(real_ecg_paths()[1:2], tmp_path / "good", 1)
+    sent_good = run_tool("storescu", "-aec", "ECGDICOM", "127.0.0.1",
+                         str(service.dicom_port), str(good))
+    assert sent_good.returncode == 0, sent_good.stderr
+    jobs = service.wait_jobs(acknowledged + 1, states=("done", "failed", "skipped"))
+    [last] = [j for j in jobs if j["sop_instance_uid"] in good.read_bytes().decode("latin-1")]
+    assert last["state"] == "done", last
+
+    print(f"\nfuzz listener: {len(answers)} scripted ({dict(outcomes)}), storescu "
+          f"{dict(dcmtk.responses)} unsent {dcmtk.unsent}; jobs {dict(settled.states)} "
+          f"settled in {settled.seconds:.0f} s; peak RSS {peak_rss_mb(service.proc.pid):.0f} MiB;"
+          f" tracebacks in the log {tracebacks(service.log_path.read_text())}")
