@@ -97,7 +97,8 @@ def deflated_bomb(source: Path, path: Path, side: int = 30_000) -> Path:
 
 
 def declared_sc(source: Path, path: Path) -> Path:
-    """A native SC declaring 100,000 x 100,000 pixels (a few bytes of them)."""
+    """A native SC declaring 65,535 x 65,535 pixels (the most Rows and Columns hold; a
+    few bytes of them)."""
     ds = with_meta(identity_of(source), SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
     ds.Modality = "OT"
     ds.Rows = ds.Columns = 65_535
@@ -214,12 +215,12 @@ def test_hostile_objects_are_refused_or_stopped_and_the_next_ecg_is_processed(
         before = peak_rss_mb(service)
         refused = {
             "deflated bomb": deflated_bomb(ecg, tmp_path / "bomb.dcm"),
-            "100,000 x 100,000 SC": declared_sc(ecg, tmp_path / "declared.dcm"),
+            "65,535 x 65,535 SC": declared_sc(ecg, tmp_path / "declared.dcm"),
             "70,000-character name": long_name_ecg(ecg, tmp_path / "name.dcm"),
         }
         expected = {
             "deflated bomb": "limits.max_pixels",
-            "100,000 x 100,000 SC": "limits.max_pixels",
+            "65,535 x 65,535 SC": "limits.max_pixels",
             "70,000-character name": "limits.max_text_chars",
         }
         for count, (what, path) in enumerate(refused.items(), start=2):
