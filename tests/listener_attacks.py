@@ -173,14 +173,11 @@ def pynetdicom_echo(host: str, port: int) -> int | None:
         assoc.release()
 
 
-def proc_figures(pid: int) -> tuple[int, int]:
-    """(peak resident memory in bytes, bytes read through read syscalls) of a process."""
+def peak_rss(pid: int) -> int:
+    """The peak resident memory of a process, in bytes (VmHWM)."""
     status = Path(f"/proc/{pid}/status").read_text()
-    peak = next(int(line.split()[1]) * 1024 for line in status.splitlines()
+    return next(int(line.split()[1]) * 1024 for line in status.splitlines()
                 if line.startswith("VmHWM:"))
-    io = Path(f"/proc/{pid}/io").read_text()
-    rchar = next(int(line.split()[1]) for line in io.splitlines() if line.startswith("rchar:"))
-    return peak, rchar
 
 
 def attackers(port: int, idle: int, trickling: int, per_host: int, every: float = 2.0
@@ -247,7 +244,7 @@ def run_attack(name: str, src: Path | None, window: float, same_host: bool) -> d
     figures: dict[str, Any] = {"attack": name, "src": str(src or "this checkout")}
     socks: list[socket.socket] = []
     try:
-        peak0, read0 = proc_figures(serve.proc.pid)
+        peak0 = peak_rss(serve.proc.pid)
         if name in ("idle", "trickle"):
             per_host = 1000 if same_host else 4
             idle, tricklers = attackers(port, 50 if name == "idle" else 0,
@@ -278,9 +275,8 @@ def run_attack(name: str, src: Path | None, window: float, same_host: bool) -> d
             figures["sent_mib"] = round(flood(sock, 300 * MiB) / MiB, 1)
             figures["flood_s"] = round(time.monotonic() - start, 1)
             time.sleep(2)  # let the listener do what it does with it
-            peak1, read1 = proc_figures(serve.proc.pid)
+            peak1 = peak_rss(serve.proc.pid)
             figures["peak_rss_growth_mib"] = round((peak1 - peak0) / MiB, 1)
-            figures["bytes_read_mib"] = round((read1 - read0) / MiB, 1)
             figures["served_after"] = echoscu(port)[0] == 0 if name == "pdata" else None
         elif name == "slow-pdu":
             sock = associate(port)

@@ -222,7 +222,11 @@ class GuardedHandler(RequestHandler):
     def handle(self) -> None:
         sock, server = self.request, self.server
         conn = server.table.open.get(sock)
-        if conn is None or not self._await_request(conn):
+        try:
+            ready = conn is not None and self._await_request(conn)
+        except OSError:  # reset by the peer before its request: nothing to refuse
+            ready = False
+        if conn is None or not ready:
             server.shutdown_request(sock)
             return
         hygiene = server.hygiene
@@ -240,7 +244,7 @@ class GuardedHandler(RequestHandler):
         """Wait, up to the request timeout from accept, until the A-ASSOCIATE-RQ is in."""
         sock, hygiene = self.request, self.server.hygiene
         deadline = conn.accepted + hygiene.request_timeout
-        have = b""
+        have, pause = b"", _POLL
         while (left := deadline - time.monotonic()) > 0:
             if isinstance(sock, ssl.SSLSocket):  # no peeking into TLS: its first bytes do
                 if sock.pending() or select.select([sock], [], [], left)[0]:
@@ -261,7 +265,8 @@ class GuardedHandler(RequestHandler):
                     return _refuse(sock, conn, "request_too_large", why, A_ABORT)
                 if len(have) >= min(6 + length, PEEK_BYTES):
                     return True
-            time.sleep(min(_POLL, max(left, 0)))  # the rest of the request is on its way
+            time.sleep(min(pause, max(left, 0)))  # the rest of the request is on its way
+            pause = min(pause * 2, 0.2)  # a trickle is not worth a busy loop
         got = f" ({len(have)} bytes of it)" if have else ""
         why = (f"no A-ASSOCIATE-RQ within {hygiene.request_timeout:g} s{got} "
                "(dicom.association_request_timeout)")
