@@ -68,6 +68,10 @@ _INPUT_ERRORS: dict[str, type[InputError]] = {
 _CHILD_MAIN = "import sys; from ecg_dicom.pages.sandbox import child_main; child_main(sys.argv[1:])"
 
 
+#: Seconds a child may take to start (not counted in limits.stage_timeout).
+_START_TIMEOUT = 120.0
+
+
 class PageReaderError(RuntimeError):
     """The child raised something unexpected (a bug): its traceback in the message."""
 
@@ -97,12 +101,14 @@ def _read(kind: str, path: Path, limits: LimitsSettings) -> tuple[Any, ...]:
 
 
 def _serve(requests: Connection, answers: Connection, limits: LimitsSettings) -> None:
-    """The child's loop: read what is asked until the parent closes the pipe."""
+    """The child's loop: say it is ready, then read what is asked until the parent
+    closes the pipe."""
     budget = limits.worker_memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
     # Pillow (pydicom's JPEG plug-in included) refuses a stream over the limit itself.
     Image.MAX_IMAGE_PIXELS = max(1, limits.max_pixels // 2)
     warnings.simplefilter("ignore")  # nobody reads the child's stderr; errors come back
+    answers.send("ready")
     while True:
         try:
             kind, path = requests.recv()
@@ -137,6 +143,17 @@ class _Child:
         os.close(from_child)
         self.sender = Connection(from_us, readable=False)
         self.conn = Connection(to_us, writable=False)
+        # Starting (an interpreter, the readers' imports) is not the object's time.
+        try:
+            ready = self.conn.poll(_START_TIMEOUT) and self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self.kill()
+            raise PageReaderError(
+                f"the page reader did not start within {_START_TIMEOUT:g} s "
+                f"(exit {self.exitcode()})"
+            )
 
     def ask(self, request: tuple[str, str], timeout: float) -> tuple[Any, ...]:
         """Send a request and wait for the answer, at most ``timeout`` seconds.
