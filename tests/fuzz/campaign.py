@@ -41,7 +41,7 @@ from serve_proc import ServeProcess
 #: a stage time limit that fails a stuck job.
 FUZZ_CONFIG: dict[str, dict[str, Any]] = {
     "dicom": {"association_request_timeout": 3.0, "pdu_timeout": 5.0, "acse_timeout": 10.0,
-              "network_timeout": 10.0, "dimse_timeout": 30.0},
+              "network_timeout": 6.0, "dimse_timeout": 30.0},
     "queue": {"workers": 1},
     "limits": {"stage_timeout": 60.0},
 }

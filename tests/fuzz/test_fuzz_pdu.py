@@ -23,7 +23,7 @@ def test_malformed_pdus_leave_the_listener_serving(fuzz_service: ServeProcess) -
     cases = fixed_cases() + random_cases(SEED, RANDOM)
     observations = []
     for i, case in enumerate(cases):
-        observations.append(probe(port, case, wait=2.0, hold_limit=25.0))
+        observations.append(probe(port, case, wait=1.0, hold_limit=20.0))
         assert service.proc is not None and service.proc.poll() is None, (case, service.log())
         if i % 20 == 19:
             assert echo_ok(port), f"echo refused after {case.name}\n{service.log()}"
