@@ -83,9 +83,15 @@ class Reading:
 _VALUE_MODULES = frozenset({"pydicom.valuerep", "pydicom.charset", "highdicom.valuerep"})
 
 
+#: Values larger than this stay in the received file until used (the load stage):
+#: the worker keeps an ECG's identity and context in memory, not a large picture's
+#: pixels, which only the page reader decodes.
+LOAD_DEFER_BYTES = 1 << 20
+
+
 def load_dataset(path: Path) -> Dataset:
-    """Read a received instance completely (the load stage)."""
-    return read_received(path)
+    """Read a received instance (the load stage), large values deferred."""
+    return read_received(path, defer_size=LOAD_DEFER_BYTES)
 
 
 def raised_in(exc: BaseException) -> str:

@@ -114,10 +114,11 @@ def page_from_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS) -> P
         raise InputError(f"{type(exc).__name__} while reading the instance: {exc}") from exc
 
 
-def read_received(path: Path) -> Dataset:
-    """Read a received instance (a Part 10 file the listener wrote) completely."""
+def read_received(path: Path, *, defer_size: int | None = None) -> Dataset:
+    """Read a received instance (a Part 10 file the listener wrote); values larger than
+    ``defer_size`` bytes are read from the file only when used (pydicom's deferred read)."""
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, defer_size=defer_size)
     except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
         raise InputError(f"received file cannot be read as DICOM: {exc}") from exc
     except RecursionError as exc:  # pydicom reads nested sequences recursively
