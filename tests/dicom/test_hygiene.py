@@ -416,3 +416,38 @@ def test_each_association_gets_its_own_copy_of_the_contexts_quickly(tmp_path: Pa
     assert all(a is not b and a.transfer_syntax is not b.transfer_syntax
                for a, b in zip(copied, contexts, strict=True))
     assert sum(len(c.transfer_syntax) for c in contexts) > 1000
+
+
+def _pynetdicom_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("pynetdicom")]
+
+
+def test_garbage_inside_an_association_is_one_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """4 KiB of zeros after the association (fuzz finding: ~700 ERROR lines "Unknown PDU
+    type received '0x00'" from pynetdicom, one per 6 bytes): cut at the first header,
+    one WARNING line of ours, nothing from pynetdicom."""
+    with listener(tmp_path) as (_, port), associate(port) as sock:
+        sock.sendall(bytes(4096))
+        assert closed_by_peer(sock, timeout=10) is not None
+    [line] = refusals(caplog, "bad_pdu")
+    assert "unknown PDU type 0x00" in line.getMessage()
+    assert _pynetdicom_lines(caplog) == []
+
+
+def test_a_command_set_pynetdicom_cannot_decode_is_a_few_lines_without_traceback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A P-DATA-TF whose command set is 8 zero bytes kills pynetdicom's reader thread
+    (fuzz finding: tracebacks in the log and raw on stderr): one refusal line of ours
+    (protocol_error), at most a few pynetdicom lines, no traceback; the listener serves on."""
+    pdv = struct.pack(">LBB", 2 + 8, 1, 0x03) + bytes(8)  # context 1, command, last fragment
+    with listener(tmp_path) as (_, port):
+        with associate(port) as sock:
+            sock.sendall(struct.pack(">BBL", 0x04, 0, len(pdv)) + pdv)
+            assert closed_by_peer(sock, timeout=10) is not None
+        code, _, out = echoscu(port)
+        assert code == 0, out
+    [line] = refusals(caplog, "protocol_error")
+    assert "could not handle what the peer sent" in line.getMessage()
+    noise = _pynetdicom_lines(caplog)
+    assert len(noise) <= 3 and not any(r.exc_info for r in noise), [r.getMessage() for r in noise]

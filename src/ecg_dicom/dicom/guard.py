@@ -41,6 +41,7 @@ tests/dicom/test_hygiene.py stops a server started so).
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import ssl
@@ -48,7 +49,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom import evt
 from pynetdicom.presentation import PresentationContext
@@ -56,6 +57,7 @@ from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from ecg_dicom import metrics
 from ecg_dicom.config import DicomSettings
+from ecg_dicom.dicom import noise
 from ecg_dicom.dicom.association import (
     REFUSALS,
     REJECT_CALLING_AE,
@@ -72,7 +74,6 @@ from ecg_dicom.dicom.pdu_clock import (
     GuardedSSLSocket,
     Hygiene,
     PduClock,
-    quiet_after_cut,
     reject_pdu,
     say,
 )
@@ -82,6 +83,9 @@ from ecg_dicom.dicom.pdu_clock import (
 #: ``association_request_timeout``.
 PEEK_BYTES = 16 * 1024
 _POLL = 0.01  # seconds between looks at a partly arrived A-ASSOCIATE-RQ
+_DEBUG_EVENTS = (evt.EVT_PDU_RECV, evt.EVT_PDU_SENT, evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT)
+#: Protocol version, reserved, called and calling AE titles, reserved (PS3.8 9.3.2).
+REQUEST_FIXED_FIELDS = 2 + 2 + 16 + 16 + 32
 
 
 @dataclass
@@ -140,7 +144,7 @@ class GuardedServer(ThreadedAssociationServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.table = _Table()
-        quiet_after_cut()
+        noise.install()
         kwargs.setdefault("request_handler", GuardedHandler)
         super().__init__(*args, **kwargs)
         self.contexts = [QuickCopyContext.of(cx) for cx in self.contexts]
@@ -182,11 +186,19 @@ class GuardedServer(ThreadedAssociationServer):
         super().shutdown_request(request)
 
     def _on_open(self, event: Any) -> None:
-        # In the connection's thread, from RequestHandler.handle: the association is made.
-        sock = event.assoc.dul.socket
+        # In the connection's thread, from RequestHandler.handle: the association is
+        # made, not started.
+        assoc = event.assoc
+        sock = assoc.dul.socket
         conn = self.table.open.get(sock.socket if sock is not None else None)
         if conn is not None:
-            conn.assoc = event.assoc
+            conn.assoc = assoc
+        if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
+            # pynetdicom's own handlers that only format PDUs and DIMSE messages for its
+            # debug log: CPU for nothing, and they raise on what a hostile peer sends.
+            for debug_event in _DEBUG_EVENTS:
+                for handler, _ in list(cast(list[Any], assoc.get_handlers(debug_event))):
+                    assoc.unbind(debug_event, handler)
 
 
 class QuickCopyContext(PresentationContext):
@@ -260,6 +272,9 @@ class GuardedHandler(RequestHandler):
                 return _refuse(sock, conn, "not_a_request", why, A_ABORT)
             if len(have) >= 6:
                 length = struct.unpack(">L", have[2:6])[0]
+                if length < REQUEST_FIXED_FIELDS:
+                    why = f"an A-ASSOCIATE-RQ of {length} bytes, shorter than its fixed fields"
+                    return _refuse(sock, conn, "not_a_request", why, A_ABORT)
                 if length > MAX_REQUEST_PDU:
                     why = f"an A-ASSOCIATE-RQ of {length} bytes (at most {MAX_REQUEST_PDU})"
                     return _refuse(sock, conn, "request_too_large", why, A_ABORT)

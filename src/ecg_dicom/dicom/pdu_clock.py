@@ -10,17 +10,16 @@ down, and pynetdicom reads the end of the connection.
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl
 import struct
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ecg_dicom.config import AllowedCaller, DicomSettings
 from ecg_dicom.dicom.association import REFUSALS
+from ecg_dicom.dicom.noise import mark_cut
 
 A_ASSOCIATE_RQ, P_DATA_TF = 0x01, 0x04
 #: The longest A-ASSOCIATE-RQ (or other non-data PDU) accepted; dcmtk's with 128
@@ -78,6 +77,8 @@ class PduClock:
                     continue
                 pdu_type, _, length = struct.unpack(">BBL", self.header)
                 self.header.clear()
+                if not 0x01 <= pdu_type <= 0x07:  # garbage: pynetdicom logs each 6 bytes
+                    return ("bad_pdu", f"unknown PDU type 0x{pdu_type:02X}")
                 limit = MAX_REQUEST_PDU
                 if pdu_type == P_DATA_TF:
                     # The variable field may not pass what we announced (PS3.8 D.1); 6 bytes
@@ -114,6 +115,10 @@ class ClockedReads:
             data: bytes = super().recv(bufsize)  # type: ignore[misc]
         except TimeoutError:
             return self.cut("stalled_pdu", _stalled(clock))
+        except ConnectionResetError:  # the peer left: an end, not an error to log
+            self.clock = None
+            mark_cut()
+            return b""
         finally:
             if self.clock is not None:
                 # Sends too are bounded: a peer that stops reading cannot hold us.
@@ -125,31 +130,12 @@ class ClockedReads:
         """Log the refusal, close the connection, and read as its end to pynetdicom."""
         clock, self.clock = self.clock, None
         REFUSALS("connection cut", reason, why, clock.peer if clock else "?")
-        _cut.done = True  # this thread reads this connection only: see QuietAfterCut
+        mark_cut()  # pynetdicom's reader of this connection says no more about it
         try:
             self.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
         except OSError:
             pass
         return b""
-
-
-_cut = threading.local()
-
-
-class QuietAfterCut(logging.Filter):
-    """Drops what pynetdicom's reader logs about a connection we cut (e.g. "The
-    received PDU is shorter than expected"): the cut was logged once, with its reason.
-    Each connection has its own reader thread (pynetdicom's DUL)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(_cut, "done", False)
-
-
-def quiet_after_cut() -> None:
-    """Install :class:`QuietAfterCut` on pynetdicom's reader logger (once)."""
-    dul = logging.getLogger("pynetdicom.dul")
-    if not any(isinstance(f, QuietAfterCut) for f in dul.filters):
-        dul.addFilter(QuietAfterCut())
 
 
 def _stalled(clock: PduClock) -> str:
