@@ -10,7 +10,8 @@ queue only has to fail quietly and come back by itself:
   other calls fail at once without touching the network.  The first call that
   succeeds again logs ONE line saying Redis is back.
 * :class:`GuardedRedisStorage` is huey's Redis storage with every call the
-  service makes going through it: enqueueing during an outage drops the message
+  service makes going through it (huey's own bookkeeping around a task run, its
+  revocation keys, included): enqueueing during an outage drops the message
   (the job stays ``received`` or ``waiting`` in the ledger, and
   :func:`ecg_dicom.jobs.retry.requeue_lost` queues it again once Redis answers),
   a worker asking for work gets none (after a short pause, so it does not spin),
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from huey.constants import EmptyData
 from huey.storage import RedisStorage
 from redis import ConnectionPool
 from redis.backoff import NoBackoff
@@ -189,6 +191,39 @@ class GuardedRedisStorage(RedisStorage):
         except QueueUnavailable:
             return []
         return due
+
+    # -- task bookkeeping around each run (revocation keys): nothing while away ----
+    def peek_data(self, key: Any) -> Any:
+        try:
+            return self.outage.call(lambda: super(GuardedRedisStorage, self).peek_data(key))
+        except QueueUnavailable:
+            return EmptyData  # not revoked: the job runs (the ledger decides)
+
+    def peek_many(self, keys: Any) -> Any:
+        try:
+            return self.outage.call(lambda: super(GuardedRedisStorage, self).peek_many(keys))
+        except QueueUnavailable:
+            return {}
+
+    def pop_data(self, key: Any) -> Any:
+        try:
+            return self.outage.call(lambda: super(GuardedRedisStorage, self).pop_data(key))
+        except QueueUnavailable:
+            return EmptyData
+
+    def delete_data(self, key: Any) -> bool:
+        try:
+            return bool(self.outage.call(
+                lambda: super(GuardedRedisStorage, self).delete_data(key)))
+        except QueueUnavailable:
+            return False
+
+    def put_data(self, key: Any, value: Any, is_result: bool = False) -> None:
+        try:
+            self.outage.call(
+                lambda: super(GuardedRedisStorage, self).put_data(key, value, is_result))
+        except QueueUnavailable:
+            pass
 
     # -- what the ledger re-queue reads: raises QueueUnavailable -----------------
     def enqueued_items(self, limit: int | None = None) -> list[bytes]:
