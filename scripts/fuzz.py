@@ -33,6 +33,7 @@ sys.path[0] = str(ROOT / "tests")
 
 from fuzz.campaign import (  # noqa: E402
     FUZZ_CONFIG,
+    MemoryWatch,
     Settled,
     classify,
     cli_config,
@@ -55,6 +56,8 @@ class Listener:
         self.crashes: list[str] = []
         self.generation = 0
         self.peak_mb = 0.0
+        #: Peak of the service with its page-reader processes (sampled).
+        self.tree_peak_mb = 0.0
         self.tracebacks = 0
         #: Jobs by state and failure reasons, over every service started.
         self.states: Counter[str] = Counter()
@@ -66,7 +69,11 @@ class Listener:
         self.generation += 1
         workdir = self.folder / f"serve-{self.generation}"
         workdir.mkdir(parents=True)
-        return ServeProcess(workdir, FUZZ_CONFIG).start()
+        service = ServeProcess(workdir, FUZZ_CONFIG).start()
+        assert service.proc is not None
+        self.watch = MemoryWatch(service.proc.pid)
+        self.watch.start()
+        return service
 
     def alive(self) -> bool:
         return self.service.proc is not None and self.service.proc.poll() is None
@@ -95,6 +102,7 @@ class Listener:
             self.reasons += self.last.reasons
             self.last = None
         self.tracebacks += tracebacks(self.service.log_path.read_text(errors="replace"))
+        self.tree_peak_mb = max(self.tree_peak_mb, self.watch.stop())
         self.service.stop()
 
 
@@ -139,7 +147,8 @@ def run_listener(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "jobs": dict(listener.states), "reasons": dict(listener.reasons.most_common(40)),
         "answers_by_mutator": {f"{m} {o}": n for (m, o), n in sorted(by_mutator.items())},
         "tracebacks_logged": listener.tracebacks, "peak_rss_mb": round(listener.peak_mb),
-        "echo_after": good, "seconds": round(time.monotonic() - started),
+        "peak_rss_with_page_readers_mb": round(listener.tree_peak_mb), "echo_after": good,
+        "seconds": round(time.monotonic() - started),
     }
 
 
@@ -197,6 +206,7 @@ def run_pdu(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "stalled_not_ended": held_open, "echo_refused_after": echo_refused,
             "echo_after": good, "tracebacks_logged": listener.tracebacks,
             "peak_rss_mb": round(listener.peak_mb),
+            "peak_rss_with_page_readers_mb": round(listener.tree_peak_mb),
             "seconds": round(time.monotonic() - started)}
 
 

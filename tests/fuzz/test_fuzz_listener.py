@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from fuzz.campaign import (
+    MemoryWatch,
     echo_ok,
     peak_rss_mb,
     send_mutants,
@@ -32,12 +33,18 @@ pytestmark = pytest.mark.integration
 #: Mutants sent by the scripted SCU, and by storescu (another seed: other UIDs).
 SCRIPTED, STORESCU = 150, 20
 SEED = 12
+#: The service (model ~1 GB) and its page readers (limits.worker_memory_mb: 3 GB) together:
+#: a bomb decoded in memory goes far past it.
+MEMORY_BOUND_MB = 4096
 
 
 def test_mutants_through_the_listener_each_get_an_answer_and_every_job_ends(
     fuzz_service: ServeProcess, tmp_path: Path
 ) -> None:
     service = fuzz_service
+    assert service.proc is not None
+    memory = MemoryWatch(service.proc.pid)
+    memory.start()
     mutants = make(SCRIPTED, SEED, quick=True)
     answers = send_mutants(service.dicom_port, mutants, tmp_path / "send", timeout=60.0)
     outcomes = Counter(a.outcome for a in answers)
@@ -45,7 +52,7 @@ def test_mutants_through_the_listener_each_get_an_answer_and_every_job_ends(
     assert len(answers) == len(sent)
     hung = [a.name for a in answers if a.outcome in ("no-answer", "no-association")]
     assert hung == [], f"no answer: {hung}\n{outcomes}\n{service.log()}"
-    assert service.proc is not None and service.proc.poll() is None, service.log()
+    assert service.proc.poll() is None, service.log()
 
     dcmtk = storescu_batch(service.dicom_port, make(STORESCU, SEED + 1, quick=True),
                            tmp_path / "storescu")
@@ -68,7 +75,10 @@ def test_mutants_through_the_listener_each_get_an_answer_and_every_job_ends(
     [last] = [j for j in jobs if j["sop_instance_uid"] in good.read_bytes().decode("latin-1")]
     assert last["state"] == "done", last
 
+    peak = memory.stop()
+    assert peak < MEMORY_BOUND_MB, f"the service with its page readers peaked at {peak:.0f} MiB"
     print(f"\nfuzz listener: {len(answers)} scripted ({dict(outcomes)}), storescu "
           f"{dict(dcmtk.responses)} unsent {dcmtk.unsent}; jobs {dict(settled.states)} "
-          f"settled in {settled.seconds:.0f} s; peak RSS {peak_rss_mb(service.proc.pid):.0f} MiB;"
-          f" tracebacks in the log {tracebacks(service.log_path.read_text())}")
+          f"settled in {settled.seconds:.0f} s; peak RSS {peak_rss_mb(service.proc.pid):.0f} MiB "
+          f"(with page readers {peak:.0f} MiB); tracebacks in the log "
+          f"{tracebacks(service.log_path.read_text())}")
