@@ -122,6 +122,17 @@ def test_a_picture_within_the_limit_is_read(tmp_path: Path) -> None:
         page_from_file(path, LimitsSettings(max_pixels=50_000))
 
 
+def test_a_large_picture_is_handed_on_scaled_down_to_max_page_pixels(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (2400, 1200), (250, 250, 250)).save(path)
+    limits = LimitsSettings(max_page_pixels=1_000_000)
+    page = page_from_file(path, limits)
+    height, width = page.image.shape[:2]
+    assert height * width <= 1_000_000 and abs(width / height - 2.0) < 0.01
+    assert page.image.flags["C_CONTIGUOUS"] and page.image.dtype == np.uint8
+    assert page_from_file(path).image.shape == (1200, 2400, 3)  # the default keeps it
+
+
 def test_an_image_object_over_max_pixels_or_max_frames_is_refused() -> None:
     with pytest.raises(LimitError, match=r"over limits\.max_pixels .*100000 x 100000"):
         page_from_dataset(secondary_capture(100_000, 100_000))

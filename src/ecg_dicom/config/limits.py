@@ -22,6 +22,10 @@ class LimitsSettings(Section):
     #: columns; 40 M: an A4 page scanned at 600 dpi is 35 M).  A PDF page that
     #: would be larger at the training pages' width is rendered smaller instead.
     max_pixels: int = Field(40_000_000, ge=1)
+    #: Pixels of the page handed on from a picture or PDF: a larger decoded page is
+    #: scaled down to this (area interpolation) before detect and build, which run
+    #: in the worker (a 12 MP photo or a 300-dpi A4 scan is kept as it is).
+    max_page_pixels: int = Field(12_000_000, ge=1_000_000)
     #: Frames an image object may declare (only the first is read).
     max_frames: int = Field(16, ge=1)
     #: Samples of one waveform (channels x samples, all multiplex groups; a 10 s

@@ -23,7 +23,8 @@ Pages from pictures have no known scale (``px_per_mm`` None).
 Before anything is decoded the declared size is checked (:mod:`.limits`): the
 DICOM header's Rows x Columns and Number of Frames, the first compressed frame's
 own header where Pillow can read it (a JPEG stream larger than the header says),
-a PNG/JPEG file's header.
+a PNG/JPEG file's header.  A decoded page over ``limits.max_page_pixels`` is
+scaled down to it, so detect and build (in the worker) stay bounded.
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ from pydicom.uid import UID
 
 from ecg_dicom.config import LimitsSettings
 from ecg_dicom.errors import InputError, UnsupportedInputError
-from ecg_dicom.pages.limits import DEFAULT_LIMITS, check_image_dataset, pdf_scale, picture_size
+from ecg_dicom.pages.limits import (
+    DEFAULT_LIMITS,
+    check_image_dataset,
+    pdf_scale,
+    picture_size,
+    within_page_pixels,
+)
 from ecg_dicom.records import Page
 from ecg_dicom.sop import COMPRESSED_TRANSFER_SYNTAXES, NATIVE_TRANSFER_SYNTAXES
 
@@ -182,7 +189,7 @@ def page_from_image_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS
     photometric = str(ds.PhotometricInterpretation).strip()
     if photometric.startswith("YBR"):
         photometric = "RGB"  # pydicom converted it (as_rgb, PS3.3 C.7.6.3.1.2)
-    image = rgb_from_pixels(values, ds, photometric)
+    image = within_page_pixels(rgb_from_pixels(values, ds, photometric), limits)
     return Page(image=image, source_kind="image", source_index=0)
 
 
@@ -207,7 +214,8 @@ def page_from_pdf_bytes(
             pdf.close()
     except pdfium.PdfiumError as exc:
         raise InputError(f"the PDF could not be rendered: {exc}") from exc
-    return Page(image=image, source_kind="pdf", source_index=source_index)
+    return Page(image=within_page_pixels(image, limits), source_kind="pdf",
+                source_index=source_index)
 
 
 def page_from_pdf_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS) -> Page:
@@ -232,4 +240,5 @@ def page_from_image_bytes(
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(f"{name} could not be decoded as PNG or JPEG (corrupt or truncated)")
-    return Page(image=cv2.cvtColor(image, cv2.COLOR_BGR2RGB), source_kind="image")
+    rgb = within_page_pixels(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), limits)
+    return Page(image=rgb, source_kind="image")

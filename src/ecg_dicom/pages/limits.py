@@ -20,6 +20,8 @@ import io
 import math
 from collections.abc import Iterable
 
+import cv2
+import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
 
@@ -132,3 +134,14 @@ def pdf_scale(
     while math.ceil(width_pt * scale) * math.ceil(height_pt * scale) > limits.max_pixels:
         scale *= 0.99  # pdfium rounds the bitmap's sides up
     return scale
+
+
+def within_page_pixels(image: np.ndarray, limits: LimitsSettings = DEFAULT_LIMITS) -> np.ndarray:
+    """A decoded picture, scaled down (area interpolation) to at most
+    ``limits.max_page_pixels`` pixels; as it is when it has no more."""
+    height, width = image.shape[:2]
+    if height * width <= limits.max_page_pixels:
+        return image
+    factor = math.sqrt(limits.max_page_pixels / (height * width))
+    size = (max(1, int(width * factor)), max(1, int(height * factor)))
+    return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
