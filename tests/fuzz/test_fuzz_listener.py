@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from fuzz.campaign import (
@@ -72,7 +73,8 @@ def test_mutants_through_the_listener_each_get_an_answer_and_every_job_ends(
                          str(service.dicom_port), str(good))
     assert sent_good.returncode == 0, sent_good.stderr
     jobs = service.wait_jobs(acknowledged + 1, states=("done", "failed", "skipped"))
-    [last] = [j for j in jobs if j["sop_instance_uid"] in good.read_bytes().decode("latin-1")]
+    uid = str(pydicom.dcmread(good, stop_before_pixels=True).SOPInstanceUID)
+    [last] = [j for j in jobs if j["sop_instance_uid"] == uid]
     assert last["state"] == "done", last
 
     peak = memory.stop()
