@@ -253,3 +253,40 @@ def test_hostile_objects_are_refused_or_stopped_and_the_next_ecg_is_processed(
         assert peak_rss_mb(service) - before < 300, (before, peak_rss_mb(service))
     finally:
         service.stop()
+
+
+#: Mutants of the real ECGs the fuzz run found answered with a traceback (a generic
+#: 0xC000 at C-STORE, or an input error retried as a bug): nesting past the recursion
+#: limit, a Deflated announcement over a plain body, an unknown VR, lengths and VRs that
+#: make pydicom stop mid-file, a value whose bytes do not fit its VR.
+FUZZ_FINDINGS = (
+    "nesting/pydicom-waveform/12.8", "nesting/ge-mac55/12.99",
+    "wrong-syntax/ecgtoolkit-eli250/12.145", "bitflip/page-pdf/12.163",
+    "length/ge-mac55/12.16", "length/pydicom-waveform/12.138", "vr/ge-mac55/12.159",
+    "bitflip/ge-muse-mv360/12.164", "vr/page-rgb/12.102",
+)
+
+
+@pytest.mark.parametrize("name", FUZZ_FINDINGS)
+def test_malformed_objects_are_refused_or_fail_as_input_errors(name: str, tmp_path: Path) -> None:
+    """At C-STORE: accepted, or refused with a named reason (an EcgDicomError: one log
+    line, no traceback); then load and render end in an InputError, never a bug."""
+    from ecg_dicom.config import LimitsSettings
+    from ecg_dicom.dicom.ingest import check_dataset, check_inflated_size, check_limits
+    from ecg_dicom.errors import EcgDicomError, InputError
+    from ecg_dicom.pages import page_from_dataset, read_received
+    from ecg_dicom.pipeline import load_dataset
+    from fuzz.mutants import mutant, parse_name
+
+    mutator, seed, index = parse_name(name)
+    made = mutant(seed, index, only=mutator)
+    path = made.write(tmp_path)
+    limits = LimitsSettings()
+    try:
+        check_inflated_size(path, limits)
+        check_limits(path, made.sop_class, check_dataset(path, made.sop_class), limits)
+    except EcgDicomError as exc:
+        assert len(str(exc)) < 200  # a reason, not the data set quoted
+    with pytest.raises(InputError):
+        load_dataset(path)
+        page_from_dataset(read_received(path))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.errors import BytesLengthException
 
 from ecg_dicom import metrics
 from ecg_dicom.config import Settings
@@ -80,7 +82,12 @@ class Reading:
 #: Modules whose ValueError during build means "a value of the source cannot be
 #: converted or written" (a date that is not a date, a character set highdicom
 #: refuses): bad input, failed at once.  A ValueError from anywhere else is a bug.
-_VALUE_MODULES = frozenset({"pydicom.valuerep", "pydicom.charset", "highdicom.valuerep"})
+_VALUE_MODULES = frozenset(
+    {"pydicom.valuerep", "pydicom.charset", "pydicom.values", "highdicom.valuerep"}
+)
+#: ... and what they raise for a value whose bytes do not fit its VR, or a VR that
+#: does not exist (a received element pydicom converts only when build copies it).
+_VALUE_ERRORS = (ValueError, struct.error, BytesLengthException, NotImplementedError)
 
 
 #: Values larger than this stay in the received file until used (the load stage):
@@ -186,15 +193,15 @@ class Pipeline:
         (the job's results folder in the spool) before anything is sent.
 
         An input the results cannot be built from raises InputError naming why:
-        the checks of results.check_source, and a ValueError pydicom or highdicom
-        raise converting a source value (:data:`_VALUE_MODULES`)."""
+        the checks of results.check_source, and what pydicom or highdicom raise
+        converting a source value (:data:`_VALUE_ERRORS` in :data:`_VALUE_MODULES`)."""
         with stage(trace or Trace(), "build"):
             try:
                 outputs = build_outputs(
                     ds, reading.page, reading.result, self.settings, slot=slot,
                     history=history,
                 )
-            except ValueError as exc:
+            except _VALUE_ERRORS as exc:
                 if raised_in(exc) not in _VALUE_MODULES:
                     raise
                 raise InputError(

@@ -32,10 +32,12 @@ a sample is decoded).  An object over a limit is refused with 0xC002.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
+from pydicom.errors import BytesLengthException
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import PYDICOM_ROOT_UID, DeflatedExplicitVRLittleEndian
 
@@ -63,6 +65,20 @@ HEADER_VALUES = tuple(dict.fromkeys((
 )))
 #: Bytes inflated at a time while measuring a Deflated data set.
 _INFLATE_CHUNK = 1 << 20
+#: What reading the header of hostile bytes raises besides HeaderError: sequences
+#: nested deeper than Python's recursion limit, a VR pydicom does not know
+#: (NotImplementedError), a value whose bytes do not fit its VR.
+_UNPARSEABLE: tuple[type[Exception], ...] = (
+    HeaderError, OSError, RecursionError, NotImplementedError, ValueError, struct.error,
+    BytesLengthException,
+)
+
+
+def _short(value: object, limit: int = 64) -> str:
+    """A value from the data set as a reason quotes it: at most ``limit`` characters
+    (a mangled element can swallow what follows it, names included)."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def max_inflated_bytes(limits: LimitsSettings) -> int:
@@ -89,7 +105,12 @@ def check_inflated_size(path: Path, limits: LimitsSettings) -> None:
         fh.seek(start)
         while chunk := fh.read(_INFLATE_CHUNK):
             while chunk and not inflater.eof:
-                total += len(inflater.decompress(chunk, _INFLATE_CHUNK))
+                try:
+                    total += len(inflater.decompress(chunk, _INFLATE_CHUNK))
+                except zlib.error as exc:
+                    raise UnreadableDatasetError(
+                        f"the Deflated data set cannot be inflated: {exc}"
+                    ) from exc
                 chunk = inflater.unconsumed_tail
                 if total > bound:
                     raise LimitError(
@@ -120,7 +141,7 @@ def check_limits(path: Path, sop_class_uid: str, header: Header, limits: LimitsS
     except LimitError:
         raise
     except Exception as exc:  # pydicom raises many types on a malformed header
-        raise UnreadableDatasetError(f"data set cannot be parsed: {exc}") from exc
+        raise UnreadableDatasetError(f"data set cannot be parsed: {_short(exc)}") from exc
 
 
 def check_dataset(path: Path, sop_class_uid: str) -> Header:
@@ -132,12 +153,13 @@ def check_dataset(path: Path, sop_class_uid: str) -> Header:
     """
     try:
         header = read_header(path, HEADER_VALUES)
-    except (HeaderError, OSError) as exc:
-        raise UnreadableDatasetError(f"data set cannot be parsed: {exc}") from exc
+    except _UNPARSEABLE as exc:
+        raise UnreadableDatasetError(f"data set cannot be parsed: {_short(exc)}") from exc
     found = header.get("SOPClassUID")
     if found and found != sop_class_uid:
         raise DatasetMismatchError(
-            f"SOP Class UID in data set ({found}) differs from the C-STORE's ({sop_class_uid})"
+            f"SOP Class UID in data set ({_short(found)}) differs from the C-STORE's "
+            f"({sop_class_uid})"
         )
     if not header.get("SOPInstanceUID"):
         raise DatasetMismatchError("SOP Instance UID (0008,0018) is missing")
@@ -156,8 +178,8 @@ def study_of(path: Path) -> str:
     """The Study Instance UID of a received file, "" when its header cannot be read
     (for the ledger row of a declined object only)."""
     try:
-        return read_header(path, ("StudyInstanceUID",)).get("StudyInstanceUID")
-    except (HeaderError, OSError):
+        return read_header(path, ("StudyInstanceUID",)).get("StudyInstanceUID")[:64]
+    except _UNPARSEABLE:
         return ""
 
 
@@ -201,7 +223,7 @@ def result_origin(path: Path, header: Header, settings: Settings) -> tuple[str, 
         items = list(ds.get("ContributingEquipmentSequence") or [])
     except Exception as exc:  # pydicom raises many types on a malformed sequence
         raise UnreadableDatasetError(
-            f"Contributing Equipment Sequence (0018,A001) cannot be parsed: {exc}"
+            f"Contributing Equipment Sequence (0018,A001) cannot be parsed: {_short(exc)}"
         ) from exc
     algorithms = [item for item in items if _is_processing_algorithm(item)]
     for item in algorithms:

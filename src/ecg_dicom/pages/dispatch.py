@@ -23,13 +23,14 @@ declares is checked before anything is decoded (:mod:`ecg_dicom.pages.limits`).
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from ecg_dicom.config import LimitsSettings
 from ecg_dicom.errors import (
@@ -53,13 +54,17 @@ from ecg_dicom.sop import DOCUMENT_SOP_CLASSES, IMAGE_SOP_CLASSES, WAVEFORM_SOP_
 #: What pydicom (and numpy on its values) raise for a malformed or truncated value
 #: read lazily: a string where a number belongs (ValueError, UnicodeDecodeError
 #: included), a value too large (OverflowError), fewer items or bytes than the
-#: standard says (IndexError, KeyError, struct.error, EOFError).  Bad input, not bugs.
+#: standard says (IndexError, KeyError, struct.error, EOFError, BytesLengthException),
+#: a VR that does not exist (NotImplementedError "Unknown Value Representation").
+#: Bad input, not bugs.
 MALFORMED_VALUE_ERRORS: tuple[type[Exception], ...] = (
     ValueError, OverflowError, IndexError, KeyError, struct.error, EOFError,
+    BytesLengthException, NotImplementedError,
 )
-#: ... and what reading a file adds: an unreadable file, bytes pydicom cannot parse.
+#: ... and what reading a file adds: an unreadable file, bytes pydicom cannot parse,
+#: a Deflated data set that does not inflate (zlib.error).
 _UNREADABLE_FILE_ERRORS: tuple[type[Exception], ...] = (
-    OSError, InvalidDicomError, *MALFORMED_VALUE_ERRORS,
+    OSError, InvalidDicomError, zlib.error, *MALFORMED_VALUE_ERRORS,
 )
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -119,7 +124,7 @@ def read_received(path: Path, *, defer_size: int | None = None) -> Dataset:
     ``defer_size`` bytes are read from the file only when used (pydicom's deferred read)."""
     try:
         return pydicom.dcmread(path, defer_size=defer_size)
-    except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
+    except _UNREADABLE_FILE_ERRORS as exc:  # OSError: pydicom's "No tag to read at ..."
         raise InputError(f"received file cannot be read as DICOM: {exc}") from exc
     except RecursionError as exc:  # pydicom reads nested sequences recursively
         raise InputError(
