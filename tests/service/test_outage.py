@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+import pytest
 
 from peers import free_port, run_storescp
 from realdata import copies_with_new_uids
 from redis_peer import RedisServer
 from serve_proc import ServeProcess, run_tool
+
+pytestmark = pytest.mark.integration
 
 PACS_AE = "STORESCP"
 #: ECGs sent in the PACS outage test (the model runs for each: a few seconds apiece).
