@@ -12,6 +12,7 @@ The service's own model runs in tests/service and tests/e2e.
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,26 @@ def test_a_destination_down_is_probed_by_one_job_the_others_wait_and_are_woken(
     job = state(spool, second)
     assert job.state == JobState.DONE and job.delivery_attempts == 1
     assert len([p for p in (tmp_path / "pacs").rglob("*") if p.is_file()]) == 4
+
+
+def test_a_silent_pacs_costs_one_timeout_per_round_not_one_per_job(tmp_path: Path) -> None:
+    """A PACS whose host takes the connection and never answers (a hung peer, a
+    firewall) costs ``delivery.timeout`` per attempt: the other jobs do not pay it too."""
+    with socket.socket() as silent:  # accepts (kernel backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        pacs = Destination(ae_title="PACS", host="127.0.0.1", port=silent.getsockname()[1])
+        worker, spool, _ = make_worker(tmp_path, StandInDetector(), fixed_destinations=[pacs],
+                                       timeout=2.0)
+        jobs = [receive(spool, DICOM_ECG_DIR / name / "ecg.dcm")
+                for name in ("ge-mac55", "ge-muse-mv360", "ecgtoolkit-eli250")]
+        for job_id in jobs:
+            worker.run_job(job_id)
+    found = [state(spool, job_id) for job_id in jobs]
+    assert [j.state for j in found] == [JobState.WAITING] * 3
+    assert [j.delivery_attempts for j in found] == [1, 0, 0]
+    assert "timed out" in found[0].reason
+    assert all("another job is trying it" in j.reason for j in found[1:])
 
 
 def test_delivery_to_a_real_scp_records_what_the_pacs_holds(tmp_path: Path) -> None:
