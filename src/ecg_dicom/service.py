@@ -257,6 +257,7 @@ class Service:
         self.scp.shutdown()
         if self.http is not None:
             self.http.stop()
+        self.parts.pipeline.close()  # the idle page-reading children
         log.info("ecg-dicom stopped")
         audit.application_activity(started=False)
         audit.shutdown()
