@@ -15,11 +15,14 @@ from serve_proc import ServeProcess
 pytestmark = pytest.mark.integration
 
 RANDOM, SEED = 60, 12
+#: Log lines one hostile connection may cost, on average.
+LINES_PER_CASE = 3
 
 
 def test_malformed_pdus_leave_the_listener_serving(fuzz_service: ServeProcess) -> None:
     service = fuzz_service
     port = service.dicom_port
+    lines_before = len(service.log_path.read_text(errors="replace").splitlines())
     cases = fixed_cases() + random_cases(SEED, RANDOM)
     observations = []
     for i, case in enumerate(cases):
@@ -33,6 +36,11 @@ def test_malformed_pdus_leave_the_listener_serving(fuzz_service: ServeProcess) -
     held = {case.name for case in cases if case.hold}
     still_open = [o for o in observations if o.name in held and not o.closed]
     assert still_open == [], f"stalled connections the listener did not end: {still_open}"
+    # No log flood: a hostile connection costs a few lines, never one per bad PDU header
+    # (4 KB of zeros once gave ~700 "Unknown PDU type" lines).
+    log = service.log_path.read_text(errors="replace")
+    lines = len(log.splitlines()) - lines_before
+    assert lines <= LINES_PER_CASE * len(cases), f"{lines} log lines for {len(cases)} cases"
     answers = Counter(o.answer or ("closed" if o.closed else "silent") for o in observations)
-    print(f"\nfuzz pdu: {len(observations)} cases {dict(answers)}; tracebacks in the log "
-          f"{tracebacks(service.log_path.read_text())}")
+    print(f"\nfuzz pdu: {len(observations)} cases {dict(answers)}; {lines} log lines, "
+          f"tracebacks in the log {tracebacks(log)}")
