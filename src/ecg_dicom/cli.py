@@ -51,6 +51,10 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
         except EcgDicomError as exc:
             failures += 1
             results.append({"file": name, "error": str(exc)})
+        except Exception as exc:  # a bug on one file: say so, and go on with the others
+            failures += 1
+            error = f"unexpected error: {type(exc).__name__}: {exc}"
+            results.append({"file": name, "error": error})
     if args.json:
         print(json.dumps(results, indent=2))
     else:
