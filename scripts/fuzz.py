@@ -154,7 +154,8 @@ def run_listener(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 def run_cli(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """``ecg-dicom classify`` over the mutants, 25 files a run; a run that printed a
-    traceback is replayed file by file to name the culprits."""
+    traceback is replayed file by file to name the culprits, as is every file answered
+    "unexpected error" (a bug)."""
     config = cli_config(folder / "cli")
     files = folder / "cli-files"
     files.mkdir(parents=True, exist_ok=True)
@@ -175,7 +176,9 @@ def run_cli(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 if alone.traceback or alone.returncode not in (0, 1):
                     culprits.append(f"{m.name}: rc {alone.returncode}: "
                                     f"{alone.output.strip().splitlines()[-1][:200]}")
-        for answer in run.answers.values():
+        for file, answer in run.answers.items():
+            if answer.startswith("error: unexpected"):
+                culprits.append(f"{paths[Path(file)].name}: {answer[:200]}")
             answers["error" if answer.startswith("error: ") else "label"] += 1
         for path in paths:
             path.unlink()
