@@ -29,11 +29,13 @@ def test_classify_gives_every_mutant_a_clear_answer_without_traceback(
              for mutator, seed, index in map(parse_name, FOUND)]
     paths = [m.write(folder) for m in make(COUNT, SEED, quick=True) + found]
     run = classify(paths, cli_config(tmp_path / "cli"))
-    assert not run.traceback, run.output
     assert sorted(run.answers) == sorted(map(str, paths)), run.output
+    bugs = {Path(file).name: answer.strip().splitlines()[-1][:200]
+            for file, answer in run.answers.items()
+            if answer.startswith("error: unexpected") or "Traceback (most recent" in answer}
+    assert bugs == {}, f"unexpected errors or tracebacks as answers: {bugs}"
+    assert not run.traceback, run.output
     errors = [a for a in run.answers.values() if a.startswith("error: ")]
-    bugs = {path: a for path, a in run.answers.items() if a.startswith("error: unexpected")}
-    assert bugs == {}, bugs
     assert all(len(e) > len("error: ") + 10 for e in errors), errors
     assert run.returncode == (1 if errors else 0), run.output
     print(f"\nfuzz classify: {len(paths)} files, {len(errors)} errors, rc {run.returncode}, "
