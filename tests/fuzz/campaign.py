@@ -249,6 +249,23 @@ def tracebacks(log: str) -> int:
     return log.count("Traceback (most recent call last)")
 
 
+def traceback_summaries(log: str) -> list[str]:
+    """One line per logged traceback: the log message, the job's SOP Instance UID and the
+    exception's last line."""
+    found = []
+    for line in log.splitlines():
+        if "Traceback (most recent call last)" not in line:
+            continue
+        try:
+            record = json.loads(line)
+            last = str(record.get("exception", "")).strip().splitlines()[-1]
+            found.append(f"{record.get('message')} [{record.get('sop_instance_uid', '')}]: "
+                         f"{last[:200]}")
+        except (ValueError, IndexError, AttributeError):
+            found.append(line[:200])
+    return found
+
+
 @dataclass
 class CliRun:
     returncode: int
