@@ -8,15 +8,9 @@ import pytest
 
 from ecg_dicom.startup import configure_libraries
 
-# Re-exported: tests import the data locations and copies from here.
-from realdata import (  # noqa: F401
-    DICOM_ECG_DIR,
-    ECG_IMAGES_DIR,
-    ROOT,
-    SHARED_DATA,
-    copies_with_new_uids,
-    real_ecg_paths,
-)
+# Tests import the data locations and copies from realdata, never from a conftest: a
+# folder's own conftest.py (tests/fuzz) would shadow this one under the name "conftest".
+from realdata import ROOT, real_ecg_paths
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import pydicom
 import pytest
 
-from conftest import DICOM_ECG_DIR
 from ecg_dicom.config import Destination, Settings
 from ecg_dicom.errors import ModelError
 from ecg_dicom.jobs import Arrival, JobState, Spool, retry_failed
@@ -30,6 +29,7 @@ from ecg_dicom.records import Classification, Detection, Page
 from ecg_dicom.sop import SECONDARY_CAPTURE
 from ecg_dicom.worker import Worker
 from peers import free_port, run_storescp
+from realdata import DICOM_ECG_DIR
 
 MAC55 = DICOM_ECG_DIR / "ge-mac55" / "ecg.dcm"
 

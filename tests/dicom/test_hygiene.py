@@ -26,7 +26,6 @@ from typing import Any, cast
 
 import pytest
 
-from conftest import copies_with_new_uids, real_ecg_paths
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom import StorageSCP
 from ecg_dicom.dicom.association import REFUSALS, peer_host
@@ -47,6 +46,7 @@ from listener_attacks import (
     storescu,
 )
 from peers import free_port
+from realdata import copies_with_new_uids, real_ecg_paths
 from serve_proc import ServeProcess
 
 pytestmark = pytest.mark.integration

@@ -45,7 +45,6 @@ from pydicom.uid import (
 )
 from pynetdicom import AE
 
-from conftest import DICOM_ECG_DIR, ECG_IMAGES_DIR, copies_with_new_uids
 from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.sop import (
     GENERAL_32BIT_ECG,
@@ -53,6 +52,7 @@ from ecg_dicom.sop import (
     SECONDARY_CAPTURE,
 )
 from peers import require_tool, run_storescp
+from realdata import DICOM_ECG_DIR, ECG_IMAGES_DIR, copies_with_new_uids
 from serve_proc import ServeProcess, run_tool
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from conftest import ECG_IMAGES_DIR
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom.ingest import check_dataset, result_origin
 from ecg_dicom.sop import SECONDARY_CAPTURE
+from realdata import ECG_IMAGES_DIR
 
 OURS = Settings().output.manufacturer
 SITE_ROOT = "1.2.999.42."

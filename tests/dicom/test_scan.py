@@ -9,8 +9,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from conftest import real_ecg_paths
 from ecg_dicom.dicom.scan import HeaderError, read_header, scan_header
+from realdata import real_ecg_paths
 
 WANTED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality")
 PYDICOM_FILES = ["CT_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",

@@ -36,12 +36,12 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import P_DATA_TF
 
-from conftest import copies_with_new_uids, real_ecg_paths
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom.receive import ReceivedFiles, ReceivingFile
 from ecg_dicom.dicom.store import StoreHandler
 from ecg_dicom.errors import StoreStatus
 from ecg_dicom.jobs import JobQueue, JobState, Spool
+from realdata import copies_with_new_uids, real_ecg_paths
 from serve_proc import ServeProcess, run_tool
 
 MB = 1024 * 1024

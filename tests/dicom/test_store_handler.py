@@ -18,13 +18,13 @@ import pydicom
 import pytest
 from pydicom import Dataset, examples
 
-from conftest import real_ecg_paths
 from ecg_dicom.config import Settings
 from ecg_dicom.dicom.association import AssociationGate
 from ecg_dicom.dicom.store import StoreHandler
 from ecg_dicom.errors import StoreStatus
 from ecg_dicom.jobs import JobQueue, JobState, Spool
 from ecg_dicom.sop import GENERAL_ECG, TWELVE_LEAD_ECG, sop_class_name
+from realdata import real_ecg_paths
 
 
 class FakeQueue:

@@ -22,9 +22,9 @@ from typing import Any
 import pydicom
 import pytest
 
-from conftest import DICOM_ECG_DIR
 from orthanc import Orthanc, run_orthanc
 from peers import free_port
+from realdata import DICOM_ECG_DIR
 from serve_proc import ServeProcess
 
 pytestmark = pytest.mark.e2e

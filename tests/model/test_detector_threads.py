@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 
 import serve_proc
-from conftest import ECG_IMAGES_DIR
 from ecg_dicom.config import ModelSettings
 from ecg_dicom.model.detector import Detector
 from ecg_dicom.model.preprocess import letterbox
@@ -36,6 +35,7 @@ from ecg_dicom.model.runtimes import OnnxRuntime, OpenVinoRuntime
 from ecg_dicom.pages import page_from_file
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.records import Classification, Page
+from realdata import ECG_IMAGES_DIR
 
 #: Distinct real pages: the first two (by name) of each of the four classes.
 PAGES_PER_CLASS = 2

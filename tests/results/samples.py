@@ -9,8 +9,8 @@ import cv2
 import highdicom as hd
 import numpy as np
 
-from conftest import ECG_IMAGES_DIR
 from ecg_dicom.records import NOT_INTERPRETABLE, Classification, Detection, Page
+from realdata import ECG_IMAGES_DIR
 
 VERSION = "0123456789abcdef" * 4
 

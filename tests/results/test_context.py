@@ -33,7 +33,6 @@ import pytest
 from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from conftest import DICOM_ECG_DIR
 from ecg_dicom.config import Settings
 from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.records import Classification, Detection, Outputs, Page
@@ -41,6 +40,7 @@ from ecg_dicom.results.build import build_outputs
 from ecg_dicom.results.context import copy_context
 from ecg_dicom.results.orders import referenced_requests
 from peers import dcmtk_env, require_tool
+from realdata import DICOM_ECG_DIR
 from results.samples import read_rgb
 
 pytestmark = pytest.mark.integration
@@ -279,7 +279,7 @@ def test_lossy_image_source_sc_passes_dciodvfy(tmp_path: Path) -> None:
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit, generate_uid
 
-    from conftest import ECG_IMAGES_DIR
+    from realdata import ECG_IMAGES_DIR
 
     path = min((ECG_IMAGES_DIR / "history_mi").glob("*.jpg"))
     rgb = read_rgb(path)

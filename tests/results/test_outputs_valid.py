@@ -35,7 +35,6 @@ import pytest
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
-from conftest import ECG_IMAGES_DIR, real_ecg_paths
 from ecg_dicom.config import Settings
 from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.records import Classification, Detection, Outputs, Page
@@ -45,6 +44,7 @@ from ecg_dicom.results.codes import FINDING_CODES, LABEL_CODES
 from ecg_dicom.results.files import write_outputs
 from ecg_dicom.results.uids import content_key, result_uids
 from peers import dciodvfy, dcmtk_env, require_tool
+from realdata import ECG_IMAGES_DIR, real_ecg_paths
 from results.samples import measurement_report, read_rgb, three_boxes
 
 pytestmark = [

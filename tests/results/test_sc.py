@@ -24,7 +24,6 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from conftest import ECG_IMAGES_DIR, real_ecg_paths
 from ecg_dicom import pages as render
 from ecg_dicom.config import Settings
 from ecg_dicom.pages import page_from_dataset
@@ -34,6 +33,7 @@ from ecg_dicom.results.canvas import layout_for
 from ecg_dicom.results.captions import identity_line
 from ecg_dicom.results.compression import lossy_history, sc_for_transfer_syntax
 from ecg_dicom.results.sc import SPACING_DESCRIPTION, build_sc
+from realdata import ECG_IMAGES_DIR, real_ecg_paths
 from results.samples import read_rgb, three_boxes
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the eli250 cart

@@ -28,9 +28,9 @@ import pydicom
 import pytest
 from pydicom import Dataset
 
-from conftest import ECG_IMAGES_DIR, copies_with_new_uids
 from ecg_dicom.results import FINDING_CODES, LABEL_CODES, PROBABILITY
 from peers import run_storescp
+from realdata import ECG_IMAGES_DIR, copies_with_new_uids
 from serve_proc import ServeProcess, run_tool
 
 pytestmark = pytest.mark.integration

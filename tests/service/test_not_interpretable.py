@@ -29,12 +29,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
-from conftest import DICOM_ECG_DIR
 from ecg_dicom.errors import NotInterpretableError
 from ecg_dicom.pages import not_interpretable_page, page_from_file
 from ecg_dicom.records import Page
 from ecg_dicom.results import to_sc_pixels
 from peers import dcmtk_env, require_tool, run_storescp
+from realdata import DICOM_ECG_DIR
 from serve_proc import ServeProcess, run_tool
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from conftest import copies_with_new_uids
 from ecg_dicom.config import OutputSettings
 from peers import run_storescp
+from realdata import copies_with_new_uids
 from serve_proc import ServeProcess, run_tool
 
 DEFAULT_UID_ROOT = OutputSettings().uid_root

@@ -24,8 +24,8 @@ import pydicom
 import pytest
 from test_concurrency import evidence_uids
 
-from conftest import ROOT, copies_with_new_uids
 from peers import run_storescp
+from realdata import ROOT, copies_with_new_uids
 from serve_proc import ServeProcess, run_tool
 
 pytestmark = pytest.mark.integration
