@@ -38,7 +38,13 @@ SEED = 12
 #: Mutants that broke something once (on-demand runs, other seeds): they stay, by name.
 FOUND = ["wrong-syntax/ecgtoolkit-eli250/12.145", "bitflip/page-pdf/12.163",
          "length/pydicom-waveform/12.138", "bitflip/ge-muse-mv360/12.164", "vr/ge-mac55/12.159",
-         "vr/page-rgb/12.102", "vr/page-pdf/14.90", "vr/page-pdf/14.185"]
+         "vr/page-rgb/12.102", "vr/page-pdf/14.90", "vr/page-pdf/14.185",
+         # scripts/fuzz.py --count 2000 --seed 14: retried three times with tracebacks
+         "vr/page-jpeg/14.250", "vr/page-pdf/14.459", "vr/page-pdf/14.485", "vr/page-pdf/14.491",
+         "length/ecgtoolkit-eli250/14.686", "vr/page-jpeg/14.815", "vr/page-pdf/14.1013",
+         "vr/ge-muse-mv360/14.1019", "sample-format/ecgtoolkit-eli250/14.1056",
+         "sample-format/page-jpeg/14.1084", "vr/page-pdf/14.1242", "vr/pydicom-waveform/14.1250",
+         "vr/page-pdf/14.1359", "vr/ge-mac55/14.1412"]
 #: The service (model ~1 GB) and its page readers (limits.worker_memory_mb: 3 GB) together:
 #: a bomb decoded in memory goes far past it.
 MEMORY_BOUND_MB = 4096
