@@ -47,6 +47,7 @@ from ecg_dicom.pages.images import (
 )
 from ecg_dicom.pages.limits import DEFAULT_LIMITS, check_waveform_dataset
 from ecg_dicom.pages.quality import interpretable_page
+from ecg_dicom.pages.values import check_values
 from ecg_dicom.pages.waveform import load_waveform
 from ecg_dicom.records import Page
 from ecg_dicom.sop import DOCUMENT_SOP_CLASSES, IMAGE_SOP_CLASSES, WAVEFORM_SOP_CLASSES
@@ -89,6 +90,8 @@ def _dispatch(ds: Dataset, limits: LimitsSettings) -> Callable[[Dataset], Page]:
     sop_class = ds.get("SOPClassUID")
     if not sop_class:
         raise InputError("SOP Class UID (0008,0016) is missing: not a composite instance")
+    if not isinstance(sop_class, str):
+        raise InputError("SOP Class UID (0008,0016) is not one UID")
     if sop_class in WAVEFORM_SOP_CLASSES:  # Hemodynamic included
         return partial(page_from_waveform_dataset, limits=limits)
     if sop_class in IMAGE_SOP_CLASSES:
@@ -123,23 +126,29 @@ def read_received(path: Path, *, defer_size: int | None = None) -> Dataset:
     """Read a received instance (a Part 10 file the listener wrote); values larger than
     ``defer_size`` bytes are read from the file only when used (pydicom's deferred read)."""
     try:
-        return pydicom.dcmread(path, defer_size=defer_size)
+        ds = pydicom.dcmread(path, defer_size=defer_size)
     except _UNREADABLE_FILE_ERRORS as exc:  # OSError: pydicom's "No tag to read at ..."
         raise InputError(f"received file cannot be read as DICOM: {exc}") from exc
     except RecursionError as exc:  # pydicom reads nested sequences recursively
         raise InputError(
             "received file cannot be read as DICOM: sequences nested too deeply"
         ) from exc
+    check_values(ds)
+    return ds
 
 
 def _read_dicom(data_path: Path) -> Dataset:
     """Read a Part 10 file, or a bare data set without preamble (force)."""
     try:
-        return pydicom.dcmread(data_path, force=True)
+        ds = pydicom.dcmread(data_path, force=True)
     except _UNREADABLE_FILE_ERRORS as exc:  # garbage bytes
         raise InputError(
             f"{data_path} is not a readable DICOM file (truncated or corrupt): {exc}"
         ) from exc
+    except RecursionError as exc:  # pydicom reads nested sequences recursively
+        raise InputError(f"{data_path}: sequences nested too deeply") from exc
+    check_values(ds)
+    return ds
 
 
 def page_from_file(path: Path, limits: LimitsSettings = DEFAULT_LIMITS) -> Page:

@@ -126,6 +126,10 @@ def rgb_from_pixels(values: np.ndarray, ds: Dataset, photometric: str) -> np.nda
     ``photometric`` is the interpretation of ``values`` (pydicom turns YBR
     into RGB while decoding, so it may differ from the data set's).
     """
+    single = int(ds.get("BitsAllocated", 8)) == 1 or photometric.startswith("MONOCHROME")
+    if (single or photometric == "PALETTE COLOR") and values.ndim != 2:
+        raise InputError(f"Samples per Pixel (0028,0002) is {str(ds.get('SamplesPerPixel'))[:8]}"
+                         f" for {photometric[:16]}: one sample per pixel expected")
     if int(ds.get("BitsAllocated", 8)) == 1:
         bits = values.astype(np.uint8) * 255
         if photometric == "MONOCHROME1":
@@ -228,6 +232,8 @@ def page_from_pdf_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS) 
     document = ds.get("EncapsulatedDocument")
     if not document:
         raise InputError("Encapsulated Document (0042,0011) is missing or empty")
+    if not isinstance(document, bytes | bytearray):
+        raise InputError("Encapsulated Document (0042,0011) does not hold bytes")
     return page_from_pdf_bytes(bytes(document), limits=limits)
 
 

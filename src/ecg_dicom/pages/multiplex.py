@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from ecg_dicom.errors import InputError, NotInterpretableError
 from ecg_dicom.pages.samples import decode_samples, is_little_endian
@@ -201,6 +202,8 @@ def read_group(ds: Dataset, index: int) -> MultiplexGroup:
             raise InputError(
                 f"{keyword} is missing in {where} of the Waveform Sequence (5400,0100)"
             )
+        if isinstance(item.get(keyword), MultiValue):
+            raise InputError(f"{keyword} has more than one value in {where}")
     channels = int(item.NumberOfWaveformChannels)
     fs = float(item.SamplingFrequency)
     if not np.isfinite(fs) or fs <= 0:

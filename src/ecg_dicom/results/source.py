@@ -46,6 +46,10 @@ def check_source(source: Dataset) -> None:
         if not str(source.get(keyword, "") or "").strip():
             raise InputError(f"{name_of(keyword)} is missing or empty: the results cannot "
                              "refer to the ECG")
+    for keyword in (*_IDENTITY, "SOPClassUID"):
+        if not isinstance(source.get(keyword), str):
+            raise InputError(f"{name_of(keyword)} is not one UID: the results cannot refer "
+                             "to the ECG")
     for keyword in (*_DATES, *_TIMES):
         value = source.get(keyword)
         if value in (None, ""):
