@@ -1,5 +1,5 @@
 """Input errors are permanent at once, logged in one line without a traceback; only
-unexpected errors are retried, each attempt logged with its traceback.
+unexpected errors are retried, their traceback logged once per job.
 
 In-process, as tests/test_worker.py: a real spool, the real pipeline (page reader,
 SR/SC builders), a stand-in detector and a queue that records what is queued again.
@@ -131,17 +131,23 @@ def test_nesting_up_to_the_limit_is_copied(
     assert queued == []
 
 
-def test_unexpected_error_is_retried_with_its_traceback_once_per_attempt(
+def test_unexpected_error_is_retried_with_its_traceback_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    job, queued, records = run_once(
-        tmp_path, MAC55.read_bytes(), caplog, StandInDetector(error=TypeError("a bug"))
-    )
-    assert job.state == JobState.RECEIVED and job.attempts == 1
+    worker, spool, queue = make_worker(tmp_path, StandInDetector(error=TypeError("a bug")))
+    job_id = receive(spool)
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):  # queue.max_attempts
+            worker.run_job(job_id)
+    job = state(spool, job_id)
+    assert job.state == JobState.FAILED and job.attempts == 3
     assert job.reason == "detect: TypeError: a bug"
-    assert len(queued) == 1
-    with_traceback = [r for r in records if r.exc_info is not None]
-    assert len(with_traceback) == 1 and "will retry" in with_traceback[0].getMessage()
+    assert len(queue.queued) == 2
+    errors = [r for r in caplog.records if r.name.startswith("ecg_dicom")
+              and r.levelno >= logging.ERROR]
+    assert [r.exc_info is not None for r in errors] == [True, False, False]
+    assert "will retry" in errors[0].getMessage() and "a bug" in errors[1].getMessage()
+    assert "job failed: detect: TypeError: a bug" in errors[2].getMessage()
 
 
 def test_a_value_error_of_our_own_build_code_is_a_bug_and_retried(

@@ -4,10 +4,10 @@ It owns stage order, attempts and the outcome written to the ledger:
 
 * bad input (:class:`~ecg_dicom.errors.InputError`) fails the job at once with
   the reason; the next job is processed normally;
-* any other error in load/render/detect/build is retried up to
-  ``queue.max_attempts`` times, then the job fails with the reason;
-* the built SR and SC are kept in the spool (``results/<job_id>/``) before
-  delivery, so a delivery retry re-sends exactly the same objects;
+* any other error (a bug) is retried up to ``queue.max_attempts`` times, its
+  traceback logged once, then the job fails with the reason;
+* the built SR and SC are kept in the spool (``results/<job_id>/``) first: a
+  delivery retry re-sends exactly the same objects;
 * transient delivery failures (refused or dropped connection, timeout, TLS
   handshake, transient rejection, 0xA7xx) make the job ``waiting`` (for its
   destination), retried with capped backoff for ``delivery.retry_window_hours``,
@@ -41,8 +41,8 @@ from ecg_dicom.sop import SR_MODALITY
 
 log = logging.getLogger(__name__)
 
-#: A reminder for a ``waiting`` job that comes more than this many seconds before the
-#: job's ``next_attempt_at`` (a duplicate message) is put off until then.
+#: A reminder for a ``waiting`` job more than this many seconds before its
+#: ``next_attempt_at`` (a duplicate message) is put off until then.
 EARLY_SLACK = 1.0
 
 
@@ -124,15 +124,15 @@ class Worker:
         except Exception as exc:
             stage = trace.stage
             reason = f"{stage}: {type(exc).__name__}: {exc}"
+            first = reason != job.reason or None  # a bug's traceback once per job
             if attempt < self.settings.queue.max_attempts:
-                log.exception("attempt %d failed, will retry", attempt, extra={"stage": stage})
-                self.spool.update(
-                    job.job_id, state=JobState.RECEIVED, attempts=attempt, reason=reason
-                )
+                log.error("attempt %d failed, will retry: %s", attempt, reason, exc_info=first,
+                          extra={"stage": stage})
+                self.spool.update(job.job_id, state=JobState.RECEIVED, attempts=attempt,
+                                  reason=reason)
                 self.queue.enqueue(job.job_id, delay=backoff_delay(attempt, 1.0, 30.0))
             else:
-                log.exception("job failed after %d attempts", attempt, extra={"stage": stage})
-                self._fail(job, stage, reason, attempts=attempt)
+                self._fail(job, stage, reason, attempts=attempt, exc_info=first)
             return None
         result = reading.result
         log.info(
@@ -172,8 +172,9 @@ class Worker:
         )
         metrics.SKIPPED.labels(kind="not_an_ecg").inc()
 
-    def _fail(self, job: Job, stage: str, reason: str, attempts: int | None = None) -> None:
-        log.error("job failed: %s", reason, extra={"stage": stage})
+    def _fail(self, job: Job, stage: str, reason: str, attempts: int | None = None,
+              exc_info: bool | None = None) -> None:
+        log.error("job failed: %s", reason, exc_info=exc_info, extra={"stage": stage})
         fields: dict[str, object] = {"state": JobState.FAILED, "reason": reason}
         if attempts is not None:
             fields["attempts"] = attempts
