@@ -271,10 +271,13 @@ FUZZ_FINDINGS = (
     # ... a UID, a sampling frequency with several values; MONOCHROME2 with 3 samples
     "vr/page-jpeg/14.815", "sample-format/ecgtoolkit-eli250/14.1056",
     "sample-format/page-jpeg/14.1084",
+    # seed 15: an unknown VR inside a sequence item, a stray item tag in a data set
+    "bitflip/ecgtoolkit-eli250/15.687", "bitflip/ecgtoolkit-eli250/15.360",
 )
 
 
 @pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")  # pydicom, 14.815
+@pytest.mark.filterwarnings("ignore:VR lookup failed:UserWarning")  # pydicom, 15.360
 @pytest.mark.parametrize("name", FUZZ_FINDINGS)
 def test_malformed_objects_are_refused_or_fail_as_input_errors(name: str, tmp_path: Path) -> None:
     """At C-STORE: accepted, or refused with a named reason (an EcgDicomError: one log

@@ -71,7 +71,7 @@ def check_values(ds: Dataset) -> None:
 
 
 def _convert(ds: Dataset, tag: BaseTag) -> None:
-    raw = ds.get_item(tag)
+    raw = ds._dict.get(tag)  # as read: get_item already converts some VRs
     if isinstance(raw, RawDataElement) and raw.value is None and raw.length:
         return  # deferred: still in the file, read by whoever needs it
     try:
@@ -79,7 +79,7 @@ def _convert(ds: Dataset, tag: BaseTag) -> None:
     except RecursionError as exc:
         raise InputError(f"{tag_name(tag)} nests sequences too deeply") from exc
     except _CONVERSION_ERRORS as exc:
-        vr = getattr(raw, "VR", "?")
+        vr = getattr(raw, "VR", None) or "?"
         raise InputError(f"{tag_name(tag)} cannot be read as VR {str(vr)[:4]}: "
                          f"{type(exc).__name__}") from exc
 
