@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 
 from pydicom.datadict import dictionary_description, dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException
 from pydicom.sequence import Sequence as DicomSequence
@@ -62,20 +62,22 @@ def check_values(ds: Dataset) -> None:
     while pending:
         current, depth = pending.pop()
         for tag in list(current.keys()):
-            _convert(current, tag)
-            element = current[tag]
+            element = _convert(current, tag)
+            if element is None:
+                continue  # deferred: still in the file, read by whoever needs it
             _check_kind(tag, str(element.VR))
             if depth < MAX_DEPTH and isinstance(element.value, DicomSequence):
                 pending.extend((item, depth + 1) for item in element.value
                                if isinstance(item, Dataset))
 
 
-def _convert(ds: Dataset, tag: BaseTag) -> None:
+def _convert(ds: Dataset, tag: BaseTag) -> DataElement | None:
+    """The element converted (None for a deferred value: it is not read here)."""
     raw = ds._dict.get(tag)  # as read: get_item already converts some VRs
     if isinstance(raw, RawDataElement) and raw.value is None and raw.length:
-        return  # deferred: still in the file, read by whoever needs it
+        return None
     try:
-        ds[tag]
+        return ds[tag]
     except RecursionError as exc:
         raise InputError(f"{tag_name(tag)} nests sequences too deeply") from exc
     except _CONVERSION_ERRORS as exc:
