@@ -22,3 +22,24 @@ def test_ultralytics_logs_to_stderr_so_stdout_carries_only_results() -> None:
     assert run.stdout == "{}\n"
     assert "exporter chatter" in run.stderr
 
+
+def test_pillow_keeps_its_own_open_once_ultralytics_is_imported() -> None:
+    """ultralytics' ``Image.open`` would try to install pi-heif for bytes Pillow cannot
+    identify (a JPEG-LS frame) and raise ModuleNotFoundError: the pages expect Pillow's
+    UnidentifiedImageError, and nothing may be installed at run time."""
+    code = (
+        "import io\n"
+        "from ecg_dicom.model.offline import prepare_offline\n"
+        "prepare_offline()\n"
+        "from ultralytics import YOLO\n"
+        "from PIL import Image, UnidentifiedImageError\n"
+        "try:\n"
+        "    Image.open(io.BytesIO(b'not a picture Pillow knows'))\n"
+        "except UnidentifiedImageError:\n"
+        "    print('unidentified')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.stdout == "unidentified\n", run.stderr[-2000:]
+    assert "AutoUpdate" not in run.stderr

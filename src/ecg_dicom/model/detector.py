@@ -23,6 +23,7 @@ from ecg_dicom.config import MODEL_RUNTIMES, ModelSettings
 from ecg_dicom.errors import ModelError
 from ecg_dicom.model.decision import decide
 from ecg_dicom.model.derive import DERIVED_RUNTIMES, cached_export, int8_calibration_record
+from ecg_dicom.model.offline import prepare_offline
 from ecg_dicom.model.preprocess import blank_outside_frame, input_shape, letterbox
 from ecg_dicom.model.runtimes import OnnxRuntime, OpenVinoRuntime, TorchRuntime, resolve_runtime
 from ecg_dicom.model.weights import verify_weights
@@ -50,6 +51,8 @@ def boxes_on_page(
     frame are all kept, which is what :func:`decide` weighs against each other.
     """
     import torch
+
+    prepare_offline()
     from ultralytics.utils.nms import non_max_suppression
 
     pred = torch.from_numpy(np.asarray(raw, dtype=np.float32))

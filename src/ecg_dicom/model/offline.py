@@ -2,13 +2,15 @@
 
 ultralytics otherwise probes the network at import, tries to sync its settings and
 downloads Arial.ttf for its plots; :func:`prepare_offline` prevents all three (and
-sends ultralytics' log lines to standard error, where ours go).  The
+sends ultralytics' log lines to standard error, where ours go, and gives Pillow its own
+``Image.open`` back: ultralytics' replacement tries to install a package at run time).  The
 runtime (PyTorch inference, exports) and training both call it before they first
 import ultralytics.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -37,13 +39,25 @@ def prepare_offline(threads: int = 0) -> None:
     """Make ultralytics work without a network and with a bounded number of threads.
 
     Must run before ultralytics is first imported to stop its DNS probe
-    (``YOLO_OFFLINE``); the settings sync and the font download are handled after
-    import.  ``threads`` > 0 caps PyTorch's intra-op threads, including the value
-    ultralytics resets them to when it selects the CPU.
+    (``YOLO_OFFLINE``); the settings sync, the font download, its log stream and its
+    ``Image.open`` patch are handled after import, once per process.  ``threads`` > 0
+    caps PyTorch's intra-op threads, including the value ultralytics resets them to
+    when it selects the CPU.  Every import of ultralytics in the package comes after a
+    call (the detector's NMS included).
     """
+    _offline_once()
+    if threads > 0:
+        import torch
+        from ultralytics.utils import torch_utils
+
+        torch.set_num_threads(threads)
+        torch_utils.NUM_THREADS = threads  # select_device() resets torch threads to this
+
+
+@functools.cache
+def _offline_once() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    import torch
-    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, torch_utils
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
     if SETTINGS.get("sync", True):
         SETTINGS.update({"sync": False})
@@ -53,9 +67,7 @@ def prepare_offline(threads: int = 0) -> None:
         font.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fallback, font)
     _log_to_stderr()
-    if threads > 0:
-        torch.set_num_threads(threads)
-        torch_utils.NUM_THREADS = threads  # select_device() resets torch threads to this
+    _restore_pillow_open()
 
 
 def _log_to_stderr() -> None:
@@ -65,3 +77,20 @@ def _log_to_stderr() -> None:
     for handler in logging.getLogger("ultralytics").handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
             handler.setStream(sys.stderr)
+
+
+def _restore_pillow_open() -> None:
+    """Undo ultralytics' patch of ``PIL.Image.open``.
+
+    On importing, ultralytics replaces ``Image.open`` process-wide with a wrapper that,
+    on bytes Pillow cannot identify, tries to pip-install ``pi-heif`` (a download, at run
+    time) and then raises ModuleNotFoundError instead of Pillow's
+    UnidentifiedImageError.  The pages read pictures with Pillow (a JPEG-LS or RLE
+    frame is one Pillow cannot identify), and the service must never install anything.
+    """
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    original = getattr(patches, "_image_open", None)
+    if original is not None:
+        Image.open = original
