@@ -100,6 +100,15 @@ def _read(kind: str, path: Path, limits: LimitsSettings) -> tuple[Any, ...]:
         return ("bug", traceback.format_exc())
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory (VmHWM), in KiB.  Not ``ru_maxrss``: Linux
+    carries that across exec, so a child would report the parent's size at fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _serve(requests: Connection, answers: Connection, limits: LimitsSettings) -> None:
     """The child's loop: say it is ready, then read what is asked until the parent
     closes the pipe."""
@@ -115,7 +124,7 @@ def _serve(requests: Connection, answers: Connection, limits: LimitsSettings) ->
         except (EOFError, OSError):
             return
         answer = _read(kind, Path(path), limits)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = _peak_rss_kb()
         try:
             answers.send((*answer, peak))
         except MemoryError:
