@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import struct
 
-from pydicom.datadict import dictionary_description, dictionary_VR
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.tag import BaseTag, Tag
+from pydicom.tag import BaseTag
 
 from ecg_dicom.errors import InputError
+from ecg_dicom.results import tag_name
 
 #: Nesting walked (the results refuse more than 32 levels: source.MAX_SEQUENCE_DEPTH).
 MAX_DEPTH = 33
@@ -43,16 +44,6 @@ _CONVERSION_ERRORS: tuple[type[Exception], ...] = (
     ValueError, TypeError, OverflowError, NotImplementedError, struct.error, OSError,
     EOFError, IndexError, KeyError, BytesLengthException,
 )
-
-
-def tag_name(value: int) -> str:
-    """An attribute as the standard writes it, with its tag: "Study Date (0008,0020)"."""
-    tag = Tag(value)
-    where = f"({tag.group:04X},{tag.element:04X})"
-    try:
-        return f"{dictionary_description(tag)} {where}"
-    except KeyError:  # a private or unknown tag
-        return where
 
 
 def check_values(ds: Dataset) -> None:

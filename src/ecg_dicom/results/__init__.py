@@ -32,7 +32,7 @@ from ecg_dicom.results.files import (
     write_outputs,
 )
 from ecg_dicom.results.sc import build_sc
-from ecg_dicom.results.source import MAX_SEQUENCE_DEPTH, check_source
+from ecg_dicom.results.source import MAX_SEQUENCE_DEPTH, check_source, tag_name
 from ecg_dicom.results.sr import build_sr
 from ecg_dicom.results.uids import (
     OUTPUT_FORMAT,
@@ -57,6 +57,7 @@ __all__ = [
     "build_sc",
     "build_sr",
     "check_source",
+    "tag_name",
     "content_key",
     "decision_line",
     "draw_result",

@@ -37,7 +37,7 @@ _SEXES = frozenset(v.value for v in PatientSexValues)
 
 def name_of(keyword: str) -> str:
     """An attribute as the standard writes it, with its tag: "Study Date (0008,0020)"."""
-    return _tag_name(Tag(keyword))
+    return tag_name(Tag(keyword))
 
 
 def check_source(source: Dataset) -> None:
@@ -76,7 +76,7 @@ def _check_depth(source: Dataset) -> None:
         for element in ds.elements():
             if element.VR != "SQ" or not isinstance(element.value, DicomSequence):
                 continue
-            where = top or _tag_name(element.tag)
+            where = top or tag_name(element.tag)
             if depth + 1 > MAX_SEQUENCE_DEPTH:
                 raise InputError(f"{where} nests sequences more than {MAX_SEQUENCE_DEPTH} "
                                  "levels deep")
@@ -84,7 +84,8 @@ def _check_depth(source: Dataset) -> None:
                            if isinstance(item, Dataset))
 
 
-def _tag_name(value: int) -> str:
+def tag_name(value: int) -> str:
+    """An attribute as the standard writes it, with its tag: "Study Date (0008,0020)"."""
     tag = Tag(value)
     where = f"({tag.group:04X},{tag.element:04X})"
     try:
