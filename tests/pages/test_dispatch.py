@@ -157,6 +157,17 @@ def test_bare_dataset_without_preamble(tmp_path: Path) -> None:
     assert len(page_from_file(target).regions) == 13
 
 
+@pytest.mark.parametrize("content", [b"not a page", b"\x00" * 200, b"%PD", b"x" * 128 + b"DICN"])
+def test_a_file_of_no_known_kind_is_refused_cleanly(content: bytes, tmp_path: Path) -> None:
+    """A text file, zeros or a near-miss magic is bad input with a plain message, not a
+    forced DICOM read of its bytes (pydicom would warn about every "element" it makes up;
+    warnings are errors here, so this test fails on any)."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="neither DICOM, PNG, JPEG nor PDF"):
+        page_from_file(path)
+
+
 def test_png_jpeg_and_pdf_files(tmp_path: Path) -> None:
     picture = render_page(load_waveform(read_real("ge-muse-mv360"))).image
     for name in ("page.png", "page.jpg", "page.noext"):

@@ -137,8 +137,24 @@ def read_received(path: Path, *, defer_size: int | None = None) -> Dataset:
     return ds
 
 
-def _read_dicom(data_path: Path) -> Dataset:
+#: The groups a bare data set (no preamble) starts with: File Meta (0002) or the
+#: identifying elements (0008), little-endian or (0008 only) big-endian.
+_BARE_DATASET_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x08")
+
+
+def _looks_like_dicom(head: bytes) -> bool:
+    """A Part 10 preamble ("DICM" at 128), or a data set starting with a plausible tag.
+
+    Without it pydicom's forced read would make "elements" of any bytes (a text
+    file's letters become tag (6F6E,2074)) and warn about each.
+    """
+    return head[128:132] == b"DICM" or head[:2] in _BARE_DATASET_STARTS
+
+
+def _read_dicom(data_path: Path, head: bytes) -> Dataset:
     """Read a Part 10 file, or a bare data set without preamble (force)."""
+    if not _looks_like_dicom(head):
+        raise InputError(f"{data_path} is neither DICOM, PNG, JPEG nor PDF")
     try:
         ds = pydicom.dcmread(data_path, force=True)
     except _UNREADABLE_FILE_ERRORS as exc:  # garbage bytes
@@ -175,7 +191,7 @@ def page_from_file(path: Path, limits: LimitsSettings = DEFAULT_LIMITS) -> Page:
             return page_from_pdf_bytes(path.read_bytes(), limits=limits)
         except OSError as exc:
             raise InputError(f"{path}: {exc}") from exc
-    ds = _read_dicom(path)
+    ds = _read_dicom(path, head)
     try:
         if "SOPClassUID" not in ds:
             raise InputError("neither DICOM (no SOP Class UID (0008,0016)), PNG, JPEG nor PDF")
