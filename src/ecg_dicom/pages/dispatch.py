@@ -111,7 +111,8 @@ def page_from_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS) -> P
     Raises :class:`UnsupportedInputError` for classes we do not read,
     :class:`NotAnEcgError` for a Hemodynamic object without ECG leads and
     :class:`InputError` for anything malformed, a malformed value that pydicom
-    only converts when it is read (:data:`MALFORMED_VALUE_ERRORS`) included.
+    only converts when it is read (:data:`MALFORMED_VALUE_ERRORS`) and a deferred
+    value whose bytes are truncated (pydicom's OSError without an errno) included.
     Any other exception is a bug: it propagates unchanged, with its traceback.
     """
     try:
@@ -120,6 +121,12 @@ def page_from_dataset(ds: Dataset, limits: LimitsSettings = DEFAULT_LIMITS) -> P
         raise
     except MALFORMED_VALUE_ERRORS as exc:  # a malformed attribute deep inside pydicom/numpy
         raise InputError(f"{type(exc).__name__} while reading the instance: {exc}") from exc
+    except OSError as exc:
+        if exc.errno is not None:  # the disk or the file system: not the object's fault
+            raise
+        # pydicom's own ("No tag to read at file position ..."): a value read from the
+        # file only now (deferred, read_received's defer_size) is truncated or corrupt.
+        raise InputError(f"the instance is truncated or corrupt: {exc}") from exc
 
 
 def read_received(path: Path, *, defer_size: int | None = None) -> Dataset:
