@@ -20,6 +20,7 @@ in-process (:func:`configure_libraries`, :func:`configure_receiving`).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,14 +30,25 @@ import pydicom
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import dimse_messages
 
-from ecg_dicom.config import Settings
+from ecg_dicom.config import LoggingSettings, Settings
 from ecg_dicom.logs import configure_logging
 
 
 def configure_process(settings: Settings) -> None:
     """Logging and the library settings, for every command (the CLI calls it)."""
-    configure_logging(settings.logging.level, settings.logging.json_format)
+    configure_logging(settings.logging.level, json_logs(settings.logging))
     configure_libraries()
+
+
+def json_logs(logging_settings: LoggingSettings) -> bool:
+    """Whether log lines are JSON: ``logging.format``, ``auto`` being text on a terminal
+    (stderr) and JSON otherwise; the deprecated ``json_format: false`` means text."""
+    chosen = logging_settings.format
+    if chosen == "auto" and logging_settings.json_format is False:
+        chosen = "text"
+    if chosen == "auto":
+        return not sys.stderr.isatty()
+    return chosen == "json"
 
 
 def configure_libraries() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fuzz.mutants import mutant
 
 from ecg_dicom.errors import InputError
 from ecg_dicom.pages import page_from_dataset
 from ecg_dicom.pipeline import load_dataset
+from fuzz.mutants import mutant
 
 
 def test_a_truncated_deferred_value_is_bad_input_when_read_in_the_thread(tmp_path: Path) -> None:

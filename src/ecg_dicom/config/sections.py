@@ -81,9 +81,29 @@ class DicomSettings(Section):
 
 
 class HttpSettings(Section):
+    """The web viewer and HTTP API (:mod:`ecg_dicom.web`).
+
+    The viewer shows patient data: bound to anything but loopback it needs
+    ``token`` (the service refuses to start without one).  Behind a reverse proxy,
+    list the names it is reached by in ``allowed_hosts``.
+    """
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    #: The access token: sent as ``Authorization: Bearer <token>`` by API clients, or
+    #: typed once on the viewer's sign-in page (then a session cookie).  Empty: no
+    #: sign-in, allowed only while ``host`` is a loopback address.  Env:
+    #: ``ECG_DICOM_HTTP__TOKEN``.
+    token: str = Field("", repr=False)
+    #: Host names (``Host`` header, port excluded) the service answers to besides
+    #: ``localhost``, the loopback addresses and ``host``; others get HTTP 421
+    #: (DNS rebinding).  ``["*"]`` accepts any (not recommended).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Largest accepted upload, in MB (HTTP 413 above).
+    max_upload_mb: int = Field(64, ge=1, le=4096)
+    #: Hours a viewer session (after sign-in) lasts.
+    session_hours: float = Field(12.0, gt=0)
 
 
 class RetentionSettings(Section):
@@ -236,7 +256,12 @@ class OutputSettings(Section):
 
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    json_format: bool = True
+    #: ``text``: one readable line per event (time, level, job id, calling AE, message);
+    #: ``json``: one JSON object per line (for log collectors); ``auto``: text when
+    #: stderr is a terminal, JSON otherwise.
+    format: Literal["auto", "text", "json"] = "auto"
+    #: Deprecated (v0.1): ``false`` means ``format: text``; ``format`` wins when set.
+    json_format: bool | None = Field(None, exclude=True)
 
 
 class AuditSettings(Section):
