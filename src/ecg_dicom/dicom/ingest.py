@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
+from pydicom.charset import python_encoding
 from pydicom.errors import BytesLengthException
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import PYDICOM_ROOT_UID, DeflatedExplicitVRLittleEndian
@@ -44,6 +46,7 @@ from pydicom.uid import PYDICOM_ROOT_UID, DeflatedExplicitVRLittleEndian
 from ecg_dicom.config import LimitsSettings, Settings
 from ecg_dicom.dicom.scan import Header, HeaderError, read_header
 from ecg_dicom.errors import DatasetMismatchError, LimitError, UnreadableDatasetError
+from ecg_dicom.jobs import Arrival
 from ecg_dicom.pages import (
     COPIED_TEXT,
     check_image_dataset,
@@ -181,6 +184,22 @@ def study_of(path: Path) -> str:
         return read_header(path, ("StudyInstanceUID",)).get("StudyInstanceUID")[:64]
     except _UNPARSEABLE:
         return ""
+
+
+def with_identity(arrival: Arrival, header: Header) -> Arrival:
+    """``arrival`` with the patient and study of a checked ECG input (for the viewer's
+    list): the values the header scan read, decoded by the Specific Character Set
+    when it is one without code extensions (else as read)."""
+    terms = [t.strip() for t in header.get("SpecificCharacterSet").split("\\")]
+    codec = python_encoding.get(terms[0])
+
+    def text(keyword: str) -> str:
+        read = header.get(keyword)  # read as latin-1: the bytes as they came
+        raw = read.encode("latin-1", errors="replace")
+        return read if codec is None or b"\x1b" in raw else raw.decode(codec, errors="replace")
+
+    return replace(arrival, patient_name=text("PatientName"), patient_id=text("PatientID"),
+                   study_date=text("StudyDate"), study_description=text("StudyDescription"))
 
 
 def _is_processing_algorithm(item: Dataset) -> bool:

@@ -46,6 +46,7 @@ from ecg_dicom.dicom.ingest import (
     check_limits,
     result_origin,
     study_of,
+    with_identity,
 )
 from ecg_dicom.dicom.receive import ReceivedFiles
 from ecg_dicom.errors import (
@@ -126,10 +127,10 @@ class StoreHandler:
         check_inflated_size(received, limits)
         header = check_dataset(received, sop_class)
         check_limits(received, sop_class, header, limits)
-        arrival = replace(
+        arrival = with_identity(replace(
             arrival, sop_instance_uid=header.get("SOPInstanceUID"),
             study_instance_uid=header.get("StudyInstanceUID"),
-        )
+        ), header)
         if sop_class in IMAGE_SOP_CLASSES:
             origin = result_origin(received, header, self.settings)
             if origin is not None:

@@ -13,6 +13,12 @@ A job ``waiting`` for its destination keeps its schedule here, not in the queue:
 outage or FLUSHALL, a crash) is made again from the ledger
 (:meth:`JobLedger.due_for_queue`, :func:`ecg_dicom.jobs.retry.requeue_lost`).
 Ledgers written before these two columns existed gain them when opened.
+
+The web viewer's columns (origin, patient and study, result label, delivery,
+destination; :mod:`ecg_dicom.jobs.listing`) are filled here too: at receive from the
+:class:`Arrival`, and by :meth:`JobLedger.update` from the result and the reason it
+is given, so the worker records them without knowing they exist.  :meth:`JobLedger.page`
+reads one filtered keyset page of them.
 """
 
 from __future__ import annotations
@@ -23,11 +29,21 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ecg_dicom.errors import StorageError
+from ecg_dicom.jobs.listing import (
+    VIEWER_COLUMNS,
+    VIEWER_INDEXES,
+    JobQuery,
+    backfill,
+    delivery_sql,
+    destinations_in,
+    result_columns,
+    search_text,
+)
+from ecg_dicom.jobs.rows import Arrival, Job
 from ecg_dicom.jobs.state import JobState
 
 JOBS_SCHEMA = """
@@ -57,6 +73,7 @@ CREATE INDEX IF NOT EXISTS jobs_sop ON jobs(sop_instance_uid);
 _ADDED_COLUMNS = {
     "waiting_since": "REAL NOT NULL DEFAULT 0",
     "next_attempt_at": "REAL NOT NULL DEFAULT 0",
+    **VIEWER_COLUMNS,
 }
 
 #: The columns :meth:`JobLedger.update` may set.
@@ -64,47 +81,6 @@ _UPDATABLE = frozenset({
     "state", "reason", "attempts", "delivery_attempts", "result", "waiting_since",
     "next_attempt_at",
 })
-
-
-@dataclass(frozen=True)
-class Job:
-    """One row of the ledger."""
-
-    job_id: str
-    state: JobState
-    sop_class_uid: str
-    sop_instance_uid: str
-    study_instance_uid: str
-    calling_ae: str
-    peer_address: str
-    size: int
-    attempts: int
-    delivery_attempts: int
-    reason: str
-    result: dict[str, Any]
-    received_at: float
-    updated_at: float
-    #: When the destination was first found unreachable (0: it never was, or a
-    #: ``jobs retry`` started a new window).
-    waiting_since: float = 0.0
-    #: When a ``waiting`` job is tried again (epoch seconds).
-    next_attempt_at: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """What arrived in one C-STORE, as its ledger row records it."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    study_instance_uid: str = ""
-    calling_ae: str = ""
-    peer_address: str = ""
-    #: Bytes received.
-    size: int = 0
 
 
 class LedgerConnection:
@@ -153,25 +129,40 @@ class JobLedger(LedgerConnection):
             except sqlite3.OperationalError as exc:  # another process added it first
                 if "duplicate column" not in str(exc):
                     raise
+        db.executescript(VIEWER_INDEXES)
+        if "search" not in have:  # rows of an earlier version: fill the viewer's columns
+            backfill(db)
 
     @staticmethod
     def _job(row: sqlite3.Row) -> Job:
         data = dict(row)
+        data.pop("search", None)
         data["state"] = JobState(data["state"])
         data["result"] = json.loads(data["result"]) if data["result"] else {}
         return Job(**data)
 
-    def _insert(self, job_id: str, state: JobState, arrival: Arrival, reason: str = "") -> None:
+    def _insert(self, job_id: str, state: JobState, arrival: Arrival, reason: str = "",
+                result: dict[str, Any] | None = None) -> None:
         now = time.time()
+        a = arrival
+        row: dict[str, Any] = {
+            "job_id": job_id, "state": state, "sop_class_uid": a.sop_class_uid,
+            "sop_instance_uid": a.sop_instance_uid, "study_instance_uid": a.study_instance_uid,
+            "calling_ae": a.calling_ae, "peer_address": a.peer_address, "size": a.size,
+            "reason": reason, "received_at": now, "updated_at": now, "origin": a.origin,
+            "patient_name": a.patient_name, "patient_id": a.patient_id,
+            "study_date": a.study_date, "study_description": a.study_description,
+            "filename": a.filename,
+            "search": search_text(a.patient_name, a.patient_id, a.calling_ae, job_id,
+                                  a.study_instance_uid, a.filename),
+        }
+        if result:
+            row.update(result_columns(result), result=json.dumps(result))
         try:
             with self._db() as db:
                 db.execute(
-                    "INSERT INTO jobs (job_id, state, sop_class_uid, sop_instance_uid,"
-                    " study_instance_uid, calling_ae, peer_address, size, reason,"
-                    " received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (job_id, state, arrival.sop_class_uid, arrival.sop_instance_uid,
-                     arrival.study_instance_uid, arrival.calling_ae, arrival.peer_address,
-                     arrival.size, reason, now, now),
+                    f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    tuple(row.values()),
                 )
         except sqlite3.Error as exc:
             raise StorageError(f"could not record {state} instance in the ledger: {exc}") from exc
@@ -188,6 +179,12 @@ class JobLedger(LedgerConnection):
         """
         self._insert(job_id, JobState.SKIPPED, arrival, reason)
 
+    def record_upload(self, job_id: str, arrival: Arrival, state: JobState, reason: str,
+                      result: dict[str, Any] | None) -> None:
+        """Record an upload classified in its request (``done`` with its result, or
+        ``failed`` with the reason): never queued, never delivered."""
+        self._insert(job_id, state, arrival, reason, result)
+
     def claim(
         self, job_id: str, from_states: tuple[JobState, ...], to_state: JobState
     ) -> Job | None:
@@ -199,7 +196,8 @@ class JobLedger(LedgerConnection):
         marks = ",".join("?" * len(from_states))
         with self._db() as db:
             cur = db.execute(
-                f"UPDATE jobs SET state=?, updated_at=? WHERE job_id=? AND state IN ({marks})",
+                f"UPDATE jobs SET state=?1, updated_at=?2, delivery={delivery_sql('?1', 'reason')}"
+                f" WHERE job_id=?3 AND state IN ({marks})",
                 (to_state, time.time(), job_id, *from_states),
             )
             if cur.rowcount != 1:
@@ -208,16 +206,35 @@ class JobLedger(LedgerConnection):
         return self._job(row)
 
     def update(self, job_id: str, **fields: Any) -> None:
-        """Set columns of a job (state, reason, attempts, result, ...)."""
+        """Set columns of a job (state, reason, attempts, result, ...).
+
+        The viewer's columns follow: label, probability and class from ``result``;
+        the delivery state from the state and reason; the destination from the
+        destinations the reason names (see jobs.listing).
+        """
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
-        if "result" in fields and not isinstance(fields["result"], str):
-            fields["result"] = json.dumps(fields["result"])
+        if "result" in fields:
+            result = fields["result"]
+            parsed = json.loads(result) if isinstance(result, str) and result else result
+            if isinstance(parsed, dict):
+                fields.update(result_columns(parsed))
+            if not isinstance(result, str):
+                fields["result"] = json.dumps(result)
+        if "reason" in fields:
+            where = destinations_in(fields["reason"])
+            if where or fields.get("state") == JobState.DONE:
+                fields["destination"] = where
         fields["updated_at"] = time.time()
-        names = ", ".join(f"{k}=?" for k in fields)
+        names = ", ".join(f"{k}=:{k}" for k in fields)
+        if "state" in fields or "reason" in fields:
+            state = ":state" if "state" in fields else "state"
+            reason = ":reason" if "reason" in fields else "reason"
+            names += f", delivery={delivery_sql(state, reason)}"
         with self._db() as db:
-            db.execute(f"UPDATE jobs SET {names} WHERE job_id=?", (*fields.values(), job_id))
+            db.execute(f"UPDATE jobs SET {names} WHERE job_id=:job_id_",
+                       {**fields, "job_id_": job_id})
 
     def get(self, job_id: str) -> Job | None:
         with self._db() as db:
@@ -234,6 +251,21 @@ class JobLedger(LedgerConnection):
         with self._db() as db:
             rows = db.execute(query, (*args, limit)).fetchall()
         return [self._job(r) for r in rows]
+
+    def page(self, query: JobQuery) -> tuple[list[Job], tuple[float, str] | None, int]:
+        """One page of the viewer's list, newest received first: the jobs, where the
+        next page starts (None: this is the last) and how many jobs match in all."""
+        paged, args = query.where(paged=True)
+        counted, count_args = query.where(paged=False)
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT * FROM jobs{paged} ORDER BY received_at DESC, job_id DESC"
+                " LIMIT :limit_", {**args, "limit_": query.limit + 1},
+            ).fetchall()
+            total = db.execute(f"SELECT COUNT(*) FROM jobs{counted}", count_args).fetchone()[0]
+        jobs = [self._job(r) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return jobs, ((jobs[-1].received_at, jobs[-1].job_id) if more else None), int(total)
 
     def counts(self) -> dict[str, int]:
         """Jobs per state, every state named (0 when none)."""
@@ -257,7 +289,8 @@ class JobLedger(LedgerConnection):
                 (JobState.RECEIVED, now, JobState.PROCESSING),
             )
             db.execute(
-                "UPDATE jobs SET state=?, next_attempt_at=?, updated_at=? WHERE state=?",
+                "UPDATE jobs SET state=?, next_attempt_at=?, updated_at=?, delivery='waiting'"
+                " WHERE state=?",
                 (JobState.WAITING, now, now, JobState.DELIVERING),
             )
             rows = db.execute(

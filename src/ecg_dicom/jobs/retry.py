@@ -40,6 +40,8 @@ def retry_failed(spool: Spool, queue: JobQueue, job_ids: list[str] | None = None
     targets = job_ids or [j.job_id for j in spool.list_jobs(JobState.FAILED, limit=100000)]
     queued = []
     for job_id in targets:
+        if (found := spool.get(job_id)) is not None and found.origin == "upload":
+            continue  # classified in its request; never queued nor sent (web/uploads.py)
         has_results = any(spool.results_path(job_id).glob("*.dcm"))
         job = spool.claim(
             job_id, (JobState.FAILED,), JobState.WAITING if has_results else JobState.RECEIVED
