@@ -3,8 +3,8 @@
 * ``GET /healthz`` - liveness and the algorithm version;
 * ``GET /metrics`` - Prometheus metrics;
 * ``GET /jobs``, ``GET /jobs/{id}``, ``POST /jobs/{id}/retry`` - the ledger;
-* ``POST /api/classify`` - upload a DICOM ECG, a PNG/JPEG page or a PDF and get
-  Normal/Abnormal, confidences, boxes and the annotated page (PNG, base64);
+* ``/api/*`` - the viewer's API (jobs, files, uploads, classify) and ``/docs`` with
+  its assets served locally (``web/api.py``, ``web/docs.py``);
 * ``GET /`` - the upload page.
 
 It binds to 127.0.0.1 by default: put it behind the hospital's reverse proxy
@@ -13,46 +13,23 @@ It binds to 127.0.0.1 by default: put it behind the hospital's reverse proxy
 
 from __future__ import annotations
 
-import base64
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
-import cv2
 import uvicorn
-from fastapi import FastAPI, HTTPException, UploadFile
-from fastapi.concurrency import run_in_threadpool
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ecg_dicom.config import Settings
-from ecg_dicom.errors import InputError, ModelError
 from ecg_dicom.jobs import JobQueue, Spool, not_retried_because, retry_failed
 from ecg_dicom.pipeline import Pipeline
-from ecg_dicom.results import draw_result
+from ecg_dicom.web.api import api_router
 
 STATIC = Path(__file__).parent / "static"
-MAX_UPLOAD = 64 * 1024 * 1024
 #: Seconds the HTTP server gets to close its connections when the service stops.
 STOP_TIMEOUT = 5.0
-UPLOAD_SUFFIXES = {".dcm", ".png", ".jpg", ".jpeg", ".pdf"}
-
-
-def classify_upload(pipeline: Pipeline, data: bytes, filename: str) -> dict[str, Any]:
-    """Run render + detect on uploaded bytes; return the result and the annotated page."""
-    suffix = Path(filename).suffix.lower() or ".dcm"
-    if suffix not in UPLOAD_SUFFIXES:
-        suffix = ".dcm"
-    with tempfile.NamedTemporaryFile(suffix=suffix) as fh:
-        fh.write(data)
-        fh.flush()
-        reading = pipeline.read_file(Path(fh.name))
-    annotated = draw_result(reading.page, reading.result)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("could not encode the annotated page")
-    return {**reading.result.to_dict(), "annotated_png": base64.b64encode(png.tobytes()).decode()}
 
 
 def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipeline) -> FastAPI:
@@ -60,6 +37,7 @@ def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipe
     app = FastAPI(
         title="ecg-dicom",
         description="ECG AI node for PACS. AI output - not for diagnostic use.",
+        docs_url=None, redoc_url=None,  # served offline by web/docs.py
     )
 
     @app.get("/healthz")
@@ -98,17 +76,7 @@ def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipe
         # Why not, in words (e.g. its input was removed by retention).
         return {"queued": queued, **({} if queued else {"why": not_retried_because(spool, job_id)})}
 
-    @app.post("/api/classify")
-    async def classify(file: UploadFile) -> dict[str, Any]:
-        data = await file.read(MAX_UPLOAD + 1)
-        if len(data) > MAX_UPLOAD:
-            raise HTTPException(413, "file larger than 64 MB")
-        try:
-            return await run_in_threadpool(classify_upload, pipeline, data, file.filename or "")
-        except InputError as exc:
-            raise HTTPException(422, str(exc)) from exc
-        except ModelError as exc:
-            raise HTTPException(503, f"model unavailable: {exc}") from exc
+    app.include_router(api_router(settings, spool, queue, pipeline))  # /api/*, /docs
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
