@@ -143,7 +143,8 @@ def test_an_old_ledger_gains_the_columns_and_its_rows_are_filled(tmp_path: Path)
     assert [j.job_id for j in spool.page(JobQuery(text="muse"))[0]] == ["abc123"]
     with sqlite3.connect(path) as db:
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"jobs_received", "jobs_state_received", "jobs_label_received"} <= indexes
+    assert {"jobs_received_text", "jobs_state_received", "jobs_label_received",
+            "jobs_updated"} <= indexes
 
 
 def test_api_pages_follow_the_next_cursor_and_live_updates(tmp_path: Path) -> None:

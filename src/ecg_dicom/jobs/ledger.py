@@ -258,11 +258,13 @@ class JobLedger(LedgerConnection):
         paged, args = query.where(paged=True)
         counted, count_args = query.where(paged=False)
         with self._db() as db:
-            rows = db.execute(
-                f"SELECT * FROM jobs{paged} ORDER BY received_at DESC, job_id DESC"
-                " LIMIT :limit_", {**args, "limit_": query.limit + 1},
+            rows = db.execute(  # the page's ids from an index, then only their rows
+                f"SELECT * FROM jobs WHERE job_id IN (SELECT job_id FROM jobs{query.source()}"
+                f"{paged} ORDER BY received_at DESC, job_id DESC LIMIT :limit_)"
+                " ORDER BY received_at DESC, job_id DESC", {**args, "limit_": query.limit + 1},
             ).fetchall()
-            total = db.execute(f"SELECT COUNT(*) FROM jobs{counted}", count_args).fetchone()[0]
+            total = db.execute(f"SELECT COUNT(*) FROM jobs{query.source()}{counted}",
+                               count_args).fetchone()[0]
         jobs = [self._job(r) for r in rows[: query.limit]]
         more = len(rows) > query.limit
         return jobs, ((jobs[-1].received_at, jobs[-1].job_id) if more else None), int(total)

@@ -45,11 +45,15 @@ VIEWER_COLUMNS = {
 }
 
 #: One index per filter, each in received order, so that a filtered page is read
-#: from its index newest first and stops after ``limit`` rows.
+#: from its index newest first and stops after ``limit`` rows.  The received-order
+#: index carries ``search`` too: a text filter reads it (a few MB), not every row of
+#: the table (each holds its result, about 1 KB).  Live updates (``updated_after``)
+#: read ``jobs_updated`` (few rows changed since the last poll), then sort.
 VIEWER_INDEXES = """
-CREATE INDEX IF NOT EXISTS jobs_received ON jobs(received_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_received_text ON jobs(received_at, job_id, search);
 CREATE INDEX IF NOT EXISTS jobs_state_received ON jobs(state, received_at, job_id);
 CREATE INDEX IF NOT EXISTS jobs_label_received ON jobs(label, received_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_state_label_received ON jobs(state, label, received_at, job_id);
 CREATE INDEX IF NOT EXISTS jobs_origin_received ON jobs(origin, received_at, job_id);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
 """
@@ -153,6 +157,11 @@ class JobQuery:
     #: The (received_at, job_id) of the last job of the previous page.
     before: tuple[float, str] | None = None
     limit: int = 50
+
+    def source(self) -> str:
+        """The table as the query reads it: through ``jobs_updated`` for live updates
+        (else SQLite walks the received-order index past every unchanged row)."""
+        return " INDEXED BY jobs_updated" if self.updated_after is not None else ""
 
     def where(self, *, paged: bool) -> tuple[str, dict[str, Any]]:
         """The WHERE clause (with its named parameters) of the filters, and of the
