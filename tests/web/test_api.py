@@ -241,6 +241,7 @@ def test_docs_are_served_without_any_other_site(node: Node) -> None:
     assert page.status_code == 200
     assert re.findall(r"https?://", page.text) == []  # nothing from another site
     assert '"/docs/assets/swagger-ui-bundle.js"' in page.text and "'/openapi.json'" in page.text
+    assert 'req.headers["X-CSRF-Token"]' in page.text  # "Try it out" passes the CSRF check
     for asset, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css")):
         got = node.client.get(f"/docs/assets/{asset}")
         assert got.status_code == 200 and kind in got.headers["content-type"]

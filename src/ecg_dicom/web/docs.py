@@ -5,6 +5,8 @@ hospital network without internet access.  These pages load the same assets from
 ``/docs/assets/``, taken from the ``fastapi-offline`` package (MIT; it ships
 swagger-ui-dist and ReDoc's standalone bundle), and turn off Swagger UI's online
 validator badge.  The OpenAPI document itself is FastAPI's ``/openapi.json``.
+"Try it out" sends the ``X-CSRF-Token`` header from the ``csrf`` cookie, as the
+viewer's pages do (web/security.py refuses a POST without it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ ASSET_NAMES = {
 }
 OPENAPI_URL = "/openapi.json"
 TITLE = "ecg-dicom API"
+#: Swagger UI's requests carry the double-submit CSRF header (from the csrf cookie).
+CSRF_INTERCEPTOR = """requestInterceptor: (req) => {
+        const found = document.cookie.match(/(?:^|; )csrf=([^;]*)/);
+        if (found) { req.headers["X-CSRF-Token"] = decodeURIComponent(found[1]); }
+        return req;
+    },
+    presets: ["""
 
 
 def docs_router() -> APIRouter:
@@ -33,13 +42,15 @@ def docs_router() -> APIRouter:
 
     @router.get("/docs")
     def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=OPENAPI_URL, title=TITLE,
             swagger_js_url="/docs/assets/swagger-ui-bundle.js",
             swagger_css_url="/docs/assets/swagger-ui.css",
             swagger_favicon_url="/docs/assets/favicon.png",
             swagger_ui_parameters={"validatorUrl": None},
         )
+        html = bytes(page.body).decode().replace("presets: [", CSRF_INTERCEPTOR, 1)
+        return HTMLResponse(html)
 
     @router.get("/redoc")
     def redoc() -> HTMLResponse:
