@@ -1,6 +1,8 @@
 # ecg-dicom: DICOM ECG-AI node.  Build: docker build -t ecg-dicom .
-# Run:   docker run -p 11112:11112 -p 8080:8080 \
+# Run:   docker run -p 11112:11112 -p 8080:8080 -e ECG_DICOM_HTTP__TOKEN=<a long random secret> \
 #          -v $PWD/site.yaml:/etc/ecg-dicom/site.yaml -v ecg-dicom-var:/var/lib/ecg-dicom ecg-dicom
+# The viewer listens on all addresses in the container, so it shows patient data only after
+# sign-in with that token: without ECG_DICOM_HTTP__TOKEN the service refuses to start.
 FROM python:3.11-slim-bookworm
 
 # fonts-dejavu-core: ultralytics needs a TTF offline (it would download Arial otherwise).
@@ -17,6 +19,7 @@ RUN pip install --no-cache-dir .
 
 # No downloads at run time, anywhere.
 ENV YOLO_OFFLINE=1 \
+    ECG_DICOM_HOME=/var/lib/ecg-dicom \
     YOLO_CONFIG_DIR=/var/lib/ecg-dicom/ultralytics \
     ECG_DICOM_CONFIG=/etc/ecg-dicom/site.yaml \
     ECG_DICOM_HTTP__HOST=0.0.0.0 \
