@@ -185,6 +185,24 @@ def test_uploads_are_kept_as_jobs_with_results_and_errors_name_the_file(
     assert retried["queued"] is False and "upload the file again" in retried["why"]
 
 
+def test_an_unreadable_ecg_has_no_page_and_its_error_names_no_server_path(
+    node: Node, tmp_path: Path
+) -> None:
+    broken = pydicom.dcmread(MAC55)
+    del broken.WaveformSequence
+    broken.save_as(tmp_path / "broken.dcm")
+    job_id = node.receive(tmp_path / "broken.dcm")
+    Worker(node.settings, node.spool, node.queue, node.pipeline).run_job(  # type: ignore[arg-type]
+        job_id)
+    detail = node.client.get(f"/api/jobs/{job_id}").json()
+    assert detail["state"] == "failed" and detail["reason"].startswith("render:")
+    assert detail["files"] == ["source"] and detail["retryable"] is True
+    assert detail["sr_tree"] is None and detail["label"] == ""
+    page = node.client.get(f"/api/jobs/{job_id}/files/page.png")
+    assert page.status_code == 422 and "Waveform" in page.json()["detail"]
+    assert str(tmp_path) not in page.text
+
+
 def test_retry_queues_a_failed_received_job_again(node: Node) -> None:
     job_id = node.receive()
     node.spool.update(job_id, state=JobState.FAILED,

@@ -44,6 +44,7 @@ from ecg_dicom.jobs import (
     retry_failed,
 )
 from ecg_dicom.pipeline import Pipeline
+from ecg_dicom.sop import WAVEFORM_SOP_CLASSES
 from ecg_dicom.web import files, jobs_view
 from ecg_dicom.web.docs import docs_router
 from ecg_dicom.web.uploads import classify_bytes, keep_upload
@@ -162,8 +163,8 @@ def api_router(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipe
         except Exception:  # a kept file that cannot be read shows no tree
             tree = None
         try:
-            said = (jobs_view.statements(source)
-                    if source is not None and source.suffix == ".dcm" else [])
+            waveform = job.sop_class_uid in WAVEFORM_SOP_CLASSES  # (statements are in waveforms)
+            said = jobs_view.statements(source) if source is not None and waveform else []
         except Exception:  # an unreadable source has no statements to show
             said = []
         retryable = job.state == JobState.FAILED and job.origin == "dicom" and (

@@ -35,6 +35,8 @@ FILE_NAMES = ("source", "sr", "sc", "annotated.png", "page.png")
 UPLOAD_KINDS = {b"\x89PNG": "png", b"\xff\xd8": "jpg", b"%PDF": "pdf"}
 MEDIA_TYPES = {"dcm": "application/dicom", "png": "image/png", "jpg": "image/jpeg",
                "pdf": "application/pdf"}
+#: A job that failed in one of these stages has no page to show (its reason says why).
+READ_STAGES = ("load:", "render:")
 #: One render at a time per process: a page is cached after its first request.
 _RENDER_LOCK = threading.Lock()
 
@@ -84,7 +86,8 @@ def available(spool: Spool, job: Job) -> list[str]:
         names.append("sc")
     if sc is not None or (spool.results_path(job.job_id) / "annotated.png").is_file():
         names.append("annotated.png")
-    if source is not None and job.state != "skipped":
+    unreadable = job.state == "failed" and job.reason.startswith(READ_STAGES)
+    if source is not None and job.state != "skipped" and not unreadable:
         names.append("page.png")
     return names
 
