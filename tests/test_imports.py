@@ -24,7 +24,7 @@ PACKAGE = SRC / "ecg_dicom"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
         ("ecg_dicom", "config", "errors", "records", "sop", "logs", "metrics",
-         "durable", "startup", "audit"),
+         "durable", "startup", "audit", "progress"),
         0,
     ),
     "jobs": 1,

@@ -1,4 +1,12 @@
-"""Prometheus metrics of the service (served on the HTTP port at ``/metrics``)."""
+"""Prometheus metrics of the service (served on the HTTP port at ``/metrics``).
+
+Every labelled counter is created with each of its known label values at 0, so a
+dashboard (``docs/grafana-dashboard.json``) finds every series from the first
+scrape, before the first ECG.  The ledger gauges (``ecgdicom_queued``,
+``ecgdicom_jobs``, ``ecgdicom_oldest_unfinished_seconds``) are set by
+:func:`ecg_dicom.jobs.gauges.update_queue_gauges`, which ``serve`` calls every few
+seconds.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +27,21 @@ REFUSED = Counter(
     ["reason"],
 )
 QUEUED = Gauge("ecgdicom_queued", "Jobs received and not yet finished (from the ledger)")
+#: state: every JobState (received, processing, delivering, waiting, done, failed, skipped).
+JOBS = Gauge("ecgdicom_jobs", "Jobs in the ledger, by state", ["state"])
+OLDEST_UNFINISHED = Gauge(
+    "ecgdicom_oldest_unfinished_seconds",
+    "Age of the oldest job received and not yet finished (0 when none): a stuck queue grows it",
+)
+#: outcome: done (results delivered), not_sent (results made, no destination
+#: configured for the caller: kept in storage.output_dir), failed.
+OUTCOMES = ("done", "not_sent", "failed")
 PROCESSED = Counter("ecgdicom_processed_total", "Jobs finished, by outcome", ["outcome"])
+#: label: normal, abnormal, not_interpretable (the result of each job whose SR and
+#: SC were made; a job processed again after a crash counts again).
+RESULT_LABELS = {"Normal": "normal", "Abnormal": "abnormal",
+                 "Not interpretable": "not_interpretable"}
+RESULTS = Counter("ecgdicom_results_total", "Results made, by label", ["label"])
 FAILED = Counter("ecgdicom_failed_total", "Jobs failed, by stage", ["stage"])
 #: kind: not_ecg_input (a SOP class that is not an ECG input), own_result (an
 #: ecg-dicom SC or SR sent back), ai_result (another AI's burned-in result),
@@ -67,3 +89,22 @@ RETENTION_FILES = Counter(
     "ecgdicom_retention_removed_files_total", "Files removed by retention", ["kind"]
 )
 SPOOL_BYTES = Gauge("ecgdicom_spool_bytes", "Bytes held in the spool folder (last sweep)")
+
+
+def result_made(label: str) -> None:
+    """Count one result (``label``: "Normal", "Abnormal" or "Not interpretable")."""
+    RESULTS.labels(label=RESULT_LABELS.get(label, label.lower().replace(" ", "_"))).inc()
+
+
+def job_finished(outcome: str, seconds: float | None = None) -> None:
+    """Count one finished job (``outcome`` in :data:`OUTCOMES`); ``seconds``: from
+    reception to the end, for the jobs whose results were made."""
+    PROCESSED.labels(outcome=outcome).inc()
+    if seconds is not None:
+        JOB_SECONDS.observe(max(0.0, seconds))
+
+
+for _outcome in OUTCOMES:
+    PROCESSED.labels(outcome=_outcome)
+for _label in RESULT_LABELS.values():
+    RESULTS.labels(label=_label)

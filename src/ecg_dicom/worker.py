@@ -161,6 +161,7 @@ class Worker:
         self.spool.update(
             job.job_id, state=JobState.DELIVERING, attempts=attempt, reason="", result=record
         )
+        metrics.result_made(result.label)
         return outputs
 
     def _skip(self, job: Job, reason: str, attempts: int) -> None:
@@ -180,7 +181,7 @@ class Worker:
             fields["attempts"] = attempts
         self.spool.update(job.job_id, **fields)
         metrics.FAILED.labels(stage=stage).inc()
-        metrics.PROCESSED.labels(outcome="failed").inc()
+        metrics.job_finished("failed")
 
     # -- delivery ---------------------------------------------------------------
     def _deliver_when_due(self, job: Job) -> None:
@@ -219,7 +220,7 @@ class Worker:
                 f"(delivery.destinations / fixed_destinations); " + "; ".join(notes)
             )
             log.warning(reason)
-            self._done(job, reason)
+            self._done(job, reason, "not_sent")
             return
         attempt = job.delivery_attempts + 1
         calling_ae = delivery.calling_ae_title or self.settings.dicom.ae_title
@@ -333,8 +334,7 @@ class Worker:
         )
         self.spool.record_result(study, job.sop_instance_uid, history, job.job_id)
 
-    def _done(self, job: Job, reason: str) -> None:
+    def _done(self, job: Job, reason: str, outcome: str = "done") -> None:
         self.spool.update(job.job_id, state=JobState.DONE, reason=reason)
-        metrics.PROCESSED.labels(outcome="done").inc()
-        metrics.JOB_SECONDS.observe(max(0.0, self.clock() - job.received_at))
+        metrics.job_finished(outcome, self.clock() - job.received_at)
         log.info("job done: %s", reason)

@@ -113,7 +113,7 @@ def test_classify_and_render_offline(tmp_path: Path, real_ecgs: list[Path]) -> N
     assert rendered.returncode == 0, rendered.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     broken = cli("classify", str(broken_waveform(real_ecgs[1], tmp_path)), cwd=tmp_path)
-    assert broken.returncode == 1 and "ERROR" in broken.stdout
+    assert broken.returncode == 1 and "broken.dcm" in broken.stderr and not broken.stdout
 
 
 def test_separate_worker_process_takes_the_jobs_of_a_listener_only_serve(

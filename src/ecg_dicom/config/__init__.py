@@ -26,6 +26,7 @@ from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ecg_dicom.config.limits import LimitsSettings
+from ecg_dicom.config.paths import home, resolve_paths
 from ecg_dicom.config.sections import (
     MODEL_RUNTIMES,
     AllowedCaller,
@@ -73,7 +74,10 @@ __all__ = [
     "Settings",
     "StorageSettings",
     "default_yaml",
+    "home",
+    "load_command_settings",
     "load_settings",
+    "resolve_paths",
 ]
 
 
@@ -166,6 +170,16 @@ def load_settings(
         raise ConfigError(explain(exc, origin)) from None
     finally:
         COMMAND_LINE.reset(token)
+
+
+def load_command_settings(
+    config_file: Path | str | None = None, command_line: dict[str, Any] | None = None
+) -> Settings:
+    """:func:`load_settings`, then every relative path setting made absolute
+    (:func:`ecg_dicom.config.paths.resolve_paths`): what the commands run with."""
+    settings = load_settings(config_file, command_line)
+    path = config_file or os.environ.get(CONFIG_ENV) or None
+    return resolve_paths(settings, path, read_yaml(Path(path)) if path else None)
 
 
 def default_yaml() -> str:

@@ -24,7 +24,7 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,9 @@ FOLDER_CLASSES: dict[str, str] = {
 }
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+#: ``progress(done, total)``: called after each page written (the CLI's progress bar).
+Progress = Callable[[int, int], None] | None
 
 #: A pixel is "ink" (grid, frame or trace) when its darkest channel is this far below white.
 INK_DELTA = 25
@@ -189,7 +192,8 @@ def images_in(folder: Path) -> list[Path]:
 
 
 def _build_from_folders(
-    src: Path, out: Path, val_fraction: float, seed: int, copy: bool, page_width: int | None
+    src: Path, out: Path, val_fraction: float, seed: int, copy: bool, page_width: int | None,
+    progress: Progress = None,
 ) -> DatasetSummary:
     items: dict[str, list[Path]] = {}
     for folder, name in FOLDER_CLASSES.items():
@@ -217,6 +221,8 @@ def _build_from_folders(
             label_path.write_text(label + "\n", encoding="utf-8")
             counts[split][name] += 1
             record[split].append({"file": str(path), "class": name, "frame": list(frame)})
+            if progress is not None:
+                progress(sum(map(len, record.values())), len(train) + len(val))
     (out / "split.json").write_text(
         json.dumps({"seed": seed, "val_fraction": val_fraction, **record}, indent=1),
         encoding="utf-8",
@@ -250,13 +256,16 @@ def _remap_table(names: object) -> dict[int, int]:
 
 
 def _build_from_roboflow(
-    src: Path, out: Path, copy: bool, page_width: int | None
+    src: Path, out: Path, copy: bool, page_width: int | None, progress: Progress = None
 ) -> DatasetSummary:
     meta = yaml.safe_load((src / "data.yaml").read_text(encoding="utf-8")) or {}
     table = _remap_table(meta.get("names"))
     counts: dict[str, dict[str, int]] = {}
     splits = [("train", "train"), ("valid", "val"), ("test", "test")]
     written: list[str] = []
+    total = sum(len(images_in(src / f / "images")) for f, _ in splits
+                if (src / f / "images").is_dir())
+    done = 0
     for folder, split in splits:
         images_dir = src / folder / "images"
         if not images_dir.is_dir():
@@ -278,6 +287,9 @@ def _build_from_roboflow(
             label_path = out / "labels" / split / (image.stem + ".txt")
             label_path.parent.mkdir(parents=True, exist_ok=True)
             label_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            done += 1
+            if progress is not None:
+                progress(done, total)
     if "train" not in written or "val" not in written:
         raise FileNotFoundError(f"{src} is a Roboflow export without train/ and valid/ images")
     data_yaml = _write_data_yaml(out, written)
@@ -292,6 +304,7 @@ def build_dataset(
     *,
     copy: bool = False,
     width: int | None = None,
+    progress: Progress = None,
 ) -> DatasetSummary:
     """Turn ``src`` (class folders or a Roboflow YOLO export) into a YOLO dataset at ``out``.
 
@@ -310,5 +323,5 @@ def build_dataset(
         shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     if (src / "data.yaml").exists() and (src / "train").is_dir():
-        return _build_from_roboflow(src, out, copy, width)
-    return _build_from_folders(src, out, val_fraction, seed, copy, width)
+        return _build_from_roboflow(src, out, copy, width, progress)
+    return _build_from_folders(src, out, val_fraction, seed, copy, width, progress)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,16 @@ from ecg_dicom.model import Detector, weights_checksum
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.records import CLASS_NAMES, NORMAL_CLASS, NOT_INTERPRETABLE, Classification
 from ecg_dicom.train.dataset import FOLDER_CLASSES, IMAGE_SUFFIXES
+from ecg_dicom.train.seen import seen_in_training
 
 NO_DETECTION = "no detection"
+
+
+def split_of(data_dir: Path, split: str = "val") -> str | None:
+    """The split name an evaluation of ``data_dir`` reports: ``split`` for a dataset
+    made by ``dataset build`` (it has a ``split.json``), None for class folders
+    (which are no split of anything the weights know)."""
+    return split if (Path(data_dir) / "split.json").is_file() else None
 
 
 def collect_pages(data_dir: Path, split: str = "val") -> list[tuple[str, Path]]:
@@ -160,13 +168,18 @@ def evaluate(
     plot: Path | None = None,
     split: str = "val",
     cache_dir: Path = Path("var/model-cache"),
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the detector on every page of ``data_dir`` and score it.
 
     ``weights`` need no ``.sha256`` beside them (a candidate ``best.pt`` has none):
     the checksum is computed and reported.  Returns the report of
     :func:`score_predictions` plus the model, settings and timing, and per page
-    the true class and the classification.
+    the true class and the classification.  ``split`` is reported only for a built
+    dataset (:func:`split_of`).  ``training_pages``: how many of the pages trained
+    these weights (:func:`ecg_dicom.train.seen.seen_in_training`) and, when some
+    did, the figures of the others alone (``unseen``).  ``progress(done, total)`` is
+    called after each page.
     """
     checksum = weights_checksum(Path(weights))
     settings = ModelSettings(
@@ -182,19 +195,79 @@ def evaluate(
     started = time.perf_counter()
     for _, path in pages:
         predictions.append(pipeline.read_file(path).result)
+        if progress is not None:
+            progress(len(predictions), len(pages))
     elapsed = time.perf_counter() - started
     report = score_predictions([c for c, _ in pages], predictions)
     report.update(
         weights=str(weights), sha256=checksum, runtime=detector.runtime,
         precision=detector.precision, imgsz=imgsz, conf=conf,
-        threshold=threshold, data=str(data_dir), split=split,
+        threshold=threshold, data=str(data_dir), split=split_of(data_dir, split),
         ms_per_page=round(1000 * elapsed / max(len(pages), 1), 1),
         predictions=[
             {"file": str(p), "true": c, **pred.to_dict()}
             for (c, p), pred in zip(pages, predictions, strict=True)
         ],
     )
+    record, seen = seen_in_training(Path(weights), checksum, [p for _, p in pages])
+    unseen = [(c, pred) for (c, p), pred in zip(pages, predictions, strict=True) if p not in seen]
+    report["training_pages"] = {
+        "record": str(record) if record else None,
+        "seen": len(seen),
+        "unseen": score_predictions([c for c, _ in unseen], [p for _, p in unseen])
+        if seen and unseen else None,
+    }
     if plot is not None:
         plot_confusion(report, Path(plot), title=f"{Path(weights).name} on {Path(data_dir).name}")
         report["plot"] = str(plot)
     return report
+
+
+def training_pages_warning(report: dict[str, Any]) -> str:
+    """The warning for an evaluation that includes pages the weights were trained on."""
+    seen = report["training_pages"]["seen"]
+    if not seen:
+        return ""
+    return (
+        f"evaluate: WARNING: {seen} of the {report['pages']} pages were used to train these "
+        f"weights (listed in {report['training_pages']['record']}); figures on them overstate "
+        "how the model does on new ECGs. The figures of the other pages alone are printed "
+        "as 'not seen in training'. Evaluate on pages the model has not seen, e.g. the val "
+        "split of the dataset it was trained on."
+    )
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A short human-readable summary of an evaluation report."""
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f} %"
+
+    where = (f"split {report['split']} of {report['data']}" if report.get("split")
+             else f"the pages of {report['data']} (class folders)")
+    lines = [
+        f"evaluated on {where}",
+        (f"weights {report['weights']} (sha256 {report['sha256'][:12]}), runtime "
+         f"{report['runtime']} ({report.get('precision', 'f32')}), imgsz {report['imgsz']}, "
+         f"threshold {report['threshold']}"),
+        f"pages {report['pages']}: accuracy {pct(report['accuracy'])}, sensitivity "
+        f"{pct(report['sensitivity'])}, specificity {pct(report['specificity'])}, AUROC "
+        + ("n/a" if report["auroc"] is None else f"{report['auroc']:.3f}"),
+    ]
+    for name, row in report["per_class"].items():
+        lines.append(
+            f"  {name:<11} pages {row['pages']:>3}  class sensitivity {pct(row['sensitivity'])}"
+            f"  Normal/Abnormal right {pct(row['binary_sensitivity'])}"
+        )
+    unseen = report.get("training_pages", {}).get("unseen")
+    if unseen:
+        lines.append(
+            f"not seen in training: {unseen['pages']} pages: accuracy {pct(unseen['accuracy'])}, "
+            f"sensitivity {pct(unseen['sensitivity'])}, specificity {pct(unseen['specificity'])}"
+        )
+    cm = report["confusion_matrix"]
+    columns = ", ".join(cm["columns_true"])
+    lines.append(f"confusion matrix (rows predicted, columns true: {columns})")
+    for name, row in zip(cm["rows_predicted"], cm["matrix"], strict=True):
+        lines.append(f"  {name:<12} " + " ".join(f"{v:>4}" for v in row))
+    return "\n".join(lines)

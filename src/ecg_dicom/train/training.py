@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ecg_dicom.model import prepare_offline, torch_device
+from ecg_dicom.model.weights import checksum_sidecar, weights_checksum
 from ecg_dicom.train.balance import balanced_data_yaml
+from ecg_dicom.train.seen import write_training_record
 
 #: Augmentation and schedule settings for whole-page ECGs (ultralytics argument names).
 ECG_AUGMENTATION: dict[str, Any] = {
@@ -134,12 +136,27 @@ class TrainConfig:
         return args
 
 
+def write_checksums(folder: Path) -> dict[str, str]:
+    """Write ``<weights>.sha256`` (``sha256sum`` format) beside every ``.pt`` in
+    ``folder``: the service verifies weights against it before it uses them
+    (:func:`ecg_dicom.model.verify_weights`).  Returns name -> checksum."""
+    sums: dict[str, str] = {}
+    for weights in sorted(Path(folder).glob("*.pt")):
+        sums[weights.name] = weights_checksum(weights)
+        checksum_sidecar(weights).write_text(f"{sums[weights.name]}  {weights.name}\n",
+                                             encoding="utf-8")
+    return sums
+
+
 def train_model(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     """Train (or resume) a detector and return the training record.
 
     The record (also written to ``<run>/training-record.json``) says what was
     trained, on which hardware, with which arguments, for how long, and where the
-    best and last weights are.  ``resume=True`` continues ``<run>/weights/last.pt``
+    best and last weights are.  Beside each weights file goes its ``.sha256``
+    (:func:`write_checksums`), and ``<run>/training-pages.json`` lists the pages of
+    the training split (:mod:`ecg_dicom.train.seen`: ``evaluate`` warns about them).
+    ``resume=True`` continues ``<run>/weights/last.pt``
     with the arguments saved in it (ultralytics' own resume).
     """
     prepare_offline(config.threads)
@@ -174,5 +191,9 @@ def train_model(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         "last": str(last),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
+    record["sha256"] = write_checksums(run_dir / "weights")
+    if Path(config.data).is_file():
+        record["training_pages"] = str(write_training_record(
+            run_dir, Path(config.data), weights_sha256=sorted(record["sha256"].values())))
     (run_dir / "training-record.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
