@@ -185,6 +185,7 @@ def test_upload_shows_the_annotated_result_and_a_new_error_clears_it(
         assert name.text in DISPLAY_NAMES.values(), name.text
         assert (name.get_attribute("title") or "").removeprefix("data set class: ") in DISPLAY_NAMES
         assert box.text.endswith("% confidence"), box.text
+    link = good.find_element(By.PARTIAL_LINK_TEXT, "Open the result").get_attribute("href") or ""
     assert "notes.dcm" in bad.text and not bad.find_elements(By.TAG_NAME, "img")
     assert "/tmp" not in bad.text and str(tmp_path) not in bad.text  # never a server path
     seen = driver.execute_script("return window.seen")
@@ -194,13 +195,37 @@ def test_upload_shows_the_annotated_result_and_a_new_error_clears_it(
     wait_until(lambda: any(page.name in tr.text for tr in
                            driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")),
                what="the uploaded page in the list")
-    # A new upload that fails clears the earlier result and its image.
-    driver.find_element(By.ID, "file").send_keys(str(junk))
+    # A new upload that fails clears the earlier result and its image: this one dropped
+    # on the drop zone (a drop event carrying a file, as a drag from the desktop makes).
+    driver.execute_script(
+        "const dt = new DataTransfer();"
+        "dt.items.add(new File(['this is not an ECG'], 'dropped.dcm'));"
+        "document.getElementById('drop').dispatchEvent("
+        " new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));")
     wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#uploads > li")) == 1
+               and "dropped.dcm" in driver.find_element(By.ID, "uploads").text
                and driver.find_elements(By.CSS_SELECTOR, "#uploads .status.error"),
                what="the new error alone")
     assert not driver.find_elements(By.CSS_SELECTOR, "#uploads img, #uploads .label")
     assert page.name not in driver.find_element(By.ID, "uploads").text
+    # The uploads' own pages: the annotated and the uploaded page; the failure and its
+    # reason, no Retry (an upload is not sent anywhere) and no broken image.
+    driver.get(link)
+    wait_until(lambda: image_loaded(driver, "#annotated") and image_loaded(driver, "#source-page"),
+               timeout=60, what="the upload's annotated and source page")
+    downloads = driver.find_element(By.ID, "downloads").text
+    assert f"The uploaded file ({page.name})" in downloads
+    assert not driver.find_element(By.ID, "failure").is_displayed()
+    failed = api(service, "/api/jobs?origin=upload&state=failed&limit=1")["jobs"][0]
+    driver.get(url(service, f"/job/{failed['job_id']}"))
+    wait_until(lambda: driver.find_element(By.ID, "failure").is_displayed()
+               and driver.find_element(By.ID, "no-source").is_displayed(),
+               what="the failed upload's reason, without pictures")
+    assert failed["reason"] in driver.find_element(By.ID, "failure").text
+    assert failed["filename"] in failed["reason"] and str(tmp_path) not in failed["reason"]
+    assert not driver.find_element(By.ID, "retry").is_displayed()
+    assert not driver.find_element(By.ID, "annotated").is_displayed()
+    assert driver.find_element(By.ID, "no-annotated").is_displayed()
 
 
 def test_an_ecg_sent_by_storescu_appears_live_and_its_page_shows_image_and_sr_tree(
@@ -330,7 +355,8 @@ def test_filters_and_paging(service: ServeProcess, driver: webdriver.Chrome) -> 
                and all("upload" in tr.text for tr in rows), what="only uploads")
     Select(driver.find_element(By.NAME, "state")).select_by_value("failed")
     wait_until(lambda: (rows := driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr"))
-               and all("notes.dcm" in tr.text and "Failed" in tr.text for tr in rows),
+               and len(rows) == 2 and all("upload" in tr.text and "Failed" in tr.text
+                                          for tr in rows),  # notes.dcm, dropped.dcm
                what="only the failed uploads")
 
 

@@ -47,8 +47,9 @@
     const box = document.getElementById("result");
     const r = job.result || {};
     const label = job.label || r.label;
-    const parts = [el("h2", {}, "Result"), el("p", { class: "big" }, ECG.labelBadge(label, job.state),
-      job.class_name ? [" \u2014 ", ECG.className(job.class_name, job.class_display)] : "")];
+    const kind = job.class_name && (job.class_display || job.class_name) !== label
+      ? [" \u2014 ", ECG.className(job.class_name, job.class_display)] : "";
+    const parts = [el("h2", {}, "Result"), el("p", { class: "big" }, ECG.labelBadge(label, job.state), kind)];
     if (label === "Normal" || label === "Abnormal") {
       const score = r.abnormal_score;
       const p = job.probability ?? r.probability;
@@ -66,7 +67,8 @@
     } else if (label) {
       parts.push(el("p", {}, r.reason || job.reason || "The model found no ECG it could read on this page."));
     } else {
-      parts.push(el("p", { class: "muted" }, ECG.BUSY.has(job.state) ? "Being classified\u2026" : "No result."));
+      parts.push(el("p", { class: "muted" }, ECG.BUSY.has(job.state) ? "Being classified\u2026"
+        : job.state === "failed" ? "The model gave no result: see why below." : "The model gave no result."));
     }
     if (r.model_name) {
       parts.push(el("p", { class: "muted small" }, `Model ${r.model_name}, version ${String(r.model_version || "").slice(0, 12)}` +
@@ -82,11 +84,17 @@
     document.getElementById("retry").hidden = !(failed && job.retryable);
   }
 
+  function showImage(img, none, shown) {
+    img.hidden = !shown;
+    none.hidden = shown;
+    img.closest("figure").classList.toggle("missing", !shown);
+  }
+
   function drawImage(file, img, link, none, job) {
     const has = (job.files || []).includes(file);
-    img.hidden = !has;
-    none.hidden = has;
+    showImage(img, none, has);
     if (!has) return img.removeAttribute("src");
+    img.onerror = () => showImage(img, none, false); // e.g. a source that cannot be drawn
     // A new query string when the job changed makes the browser fetch the image again.
     const url = `${api}/files/${file}?v=${encodeURIComponent(job.updated_at || "")}`;
     if (img.getAttribute("src") !== url) img.src = url;

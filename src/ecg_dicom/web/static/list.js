@@ -173,7 +173,8 @@
       el("p", { class: "status done" }, ECG.labelBadge(job.label), " ",
         job.probability !== null && job.probability !== undefined
           ? el("span", { class: "prob" }, `probability ${ECG.percent(job.probability)}`) : "",
-        job.class_name ? [" \u2014 ", ECG.className(job.class_name, job.class_display)] : ""));
+        job.class_name && (job.class_display || job.class_name) !== job.label
+          ? [" \u2014 ", ECG.className(job.class_name, job.class_display)] : ""));
     if (job.reason && job.label !== "Normal" && job.label !== "Abnormal") text.append(el("p", {}, job.reason));
     const boxes = (detail && detail.result && detail.result.detections) || [];
     if (boxes.length) {
@@ -224,6 +225,7 @@
   async function upload(files) {
     const list = document.getElementById("uploads");
     list.replaceChildren(); // a new upload clears every earlier result, image and error
+    document.getElementById("clear-uploads").hidden = false;
     const items = [...files].map((file) => [file, uploadRow(file)]);
     for (const [, row] of items) list.append(row.li);
     for (const [file, row] of items) await uploadOne(file, row);
@@ -233,6 +235,10 @@
   function setUpDrop() {
     const drop = document.getElementById("drop");
     const input = document.getElementById("file");
+    document.getElementById("clear-uploads").addEventListener("click", (event) => {
+      document.getElementById("uploads").replaceChildren();
+      event.target.hidden = true;
+    });
     input.addEventListener("change", () => {
       if (input.files.length) upload(input.files).finally(() => { input.value = ""; });
     });
