@@ -183,13 +183,12 @@ def test_exit_statuses_and_errors_without_traceback(tmp_path: Path, default_mode
     not_ecg = run("render", str(text), "-o", "page.png", cwd=tmp_path)
     assert not_ecg.returncode == 1 and "notes.txt" in not_ecg.stderr
 
-    unreadable = tmp_path / "locked.dcm"
-    unreadable.write_bytes(ECG.read_bytes())
-    unreadable.chmod(0)
-    if os.geteuid() != 0:  # root reads any file; the check is then what it says
-        locked = run("classify", str(unreadable), cwd=tmp_path)
-        assert locked.returncode == 1 and "locked.dcm" in locked.stderr
-    unreadable.chmod(0o600)
+    # Not readable as a file: a name pointing nowhere, a named pipe.
+    (tmp_path / "moved.dcm").symlink_to(tmp_path / "gone" / "ecg.dcm")
+    os.mkfifo(tmp_path / "pipe.dcm")
+    odd = run("classify", "moved.dcm", "pipe.dcm", cwd=tmp_path)
+    assert odd.returncode == 1 and odd.stdout == ""
+    assert "moved.dcm: no such file" in odd.stderr and "pipe.dcm: not a file" in odd.stderr
 
     no_spool = run("jobs", "list", cwd=tmp_path,
                    env=clean_env(ECG_DICOM_STORAGE__SPOOL_DIR="no-spool"))
