@@ -34,6 +34,9 @@ WEIGHTS = ROOT / "weights" / "ecg-yolov8m.pt"
 #: of a checkout): exports are keyed by the weights' checksum, so sharing is safe,
 #: and the int8 model is derived once per checkout instead of once per test.
 MODEL_CACHE = ROOT / "var" / "model-cache"
+#: What the viewer's pages send with a POST (web/security.py's double-submit CSRF check):
+#: the ``csrf`` cookie and the same value as ``X-CSRF-Token``.
+CSRF_HEADERS = {"Cookie": "csrf=serve-proc-test", "X-CSRF-Token": "serve-proc-test"}
 
 
 @functools.cache
@@ -80,8 +83,11 @@ class ServeProcess:
     def output_dir(self) -> Path:
         return self.workdir / "outputs"
 
-    def start(self, timeout: float = 120.0) -> ServeProcess:
-        ensure_default_model()
+    def start(self, timeout: float = 120.0, *, wait_model: bool = True) -> ServeProcess:
+        """Start it; return once ``/healthz`` answers and (``wait_model``) the model is
+        ready (the listener opens before: ``serve`` prepares the model in a thread)."""
+        if "weights" not in self.config.get("model", {}):
+            ensure_default_model()
         if not self.dicom_port:
             self.dicom_port = free_port()
             self.http_port = free_port()
@@ -119,10 +125,15 @@ class ServeProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                self.get("/healthz")
-                return self
+                model = self.get("/healthz").get("model", "ready")  # earlier versions: none
             except OSError:
                 time.sleep(0.1)
+                continue
+            if model.startswith("failed"):
+                raise RuntimeError(f"serve's model {model}:\n{self.log()}")
+            if model != "preparing" or not wait_model:  # "not loaded": no workers here
+                return self
+            time.sleep(0.1)
         raise TimeoutError(f"serve not ready after {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
@@ -146,7 +157,7 @@ class ServeProcess:
         ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.http_port}/api/classify", data=body, method="POST",
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **CSRF_HEADERS},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as rsp:

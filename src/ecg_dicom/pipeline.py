@@ -124,6 +124,8 @@ class Pipeline:
         self.settings = settings
         self._detector = detector
         self._detector_lock = threading.Lock()
+        self._preparing = False
+        self._model_error: str | None = None
         #: Where pages are read: child processes under ``limits`` (None: in this thread).
         self.reader = PageReader(settings.limits) if settings.limits.isolate else None
 
@@ -142,6 +144,30 @@ class Pipeline:
                 if detector is None:
                     detector = self._detector = Detector(self.settings.model)
         return detector
+
+    def prepare_model(self) -> Detector:
+        """Load the model now (deriving its runtime export on a first start), recording
+        the state :attr:`model_state` reports; ``serve`` calls it in a thread of its own
+        so that the listener opens at once."""
+        self._preparing = True
+        try:
+            detector = self.detector
+        except Exception as exc:
+            self._model_error = str(exc) or type(exc).__name__
+            raise
+        finally:
+            self._preparing = False
+        self._model_error = None
+        return detector
+
+    @property
+    def model_state(self) -> str:
+        """"ready", "preparing", "failed: <why>" or "not loaded" (loaded on first use)."""
+        if self._detector is not None:
+            return "ready"
+        if self._preparing:
+            return "preparing"
+        return f"failed: {self._model_error}" if self._model_error else "not loaded"
 
     @property
     def loaded_detector(self) -> Detector | None:

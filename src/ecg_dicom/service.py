@@ -16,6 +16,15 @@ Signal handlers are installed for the run and restored after it.
 configuration; the listener and the workers add theirs) and sweeps the spool by
 ``storage.retention`` (:mod:`ecg_dicom.jobs.retention`) at start and every
 ``interval_minutes``.
+
+**First start.**  The listener and the HTTP side open at once: receiving needs no
+model.  The model is prepared in a thread of its own (:class:`ModelPreparation`; on a
+first start that derives the int8 model for this CPU, minutes) and the workers start
+when it is ready: until then received ECGs wait in the queue, nothing fails.
+``/healthz`` says ``"model": "preparing" | "ready" | "failed: ..."``.  The weights
+file is verified before anything opens, so a missing or corrupt one still stops the
+start.  Lines: one "ready" line when listening, one when the model is ready, and, on
+a first start, one that says the model is being prepared and how long it takes.
 """
 
 from __future__ import annotations
@@ -27,20 +36,24 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
 from huey.consumer import Consumer
 
-from ecg_dicom import audit, metrics
+from ecg_dicom import audit
 from ecg_dicom.config import Settings
 from ecg_dicom.config.sources import CONFIG_ENV
 from ecg_dicom.dicom import StorageSCP
 from ecg_dicom.jobs import JobQueue, LedgerRequeue, Retention, Spool, SweepReport
+from ecg_dicom.jobs.gauges import update_queue_gauges
+from ecg_dicom.model import verify_weights
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.startup import configure_receiving
 from ecg_dicom.web import HttpServer, create_app
+from ecg_dicom.web.security import check_http_access
 from ecg_dicom.worker import Worker
 
 log = logging.getLogger("ecg_dicom.service")
@@ -117,11 +130,32 @@ def audit_start(settings: Settings) -> None:
     audit.configuration_loaded(origin, hashlib.sha256(text).hexdigest())
 
 
-def load_model(parts: Parts) -> None:
-    """Load and verify the model before accepting work: a missing or corrupt
-    weights file is reported at start, not at the first ECG."""
-    detector = parts.pipeline.detector
-    log.info("model loaded", extra={"model": detector.name, "algorithm_version": detector.version})
+class ModelPreparation:
+    """Loads the model in a thread (deriving it on a first start), then calls
+    ``when_ready`` (``serve`` starts its workers there).  A failure is logged and
+    reported by ``/healthz``; received ECGs stay queued for a restart."""
+
+    def __init__(self, pipeline: Pipeline, when_ready: Callable[[], None]) -> None:
+        self.pipeline = pipeline
+        self.when_ready = when_ready
+        self.thread = threading.Thread(target=self._run, daemon=True, name="model")
+
+    def start(self) -> ModelPreparation:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        try:
+            detector = self.pipeline.prepare_model()
+        except Exception as exc:
+            log.error("the model could not be prepared: %s; received ECGs are kept and "
+                      "processed after a restart with a working model", exc, exc_info=True)
+            return
+        log.info("model ready (%s, %.0f s): processing received ECGs", detector.runtime_label,
+                 time.monotonic() - started,
+                 extra={"model": detector.name, "algorithm_version": detector.version})
+        self.when_ready()
 
 
 def requeue_unfinished(parts: Parts) -> None:
@@ -144,6 +178,7 @@ class Service:
         self.http: HttpServer | None = None
         self.should_exit = threading.Event()
         self.force_exit = False
+        self._workers_lock = threading.Lock()
 
     @property
     def scp(self) -> StorageSCP:
@@ -162,6 +197,7 @@ class Service:
 
     def start(self) -> None:
         parts = self.parts
+        check_http_access(self.settings.http)
         self._log_start()
         audit_start(self.settings)
         removed = parts.spool.clean_tmp()
@@ -169,30 +205,45 @@ class Service:
             log.info("removed %d partial transfers that were never acknowledged", removed)
         parts.spool.free_bytes()  # the gauge, and the early warning if already low
         if self.settings.queue.workers:
-            load_model(parts)
+            verify_weights(self.settings.model)  # missing or corrupt: stop here
         requeue_unfinished(parts)
         # Jobs whose queue message is lost (Redis outage, FLUSHALL) are queued again.
         self.requeue = LedgerRequeue(
             parts.spool, parts.queue, self.settings.queue.requeue_interval).start()
-        if self.settings.queue.workers:
-            consumer = parts.queue.consumer(self.settings.queue.workers)
-            consumer.start()
-            self.consumer = consumer
         self.scp.start()
-        if self.settings.http.enabled:
+        http = self.settings.http
+        if http.enabled:
             app = create_app(parts.settings, parts.spool, parts.queue, parts.pipeline)
-            self.http = HttpServer(app, self.settings.http.host, self.settings.http.port)
+            self.http = HttpServer(app, http.host, http.port)
             self.http.start()
         threading.Thread(target=self._gauge_loop, daemon=True, name="gauges").start()
         threading.Thread(target=self._retention_loop, daemon=True, name="retention").start()
-        log.info("ecg-dicom ready")
+        workers = self.settings.queue.workers
+        log.info(
+            "ready: receiving DICOM as %s on port %d%s%s", self.settings.dicom.ae_title,
+            self.settings.dicom.port, f", web viewer at http://{http.host}:{http.port}/"
+            if http.enabled else "", "; preparing the model, received ECGs wait for it"
+            if workers else "; no workers here (ecg-dicom worker processes the jobs)",
+        )
+        if workers:
+            ModelPreparation(parts.pipeline, self._start_workers).start()
+
+    def _start_workers(self) -> None:
+        """The huey consumer, once the model is ready (not after a shutdown began)."""
+        with self._workers_lock:
+            if self.should_exit.is_set():
+                return
+            consumer = self.parts.queue.consumer(self.settings.queue.workers)
+            # Started off the main thread (signal.signal would raise), and the signals
+            # are the service's own (capture_signals) anyway.
+            consumer._set_signal_handlers = lambda: None  # type: ignore[method-assign]
+            consumer.start()
+            self.consumer = consumer
 
     def _gauge_loop(self) -> None:
         while not self.should_exit.wait(GAUGE_INTERVAL):
             try:
-                counts = self.parts.spool.counts()
-                metrics.QUEUED.set(counts["received"] + counts["processing"] + counts["delivering"]
-                                   + counts["waiting"])
+                update_queue_gauges(self.parts.spool)  # queued, jobs{state}, oldest age
                 self.parts.spool.free_bytes()  # ecgdicom_spool_free_bytes, early warning
             except Exception:
                 log.exception("could not read ledger counts or free space")
@@ -230,7 +281,6 @@ class Service:
     def run(self) -> int:
         """Start, wait for a signal, shut down.  Returns the exit code."""
         self.start()
-        # huey's consumer installs its own handlers in start(); ours take over.
         with self.capture_signals():
             while not self.should_exit.wait(0.5):
                 pass
@@ -239,7 +289,8 @@ class Service:
     def shutdown(self) -> int:
         """Stop accepting, let running jobs finish, stop.  1 when a second signal
         cut the wait short (the unfinished jobs resume at the next start)."""
-        self.should_exit.set()
+        with self._workers_lock:
+            self.should_exit.set()
         # The port stays open while jobs finish: new callers get A-ASSOCIATE-RJ
         # transient (they retry later), not a refused connection.
         self.scp.stop_accepting()

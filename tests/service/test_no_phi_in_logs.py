@@ -25,7 +25,7 @@ from pydicom.uid import generate_uid
 from ecg_dicom.logs import REMOVED, JsonFormatter, log_context
 from peers import run_storescp
 from realdata import real_ecg_paths
-from serve_proc import ServeProcess, run_tool
+from serve_proc import CSRF_HEADERS, ServeProcess, run_tool
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,8 @@ def test_serve_logs_no_patient_data_audits_and_sweeps(tmp_path: Path) -> None:
                        for j in jobs if j["state"] == "done")
             done = next(j["job_id"] for j in jobs if j["state"] == "done")
             request = urllib.request.Request(
-                f"http://127.0.0.1:{service.http_port}/jobs/{done}/retry", method="POST")
+                f"http://127.0.0.1:{service.http_port}/jobs/{done}/retry", method="POST",
+                headers=CSRF_HEADERS)
             with urllib.request.urlopen(request, timeout=30) as rsp:
                 answer = json.loads(rsp.read())
             assert answer["queued"] == [] and "input is gone" in answer["why"], answer

@@ -1,4 +1,4 @@
-"""ultralytics without a network and with a bounded number of threads.
+"""ultralytics without a network, with a bounded number of threads, and quiet.
 
 ultralytics otherwise probes the network at import, tries to sync its settings and
 downloads Arial.ttf for its plots; :func:`prepare_offline` prevents all three (and
@@ -6,16 +6,29 @@ sends ultralytics' log lines to standard error, where ours go, and gives Pillow 
 ``Image.open`` back: ultralytics' replacement tries to install a package at run time).  The
 runtime (PyTorch inference, exports) and training both call it before they first
 import ultralytics.
+
+:func:`quiet_library_output` keeps what ultralytics, NNCF, OpenVINO and torch print
+while a runtime model is derived (about 40 lines: export banners, NNCF's ignored
+nodes, progress bars) off the service's output: it goes to one DEBUG line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
+import io
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger("ecg_dicom.model")
+
+#: The loggers of the libraries a model derivation drives; each has its own handler.
+DERIVATION_LOGGERS = ("ultralytics", "nncf", "openvino", "torch")
 
 #: Fonts ultralytics can use in place of the Arial.ttf it would download: Debian's
 #: fonts-dejavu-core, else the DejaVu Sans that matplotlib bundles (on GPU images).
@@ -94,3 +107,38 @@ def _restore_pillow_open() -> None:
     original = getattr(patches, "_image_open", None)
     if original is not None:
         Image.open = original
+
+
+@contextlib.contextmanager
+def quiet_library_output() -> Iterator[None]:
+    """Keep the libraries' own output of a model derivation off the service's output.
+
+    Inside: the loggers of :data:`DERIVATION_LOGGERS` pass only errors, and what is
+    written to ``sys.stdout``/``sys.stderr`` (banners, progress bars, warnings) is
+    collected and logged as one DEBUG line at the end.  With the root logger at DEBUG
+    nothing is held back.  Our own log handler keeps the stream it was given, so the
+    service's lines (other threads included) are not affected; another thread's
+    ``print`` during a derivation would be collected too (nothing of ours prints).
+    """
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    # Imported first: each library makes its handler (on the real streams) and sets its
+    # logger's level when imported, which would undo the levels set here.
+    prepare_offline()
+    for library in ("openvino", "nncf"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(library)
+    loggers = [logging.getLogger(name) for name in DERIVATION_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    collected = io.StringIO()
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(collected), contextlib.redirect_stderr(collected):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        if collected.getvalue().strip():
+            log.debug("output of the model derivation:\n%s", collected.getvalue())

@@ -5,7 +5,7 @@
 * ``GET /jobs``, ``GET /jobs/{id}``, ``POST /jobs/{id}/retry`` - the ledger;
 * ``/api/*`` - the viewer's API (jobs, files, uploads, classify) and ``/docs`` with
   its assets served locally (``web/api.py``, ``web/docs.py``);
-* ``GET /`` - the upload page.
+* ``GET /``, ``/job/{id}``, ``/login``, ``/static/*`` - the web viewer (``web/pages.py``).
 
 It binds to 127.0.0.1 by default: put it behind the hospital's reverse proxy
 (authentication, TLS) before opening it to other machines.
@@ -14,20 +14,19 @@ It binds to 127.0.0.1 by default: put it behind the hospital's reverse proxy
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse, Response
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ecg_dicom.config import Settings
 from ecg_dicom.jobs import JobQueue, Spool, not_retried_because, retry_failed
 from ecg_dicom.pipeline import Pipeline
+from ecg_dicom.web import pages, security
 from ecg_dicom.web.api import api_router
 
-STATIC = Path(__file__).parent / "static"
 #: Seconds the HTTP server gets to close its connections when the service stops.
 STOP_TIMEOUT = 5.0
 
@@ -39,6 +38,7 @@ def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipe
         description="ECG AI node for PACS. AI output - not for diagnostic use.",
         docs_url=None, redoc_url=None,  # served offline by web/docs.py
     )
+    security.install(app, settings.http)  # Host names, sign-in, CSRF, upload size
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -50,6 +50,8 @@ def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipe
             # What computes the result here: model.runtime "auto" depends on the machine.
             "runtime": getattr(detector, "runtime", None),
             "precision": getattr(detector, "precision", None),
+            # "preparing" while a first start derives the model (received ECGs wait).
+            "model": pipeline.model_state,
             "jobs": spool.counts(),
         }
 
@@ -58,7 +60,9 @@ def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipe
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/jobs")
-    def jobs(state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def jobs(
+        state: str | None = None, limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100
+    ) -> list[dict[str, Any]]:
         return [j.to_dict() for j in spool.list_jobs(state, limit)]
 
     @app.get("/jobs/{job_id}")
@@ -77,11 +81,7 @@ def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipe
         return {"queued": queued, **({} if queued else {"why": not_retried_because(spool, job_id)})}
 
     app.include_router(api_router(settings, spool, queue, pipeline))  # /api/*, /docs
-
-    @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        return (STATIC / "index.html").read_text(encoding="utf-8")
-
+    app.include_router(pages.router)  # the viewer's HTML pages and static files
     return app
 
 
