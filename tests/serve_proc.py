@@ -104,6 +104,9 @@ class ServeProcess:
                 "export_cache_dir": str(MODEL_CACHE),
             },
         }
+        if self.pythonpath is None:  # an earlier version (upgrade test) has no audit section
+            # In the work folder (a default would be under the checkout's var/).
+            cfg["audit"] = {"path": str(self.workdir / "var" / "audit" / "audit.log")}
         for section, values in self.config.items():
             cfg.setdefault(section, {}).update(values)
         cfg_path = self.workdir / "site.yaml"
