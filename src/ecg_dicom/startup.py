@@ -5,8 +5,9 @@ whole process is set here and nowhere else, by the CLI at start
 (:func:`configure_process`) and by the tests and benchmarks that run the parts
 in-process (:func:`configure_libraries`, :func:`configure_receiving`).
 
-* Logging: one JSON (or plain) handler on the root logger; pynetdicom and huey
-  at WARNING (they log a line per PDU / task at INFO).
+* Logging: one JSON or text handler on the root logger (``logging.format``); the
+  libraries' routine lines (pynetdicom, huey, highdicom, uvicorn, ultralytics...)
+  only at DEBUG (:mod:`ecg_dicom.logs`).
 * pydicom reads tolerantly (real carts write e.g. UIDs with empty components);
   the builders are strict when writing.
 * A listener receives each data set straight into the spool's ``tmp/`` folder
