@@ -32,6 +32,7 @@ bench: install
 	$(VENV)/bin/python bench/bench_render.py
 	$(VENV)/bin/python bench/bench_inference.py
 	PYTHONPATH=tests $(VENV)/bin/python bench/bench_e2e.py
+	PYTHONPATH=tests $(VENV)/bin/python bench/bench_viewer.py
 
 # The on-demand fuzz run (issue 12, item 8): 10,000 mutants through the listener, 200
 # through classify, 500 random PDUs; prints the figures (hours on a 2-core CPU).
