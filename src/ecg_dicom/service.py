@@ -265,6 +265,8 @@ class Service:
             log.warning("second signal: exiting now; unfinished jobs resume at next start")
             self.force_exit = True
         else:
+            if self.parts.scp is not None:  # new callers are refused from this moment on
+                self.parts.scp.stop_accepting()
             log.info("signal %s: shutting down", signal.Signals(signum).name)
         self.should_exit.set()
 

@@ -354,6 +354,10 @@ def test_after_sigterm_new_callers_get_a_transient_rejection(tmp_path: Path) -> 
         assert time.monotonic() < deadline, serve.jobs()
         time.sleep(0.02)
     serve.proc.send_signal(15)  # SIGTERM
+    # The signal is handled asynchronously: the handler closes the gate, then logs.
+    while "signal SIGTERM: shutting down" not in serve.log_path.read_text():
+        assert time.monotonic() < deadline, "SIGTERM not handled"
+        time.sleep(0.02)
     code, _, out = echoscu(serve.dicom_port)
     assert code != 0 and "Rejected Transient" in out and "Temporary Congestion" in out, out
     assert serve.proc.wait(120) == 0
