@@ -345,24 +345,27 @@ def test_after_sigterm_new_callers_get_a_transient_rejection(tmp_path: Path) -> 
     transient "temporary congestion", as documented; then the service exits 0 with
     the job done."""
     serve = ServeProcess(tmp_path, {}).start()
-    assert serve.proc is not None
-    [ecg] = copies_with_new_uids(real_ecg_paths()[:1], tmp_path / "ecgs", 1)
-    code, _, out = storescu(serve.dicom_port, ecg)
-    assert code == 0, out
-    deadline = time.monotonic() + 60
-    while not any(j["state"] == "processing" for j in serve.jobs()):
-        assert time.monotonic() < deadline, serve.jobs()
-        time.sleep(0.02)
-    serve.proc.send_signal(15)  # SIGTERM
-    # The signal is handled asynchronously: the handler closes the gate, then logs.
-    while "signal SIGTERM: shutting down" not in serve.log_path.read_text():
-        assert time.monotonic() < deadline, "SIGTERM not handled"
-        time.sleep(0.02)
-    code, _, out = echoscu(serve.dicom_port)
-    assert code != 0 and "Rejected Transient" in out and "Temporary Congestion" in out, out
-    assert serve.proc.wait(120) == 0
-    assert "the service is shutting down" in serve.log_path.read_text()
-    assert [j["state"] for j in _ledger_states(serve)] == ["done"]
+    try:
+        assert serve.proc is not None
+        [ecg] = copies_with_new_uids(real_ecg_paths()[:1], tmp_path / "ecgs", 1)
+        code, _, out = storescu(serve.dicom_port, ecg)
+        assert code == 0, out
+        deadline = time.monotonic() + 60
+        while not any(j["state"] == "processing" for j in serve.jobs()):
+            assert time.monotonic() < deadline, serve.jobs()
+            time.sleep(0.02)
+        serve.proc.send_signal(15)  # SIGTERM
+        # The signal is handled asynchronously: the handler closes the gate, then logs.
+        while "signal SIGTERM: shutting down" not in serve.log_path.read_text():
+            assert time.monotonic() < deadline, "SIGTERM not handled"
+            time.sleep(0.02)
+        code, _, out = echoscu(serve.dicom_port)
+        assert code != 0 and "Rejected Transient" in out and "Temporary Congestion" in out, out
+        assert serve.proc.wait(120) == 0
+        assert "the service is shutting down" in serve.log_path.read_text()
+        assert [j["state"] for j in _ledger_states(serve)] == ["done"]
+    finally:
+        serve.kill()  # a failed check must not leave the service running
 
 
 def _ledger_states(serve: ServeProcess) -> list[dict[str, Any]]:
