@@ -46,5 +46,7 @@ def train_tiny_weights(root: Path) -> Path:
         extra={"val": False, "amp": False},
     ))
     weights = Path(record["last"])
+    if not weights.is_file() or record["epochs_completed"] != 1:
+        raise RuntimeError(f"the tiny model did not train: {record}")
     (weights.parent / (weights.name + ".sha256")).write_text(weights_checksum(weights) + "\n")
     return weights

@@ -27,9 +27,8 @@ from ecg_dicom.model.preprocess import input_shape, letterbox
 from ecg_dicom.model.runtimes import openvino_cpu_capabilities
 from ecg_dicom.model.weights import weights_checksum
 from ecg_dicom.train.agreement import agreement
-from ecg_dicom.train.dataset import build_dataset
 from ecg_dicom.train.site_int8 import calibrate_int8_on_site
-from ecg_dicom.train.training import TrainConfig, train_model
+from tiny_model import tiny_page, train_tiny_weights
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,37 +47,12 @@ pytestmark = [
     ),
 ]
 
-FOLDERS = ("heart_block", "history_mi", "mi", "normal")
-
-
-def page(seed: int) -> np.ndarray:
-    """A white 160x120 page, pink grid in a frame, and a random-walk trace."""
-    rng = np.random.default_rng(seed)
-    img = np.full((120, 160, 3), 255, np.uint8)
-    img[20:110:4, 8:152] = (240, 180, 180)
-    img[20:110, 8:152:4] = (240, 180, 180)
-    trace = np.clip(65 + np.cumsum(rng.integers(-3, 4, 144)), 25, 105)
-    img[trace, np.arange(8, 152)] = 0
-    return img
+page = tiny_page  # the tiny model's training page, reused as test input
 
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    for i, folder in enumerate(FOLDERS):
-        (root / "src" / folder).mkdir(parents=True)
-        for k in range(3):
-            Image.fromarray(page(10 * i + k)).save(root / "src" / folder / f"{folder}-{k}.png")
-    summary = build_dataset(root / "src", root / "ds", val_fraction=0.34, seed=0)
-    record = train_model(TrainConfig(
-        data=summary.data_yaml, model="yolov8n.yaml", imgsz=64, epochs=1, batch=4,
-        device="cpu", workers=0, threads=2, cache=False, project=root / "runs", name="t",
-        extra={"val": False, "amp": False},
-    ))
-    weights = Path(record["last"])
-    assert weights.is_file() and record["epochs_completed"] == 1
-    (weights.parent / (weights.name + ".sha256")).write_text(weights_checksum(weights) + "\n")
-    return weights
+    return train_tiny_weights(tmp_path_factory.mktemp("tiny"))
 
 
 def settings_for(weights: Path, cache: Path) -> ModelSettings:
