@@ -23,13 +23,12 @@ import pytest
 from ecg_dicom.config import Destination, Settings
 from ecg_dicom.errors import ModelError
 from ecg_dicom.jobs import Arrival, JobState, Spool, retry_failed
-from ecg_dicom.model import decide
 from ecg_dicom.pipeline import Pipeline
-from ecg_dicom.records import Classification, Detection, Page
 from ecg_dicom.sop import SECONDARY_CAPTURE
 from ecg_dicom.worker import Worker
 from peers import free_port, run_storescp
 from realdata import DICOM_ECG_DIR
+from stand_ins import StandInDetector
 
 MAC55 = DICOM_ECG_DIR / "ge-mac55" / "ecg.dcm"
 
@@ -42,30 +41,6 @@ class FakeQueue:
 
     def enqueue(self, job_id: str, delay: float | None = None) -> None:
         self.queued.append((job_id, delay))
-
-
-class StandInDetector:
-    """Answers with the real decision rule on one chosen box, or raises ``error``."""
-
-    name = "stand-in"
-    version = "0"
-    runtime = "none"
-    precision = "none"
-    runtime_label = "none"
-
-    def __init__(self, class_name: str = "Normal-ECG", error: Exception | None = None) -> None:
-        self.class_name = class_name
-        self.error = error
-        self.calls = 0
-
-    def detect(self, page: Page) -> Classification:
-        self.calls += 1
-        if self.error is not None:
-            raise self.error
-        height, width = page.image.shape[:2]
-        box = (0.05 * width, 0.1 * height, 0.95 * width, 0.9 * height)
-        return decide([Detection(self.class_name, 0.9, box)], model_name=self.name,
-                      model_version=self.version)
 
 
 def make_worker(

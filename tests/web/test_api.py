@@ -23,33 +23,13 @@ from asgi_client import AsgiClient
 
 from ecg_dicom.config import Settings
 from ecg_dicom.jobs import Arrival, JobState, Spool
-from ecg_dicom.model import decide
 from ecg_dicom.pipeline import Pipeline
-from ecg_dicom.records import Detection, Page
 from ecg_dicom.web import create_app
 from ecg_dicom.worker import Worker
 from realdata import DICOM_ECG_DIR, ECG_IMAGES_DIR
+from stand_ins import StandInDetector
 
 MAC55 = DICOM_ECG_DIR / "ge-mac55" / "ecg.dcm"
-
-
-class StandInDetector:
-    """Answers with the real decision rule on one box of ``class_name``."""
-
-    name = "stand-in"
-    version = "0"
-    runtime = "none"
-    precision = "none"
-    runtime_label = "none"
-
-    def __init__(self, class_name: str = "MI-ECG") -> None:
-        self.class_name = class_name
-
-    def detect(self, page: Page) -> Any:
-        height, width = page.image.shape[:2]
-        box = (0.05 * width, 0.1 * height, 0.95 * width, 0.9 * height)
-        return decide([Detection(self.class_name, 0.9, box)], model_name=self.name,
-                      model_version=self.version)
 
 
 class RecordingQueue:
@@ -71,7 +51,7 @@ class Node:
         )
         self.spool = Spool(self.settings.storage.spool_dir, fsync=False)
         self.queue = RecordingQueue()
-        self.pipeline = Pipeline(self.settings, detector=StandInDetector())  # type: ignore[arg-type]
+        self.pipeline = Pipeline(self.settings, detector=StandInDetector("MI-ECG"))  # type: ignore[arg-type]
         app = create_app(self.settings, self.spool, self.queue, self.pipeline)  # type: ignore[arg-type]
         self.client = AsgiClient(app)
 

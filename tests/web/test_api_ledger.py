@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 from asgi_client import AsgiClient
-from test_api import RecordingQueue, StandInDetector
+from test_api import RecordingQueue
 
 from ecg_dicom.config import Settings
 from ecg_dicom.jobs import Arrival, JobQuery, JobState, Spool
 from ecg_dicom.jobs.ledger import JOBS_SCHEMA
 from ecg_dicom.web import create_app
 from ecg_dicom.web.jobs_view import day_start
+from stand_ins import StandInDetector
 
 #: The result dicts the worker records (only what the viewer reads of them).
 RESULTS = {
@@ -153,7 +154,7 @@ def test_api_pages_follow_the_next_cursor_and_live_updates(tmp_path: Path) -> No
     spool = Spool(settings.storage.spool_dir, fsync=False)
     from ecg_dicom.pipeline import Pipeline
 
-    pipeline = Pipeline(settings, detector=StandInDetector())  # type: ignore[arg-type]
+    pipeline = Pipeline(settings, detector=StandInDetector("MI-ECG"))  # type: ignore[arg-type]
     client = AsgiClient(create_app(settings, spool, RecordingQueue(), pipeline))  # type: ignore[arg-type]
     ids = fill(spool, 60, start=time.time() - 7200)
     first = client.get("/api/jobs?limit=25&label=normal").json()
