@@ -5,8 +5,10 @@ Why these settings:
 * **No mosaic, no mirroring.**  A mosaic of four quarter-pages, or a mirrored page,
   is no longer an ECG a cart could print (lead order, time direction and the polarity
   of deflections carry the diagnosis), so the model must never learn from them.
-* **Small translate / scale / colour jitter only**: prints differ a little in
-  position, size and ink; ST changes of 1-2 mm must survive augmentation.
+* **What users send**: rotation, shear, perspective, crop/scale, grid colour and
+  photo/scan defects (light, shadow, blur, noise, JPEG) -- :mod:`ecg_dicom.train.augment`,
+  the same settings as the GPU run that made the shipped model
+  (``scripts/train_folds_gpu.py``).
 * **Class balance by oversampling** the training list (acute MI has ~19 training
   pages): see :func:`ecg_dicom.train.balance.oversampled_train_list`.
 * **Offline**: ultralytics otherwise probes the network at import, tries to sync
@@ -29,27 +31,26 @@ from typing import Any
 
 from ecg_dicom.model import prepare_offline, torch_device
 from ecg_dicom.model.weights import checksum_sidecar, weights_checksum
+from ecg_dicom.train.augment import ROBUST_GEOMETRY, install
 from ecg_dicom.train.balance import balanced_data_yaml
 from ecg_dicom.train.seen import write_training_record
 
-#: Augmentation and schedule settings for whole-page ECGs (ultralytics argument names).
+#: Augmentation settings for whole-page ECGs (ultralytics argument names): nothing a cart
+#: could not print (no mosaic, mixup, copy-paste, flips or erasing), and the photo/scan
+#: geometry and colour of :data:`ecg_dicom.train.augment.ROBUST_GEOMETRY`; the photo
+#: defects are added by :func:`ecg_dicom.train.augment.install`.
 ECG_AUGMENTATION: dict[str, Any] = {
     "mosaic": 0.0,
     "close_mosaic": 0,
     "mixup": 0.0,
+    "cutmix": 0.0,
     "copy_paste": 0.0,
     "fliplr": 0.0,
     "flipud": 0.0,
-    "degrees": 0.0,
-    "shear": 0.0,
-    "perspective": 0.0,
-    "translate": 0.03,
-    "scale": 0.08,
-    "hsv_h": 0.005,
-    "hsv_s": 0.2,
-    "hsv_v": 0.2,
     "erasing": 0.0,
+    **ROBUST_GEOMETRY,
 }
+
 
 def hardware_description() -> dict[str, str]:
     """Where a run happens: CPU model and cores, GPU when present, library versions."""
@@ -160,6 +161,7 @@ def train_model(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     with the arguments saved in it (ultralytics' own resume).
     """
     prepare_offline(config.threads)
+    install()
     from ultralytics import YOLO
 
     run_dir = Path(config.project).absolute() / config.name
