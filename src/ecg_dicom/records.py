@@ -138,22 +138,42 @@ class Classification:
     #: Why the page is not interpretable, in words for the people reading the result
     #: (written into the SR and drawn on the SC); empty for Normal / Abnormal.
     reason: str = ""
+    #: The calibrated probability of abnormal: ``abnormal_score`` through the weights'
+    #: calibration, fitted on out-of-fold predictions (ecg_dicom.model.calibration);
+    #: None when the weights have none (the raw score stands in, "uncalibrated").
+    calibrated: float | None = None
+    #: Which calibration made ``calibrated`` (e.g. "platt 1a2b3c4d"); empty: none.
+    calibration: str = ""
+
+    @property
+    def abnormal_probability(self) -> float:
+        """The probability of abnormal the decision and the SR use: ``calibrated``
+        when the weights have a calibration, else the raw ``abnormal_score``."""
+        return float(self.abnormal_score if self.calibrated is None else self.calibrated)
 
     @property
     def probability(self) -> float | None:
         """The probability of the stated finding, as the SR's Probability (122157, DCM).
 
-        ``abnormal_score`` for "Abnormal", ``1 - abnormal_score`` for "Normal"
-        (the score is the share of the evidence that is abnormal, so its complement
-        is the share that is normal); None for "Not interpretable", which states
-        no finding.  Not the top box's confidence: that is the detector's
+        :attr:`abnormal_probability` for "Abnormal", 1 minus it for "Normal"; None for
+        "Not interpretable", which states no finding.  With a calibration
+        (:mod:`ecg_dicom.model.calibration`) it is a fitted probability: of the pages
+        given 0.8, about 8 in 10 were abnormal in cross-validation; without one it is
+        the raw score (the share of the model's evidence that is abnormal), and results
+        say "uncalibrated".  Not the top box's confidence: that is the detector's
         confidence in one box, not in the call.
         """
         if self.label == ABNORMAL:
-            return float(self.abnormal_score)
+            return self.abnormal_probability
         if self.label == NORMAL:
-            return 1.0 - float(self.abnormal_score)
+            return 1.0 - self.abnormal_probability
         return None
+
+    @property
+    def probability_kind(self) -> str:
+        """``calibrated (platt 1a2b3c4d)`` or ``uncalibrated`` (SR Algorithm Parameters)."""
+        return f"calibrated ({self.calibration})" if self.calibrated is not None else (
+            "uncalibrated")
 
     @property
     def decisive(self) -> tuple[Detection, ...]:
@@ -190,6 +210,8 @@ class Classification:
             "class_name": self.class_name,
             "confidence": round(self.confidence, 4),
             "abnormal_score": round(self.abnormal_score, 4),
+            "calibrated": None if self.calibrated is None else round(self.calibrated, 4),
+            "calibration": self.calibration or "uncalibrated",
             "detections": [
                 {
                     "class_name": d.class_name,

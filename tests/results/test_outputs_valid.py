@@ -37,7 +37,7 @@ from pydicom.uid import generate_uid
 
 from ecg_dicom.config import Settings
 from ecg_dicom.pages import page_from_dataset
-from ecg_dicom.records import Classification, Detection, Outputs, Page
+from ecg_dicom.records import NOT_INTERPRETABLE, Classification, Detection, Outputs, Page
 from ecg_dicom.results.build import build_outputs
 from ecg_dicom.results.canvas import to_sc_pixels
 from ecg_dicom.results.codes import FINDING_CODES, LABEL_CODES
@@ -347,6 +347,11 @@ def test_algorithm_name_version_and_runtime_in_every_group(cases: list[Case]) ->
             }
             assert items.get("111001") == MODEL
             assert items.get("111003") == VERSION
-            # Algorithm Parameters: the runtime that computed it, when known.
-            expected = f"runtime {case.result.runtime}" if case.result.runtime else None
-            assert items.get("111002") == expected
+            # Algorithm Parameters: the runtime that computed it, when known, and
+            # whether the probability is calibrated (when the result states one).
+            parameters = [item.TextValue for item in group[0].ContentSequence
+                          if item.ConceptNameCodeSequence[0].CodeValue == "111002"]
+            expected = [f"runtime {case.result.runtime}"] if case.result.runtime else []
+            if case.result.label != NOT_INTERPRETABLE:
+                expected.append(f"probability {case.result.probability_kind}")
+            assert parameters == expected

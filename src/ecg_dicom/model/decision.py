@@ -7,11 +7,15 @@ the service's figures.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ecg_dicom.records import NORMAL_CLASS, NOT_INTERPRETABLE, Classification, Detection
 
 #: The reason given when the detector finds no box: the page shows no chart it knows.
 NO_CHART_REASON = "the model found no ECG chart on the page"
+
+if TYPE_CHECKING:
+    from ecg_dicom.model.calibration import Calibration
 
 
 def decide(
@@ -21,6 +25,7 @@ def decide(
     model_version: str,
     threshold: float = 0.5,
     runtime: str = "",
+    calibration: Calibration | None = None,
 ) -> Classification:
     """Reduce the boxes found on one page to Normal / Abnormal.
 
@@ -28,7 +33,13 @@ def decide(
       ``abnormal`` = highest confidence of a box of any other class (0 if none).
     * ``abnormal_score = abnormal / (abnormal + normal)``: the share of the
       evidence that is abnormal, in [0, 1]; it is the score AUROC is computed on.
-    * Label "Abnormal" iff ``abnormal_score >= threshold``, else "Normal".
+    * The probability of abnormal: ``calibration(abnormal_score)`` when the weights
+      have a calibration (:mod:`ecg_dicom.model.calibration`, fitted on out-of-fold
+      predictions; recorded as ``calibrated``), else the raw ``abnormal_score``.
+    * Label "Abnormal" iff that probability ``>= threshold``, else "Normal": the
+      threshold always applies to the probability the result states, so "Abnormal"
+      never comes with a probability of abnormal below it.  A calibration is monotone,
+      so it moves the cut on the raw score, never the ranking (AUROC).
     * No box at all: "Not interpretable" (:func:`not_interpretable`, reason
       :data:`NO_CHART_REASON`; class None, confidence 0, score 0), never Normal:
       the model saw nothing it was trained on, which says nothing about the heart.
@@ -38,7 +49,8 @@ def decide(
       threshold 0.5 that is the single most confident box.
     * Only the boxes carrying ``normal`` and ``abnormal`` count; the result names
       them (:attr:`~ecg_dicom.records.Classification.decisive`), and only they become
-      coded findings in the SR.  ``probability`` is the score, or 1 minus it for Normal.
+      coded findings in the SR.  ``probability`` is the probability of abnormal, or 1
+      minus it for Normal.
     * ``runtime`` (what computed the boxes) is carried into the result as given.
 
     Why a ratio and not the top box alone: the detector often puts boxes of two
@@ -52,7 +64,8 @@ def decide(
     abnormal = max((d.confidence for d in boxes if d.class_name != NORMAL_CLASS), default=0.0)
     total = normal + abnormal
     score = abnormal / total if total > 0 else 0.5
-    abnormal_call = score >= threshold
+    calibrated = None if calibration is None else calibration(score)
+    abnormal_call = (score if calibrated is None else calibrated) >= threshold
     # A threshold of 0 (or above 1) can name a side without a box: then the top box.
     side = [d for d in boxes if (d.class_name != NORMAL_CLASS) == abnormal_call]
     named = (side or list(boxes))[0]
@@ -65,6 +78,8 @@ def decide(
         model_name=model_name,
         model_version=model_version,
         runtime=runtime,
+        calibrated=calibrated,
+        calibration="" if calibration is None else calibration.tag,
     )
 
 

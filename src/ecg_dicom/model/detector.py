@@ -21,6 +21,7 @@ import numpy as np
 
 from ecg_dicom.config import MODEL_RUNTIMES, ModelSettings
 from ecg_dicom.errors import ModelError
+from ecg_dicom.model.calibration import Calibration, calibration_path, load_calibration
 from ecg_dicom.model.decision import decide
 from ecg_dicom.model.derive import DERIVED_RUNTIMES, cached_export, int8_calibration_record
 from ecg_dicom.model.offline import prepare_offline
@@ -80,6 +81,12 @@ class Detector:
     ``settings.precision`` for OpenVINO ("auto" or "f32").  After loading,
     ``runtime`` is the runtime that runs, ``precision`` the arithmetic it runs in
     ("f32", "bf16", "int8") and ``choice`` why it was chosen.
+
+    ``calibration``: the probability calibration of these weights
+    (:mod:`ecg_dicom.model.calibration`, ``calibration.json`` beside them), or None when
+    there is none that belongs to them (results then state the raw score,
+    "uncalibrated"); ``calibrate=False`` ignores it (``evaluate --folds`` scores the
+    raw score of each fold model).
     """
 
     def __init__(
@@ -88,9 +95,14 @@ class Detector:
         *,
         runtime: str | None = None,
         precision: str | None = None,
+        calibrate: bool = True,
     ) -> None:
         self.settings = settings
         self.version = verify_weights(settings)
+        self.calibration: Calibration | None = (
+            load_calibration(calibration_path(Path(settings.weights)), self.version)
+            if calibrate else None
+        )
         self.name = settings.name
         overrides = {
             k: v for k, v in (("runtime", runtime), ("precision", precision)) if v is not None
@@ -139,8 +151,16 @@ class Detector:
                 "runtime": self.runtime,
                 "precision": self.precision,
                 "runtime_reason": self.choice.reason,
+                "probability": self.probability_kind,
             },
         )
+
+    @property
+    def probability_kind(self) -> str:
+        """``calibrated (platt 1a2b3c4d)`` or ``uncalibrated`` (``/healthz``, the logs)."""
+        if self.calibration is None:
+            return "uncalibrated"
+        return f"calibrated ({self.calibration.tag})"
 
     def detections(self, image: np.ndarray) -> tuple[Detection, ...]:
         """The boxes on an RGB page image (H x W x 3 uint8), in page pixels."""
@@ -151,7 +171,8 @@ class Detector:
         return boxes_on_page(raw, scale, pad, image.shape[:2], self.settings.conf, self.names)
 
     def detect(self, page: Page) -> Classification:
-        """Classify one page with :func:`decide` at ``settings.abnormal_threshold``.
+        """Classify one page with :func:`decide` at ``settings.abnormal_threshold``
+        (applied to the calibrated probability when the weights have a calibration).
 
         When the page's chart frame is known (rendered waveforms), everything
         outside it is painted white first: the training pages were prepared that
@@ -164,4 +185,5 @@ class Detector:
             model_version=self.version,
             threshold=self.settings.abnormal_threshold,
             runtime=self.runtime_label,
+            calibration=self.calibration,
         )

@@ -3,8 +3,10 @@
 * One **summary** measurement group (TID 1501, image-level) first
   (:func:`summary_group`): Finding (121071, DCM) = Normal or Abnormal ECG;
   Probability (122157, DCM) = the probability of that stated finding
-  (:attr:`Classification.probability`: the abnormal score for Abnormal, 1 minus it
-  for Normal), not a box's confidence; the qualitative evaluations "CAD
+  (:attr:`Classification.probability`: the probability of abnormal for Abnormal, 1
+  minus it for Normal; calibrated on out-of-fold predictions when the weights have a
+  calibration, else the raw abnormal score, and the Algorithm Parameters say which),
+  not a box's confidence; the qualitative evaluations "CAD
   Processing and Findings Summary" = "All algorithms succeeded; with findings",
   and "Impression" = the named class, coded as its Finding; the group's source
   image is the annotated SC.
@@ -13,7 +15,8 @@
   decision rule uses, the most confident Normal-ECG box and the most confident
   abnormal box): Tracking Identifier and Tracking UID (112039/112040), Finding
   (121071) coded per class, Algorithm Name/Version (111001/111003; the version is
-  the weights' checksum) and Parameters (111002: the runtime), Probability
+  the weights' checksum) and Parameters (111002: the runtime; and whether the
+  probability is calibrated), Probability
   (122157) with unit "1" (UCUM, no units), and the box as an Image Region
   (111030) — a closed POLYLINE (SR has no rectangle, PS3.3 C.18.6.1.2) in pixel
   coordinates of the **annotated SC** (the page offset of
@@ -110,10 +113,14 @@ def detection_label(index: int, det: Detection, page: Page) -> str:
 
 def _algorithm(result: Classification) -> hd.sr.AlgorithmIdentification:
     # Algorithm Parameters (111002, DCM): the runtime and precision that computed the
-    # network (model.runtime "auto" depends on the machine), e.g. "runtime openvino-int8 int8".
-    parameters = [f"runtime {result.runtime}"] if result.runtime else None
+    # network (model.runtime "auto" depends on the machine), e.g. "runtime openvino-int8 int8";
+    # then what the Probability is: "probability calibrated (platt 1a2b3c4d)" or
+    # "probability uncalibrated" (the raw abnormal score: the weights have no calibration).
+    parameters = [f"runtime {result.runtime}"] if result.runtime else []
+    if result.label != NOT_INTERPRETABLE:
+        parameters.append(f"probability {result.probability_kind}")
     return hd.sr.AlgorithmIdentification(
-        name=result.model_name, version=result.model_version, parameters=parameters
+        name=result.model_name, version=result.model_version, parameters=parameters or None
     )
 
 

@@ -8,8 +8,9 @@ the SR's measurement groups) is derived from the source SOP Instance UID and a
 The content key is a digest of everything the SR and SC are made from: the page
 the model read (its pixels: the renderer's output, or the decoded image), the
 patient and study attributes copied from the source, the weights' checksum, the
-runtime that computed the network, the decision settings (``model.conf``,
-``model.abnormal_threshold``, ``model.imgsz``), the output settings drawn into the
+runtime that computed the network, the probability calibration (its tag), the
+decision settings (``model.conf``, ``model.abnormal_threshold``, ``model.imgsz``),
+the output settings drawn into the
 objects, and :data:`OUTPUT_FORMAT`, the version of the builders themselves.
 
 * Same input, weights and settings -> byte-for-byte the same UIDs: a re-send is
@@ -47,7 +48,7 @@ _NAMESPACE = "ecg-dicom/result/v1"
 #: Version of what the builders put into the SR and SC (codes, texts, drawing,
 #: compression).  Bump it with any change of the built content: every result
 #: built afterwards gets new UIDs and names the one it replaces.
-OUTPUT_FORMAT = "3"
+OUTPUT_FORMAT = "4"
 #: Source attributes copied into the results (and drawn on the SC): a corrected
 #: patient name re-sent under the same SOP Instance UID gives a new result.
 IDENTITY_KEYWORDS: tuple[str, ...] = (
@@ -99,7 +100,7 @@ def content_key(source: Dataset, page: Page, result: Classification, settings: S
         "page_header": list(page.header),
         "px_per_mm": page.px_per_mm,
         "source": _identity_text(source),
-        "model": [result.model_name, result.model_version, result.runtime],
+        "model": [result.model_name, result.model_version, result.runtime, result.calibration],
         "decision": [settings.model.conf, settings.model.abnormal_threshold, settings.model.imgsz],
         "output": [settings.output.manufacturer, settings.output.institution_name],
     }

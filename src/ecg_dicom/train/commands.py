@@ -118,8 +118,92 @@ def cmd_train(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK
 
 
+def _dicom_paths(items: list[str]) -> list[Path]:
+    """``--dicom`` arguments: files, folders (their ``*/ecg.dcm`` and ``*.dcm``), or
+    ``pydicom-example`` (pydicom's own 12-lead example, ``waveform_ecg.dcm``)."""
+    paths: list[Path] = []
+    for item in items:
+        if item == "pydicom-example":
+            from pydicom import examples
+
+            paths.append(Path(examples.get_path("waveform")))
+            continue
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(path.glob("*/ecg.dcm")) + sorted(path.glob("*.dcm"))
+            if not found:
+                raise FileNotFoundError(f"--dicom {path}: no .dcm files in it")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise FileNotFoundError(f"--dicom {path} not found")
+    return paths
+
+
+def cmd_evaluate_folds(args: argparse.Namespace, settings: Any) -> int:
+    """``evaluate --folds DIR`` (and ``--perturb`` with ``--data``/``--weights``)."""
+    from ecg_dicom.train.crossval import (
+        evaluate_folds,
+        format_folds_report,
+        single_model_setup,
+    )
+    from ecg_dicom.train.evaluate import split_of
+
+    model = _settings_model(settings)
+    bar = _Bar("evaluate")
+    try:
+        dicom = _dicom_paths(args.dicom or [])
+        setup = None
+        if not args.folds:
+            if args.data and split_of(Path(args.data)):
+                raise ValueError("--perturb without --folds needs a folder of class folders")
+            weights = Path(args.weights or model.weights)
+            setup = single_model_setup(
+                Path(args.data), weights,
+                Path(args.out or f"runs/evaluate/{weights.stem}-{Path(args.data).name}"),
+            )
+        report = evaluate_folds(
+            Path(args.folds or setup.folds_dir),  # type: ignore[union-attr]
+            data=Path(args.data) if args.data and args.folds else None,
+            runtime=args.runtime or "pytorch",
+            precision=args.precision or model.precision,
+            imgsz=args.imgsz or model.imgsz, conf=model.conf,
+            threshold=model.abnormal_threshold if args.threshold is None else args.threshold,
+            threads=model.threads, cache_dir=model.export_cache_dir,
+            perturb=args.perturb, pages_per_class=args.pages_per_class, seed=args.seed,
+            calibration_weights=Path(args.calibration_weights)
+            if args.calibration_weights else None,
+            write_calibration=Path(args.write_calibration) if args.write_calibration else None,
+            reliability=Path(args.reliability) if args.reliability else (
+                Path(args.folds) / "reliability.png" if args.folds else None),
+            dicom=dicom, progress=bar, setup=setup,
+        )
+    except (FileNotFoundError, ValueError, EcgDicomError) as exc:
+        print(f"evaluate failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        print(format_folds_report(report))
+    return EXIT_OK
+
+
 def cmd_evaluate(args: argparse.Namespace, settings: Any) -> int:
     """Evaluate weights on labelled pages with the service's decision rule."""
+    if args.folds or args.perturb:
+        return cmd_evaluate_folds(args, settings)
+    fold_only = [flag for flag, value in (
+        ("--write-calibration", args.write_calibration), ("--dicom", args.dicom),
+        ("--pages-per-class", args.pages_per_class)) if value]
+    if fold_only:
+        print(f"evaluate: {', '.join(fold_only)} need --folds (or --perturb)", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.data:
+        print("evaluate needs --data (or --folds DIR)", file=sys.stderr)
+        return EXIT_USAGE
     model = _settings_model(settings)
     weights = Path(args.weights or model.weights)
     if not weights.is_file():
@@ -250,10 +334,38 @@ def register(subparsers: Any, epilog: str = "") -> None:
     ev = add(subparsers, "evaluate", "Normal/Abnormal and per-class figures",
              "A progress bar is drawn on stderr when it is a terminal. Pages the weights "
              "were trained on (their training-pages.json) are counted and warned about.")
-    ev.add_argument("--data", required=True,
-                    help="folder of class folders, or a built dataset (uses its split)")
+    ev.add_argument("--data",
+                    help="folder of class folders, or a built dataset (uses its split); "
+                         "with --folds: where the pages are (default: the source folds.json "
+                         "names)")
+    ev.add_argument("--folds", metavar="DIR",
+                    help="k-fold cross-validation: DIR holds folds.json and the fold models; "
+                         "each scores its own test pages (out-of-fold), with 95 %% intervals, "
+                         "per-fold figures and the probability calibration (docs/evaluation.md)")
+    ev.add_argument("--perturb", action="store_true",
+                    help="robustness table: every page tilted 0/3/5/7/10 degrees, in "
+                         "perspective and as a photo (with --folds, or --data and --weights)")
+    ev.add_argument("--pages-per-class", type=int, metavar="N",
+                    help="--perturb on N pages of each class, drawn with --seed (default all)")
+    ev.add_argument("--seed", type=int, default=0,
+                    help="seed of the perturbations and the page subset (default 0)")
+    ev.add_argument("--write-calibration", metavar="JSON",
+                    help="with --folds: save the calibration fitted on the out-of-fold scores "
+                         "(weights/calibration.json is what the service loads)")
+    ev.add_argument("--calibration-weights", metavar="PT",
+                    help="the weights the written calibration belongs to (its sha256 is "
+                         "recorded; the service ignores it for any other weights)")
+    ev.add_argument("--reliability", metavar="PNG",
+                    help="reliability diagram (default DIR/reliability.png with --folds)")
+    ev.add_argument("--dicom", action="append", metavar="PATH",
+                    help="also list what the models say about these DICOM ECGs (files, "
+                         "folders, or pydicom-example); repeatable")
+    ev.add_argument("--out", metavar="DIR",
+                    help="--perturb without --folds: where predictions.json and report.json "
+                         "go (default runs/evaluate/<weights>-<data>)")
     ev.add_argument("--weights", help="default: model.weights from the configuration")
-    ev.add_argument("--runtime", choices=MODEL_RUNTIMES, help="default: model.runtime")
+    ev.add_argument("--runtime", choices=MODEL_RUNTIMES,
+                    help="default: model.runtime (with --folds / --perturb: pytorch)")
     ev.add_argument("--precision", choices=("auto", "f32"),
                     help="OpenVINO arithmetic (default: model.precision)")
     ev.add_argument("--imgsz", type=int, help="default: model.imgsz")

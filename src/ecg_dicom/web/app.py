@@ -50,6 +50,8 @@ def create_app(settings: Settings, spool: Spool, queue: JobQueue, pipeline: Pipe
             # What computes the result here: model.runtime "auto" depends on the machine.
             "runtime": getattr(detector, "runtime", None),
             "precision": getattr(detector, "precision", None),
+            # The SR's probability: "calibrated (platt 1a2b3c4d)" or "uncalibrated".
+            "probability": getattr(detector, "probability_kind", None),
             # "preparing" while a first start derives the model (received ECGs wait).
             "model": pipeline.model_state,
             "jobs": spool.counts(),
