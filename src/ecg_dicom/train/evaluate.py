@@ -203,6 +203,7 @@ def evaluate(
         weights=str(weights), sha256=checksum, runtime=detector.runtime,
         precision=detector.precision, imgsz=imgsz, conf=conf,
         threshold=threshold, data=str(data_dir), split=split_of(data_dir, split),
+        probability=detector.probability_kind,
         ms_per_page=round(1000 * elapsed / max(len(pages), 1), 1),
         predictions=[
             {"file": str(p), "true": c, **pred.to_dict()}
@@ -249,7 +250,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"evaluated on {where}",
         (f"weights {report['weights']} (sha256 {report['sha256'][:12]}), runtime "
          f"{report['runtime']} ({report.get('precision', 'f32')}), imgsz {report['imgsz']}, "
-         f"threshold {report['threshold']}"),
+         f"threshold {report['threshold']}, probability "
+         f"{report.get('probability', 'uncalibrated')}"),
         f"pages {report['pages']}: accuracy {pct(report['accuracy'])}, sensitivity "
         f"{pct(report['sensitivity'])}, specificity {pct(report['specificity'])}, AUROC "
         + ("n/a" if report["auroc"] is None else f"{report['auroc']:.3f}"),
