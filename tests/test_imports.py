@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 5,
     "dicom": 6,
     "worker": 7,
+    "remote": 7,
     "web": 8,
     "service": 9,
     "train": 10,

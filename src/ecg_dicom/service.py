@@ -51,6 +51,7 @@ from ecg_dicom.jobs import JobQueue, LedgerRequeue, Retention, Spool, SweepRepor
 from ecg_dicom.jobs.gauges import update_queue_gauges
 from ecg_dicom.model import verify_weights
 from ecg_dicom.pipeline import Pipeline
+from ecg_dicom.remote import Handouts, RemoteReader
 from ecg_dicom.startup import configure_receiving
 from ecg_dicom.web import HttpServer, create_app
 from ecg_dicom.web.security import check_http_access
@@ -63,6 +64,8 @@ SHUTDOWN_TIMEOUT = 30.0
 #: Seconds between updates of the queue-depth gauge.
 GAUGE_INTERVAL = 2.0
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: queue.remote: threads of serve's own queue (worker hosts' answers, deliveries).
+REMOTE_HOME_THREADS = 2
 
 
 @dataclass
@@ -88,6 +91,12 @@ def compose(settings: Settings, *, listener: bool, pipeline: Pipeline | None = N
     pipeline = pipeline or Pipeline(settings)
     worker = Worker(settings, spool, queue, pipeline)
     queue.set_handler(worker.run_job)
+    if settings.queue.remote:  # workers on other hosts: see ecg_dicom.remote
+        queue.set_remote(reader=RemoteReader(settings, queue, pipeline,
+                                             spool.root / "reading").read_job)
+        if listener:
+            handouts = Handouts(spool, queue, worker)
+            queue.set_remote(handout=handouts.handout, intake=handouts.take_answer)
     scp = None
     if listener:
         scp = StorageSCP(settings, spool, queue)
@@ -114,7 +123,8 @@ def run_worker(settings: Settings, threads: int) -> int:
     parts = compose(settings, listener=False)
     audit_start(settings)
     try:
-        parts.queue.consumer(threads or max(1, settings.queue.workers)).run()
+        parts.queue.consumer(threads or max(1, settings.queue.workers),
+                             work=settings.queue.remote).run()
     finally:
         audit.application_activity(started=False)
         audit.shutdown()
@@ -174,6 +184,8 @@ class Service:
         self.settings = settings
         self.parts = parts or compose(settings, listener=True)
         self.consumer: Consumer | None = None
+        #: queue.remote: serve's own queue (answers of the worker hosts, deliveries).
+        self.home: Consumer | None = None
         self.requeue: LedgerRequeue | None = None
         self.http: HttpServer | None = None
         self.should_exit = threading.Event()
@@ -208,8 +220,10 @@ class Service:
             verify_weights(self.settings.model)  # missing or corrupt: stop here
         requeue_unfinished(parts)
         # Jobs whose queue message is lost (Redis outage, FLUSHALL) are queued again.
-        self.requeue = LedgerRequeue(
-            parts.spool, parts.queue, self.settings.queue.requeue_interval).start()
+        queue = self.settings.queue
+        interval = (min(queue.requeue_interval, queue.dispatch_interval) if queue.remote
+                    else queue.requeue_interval)  # remote: it also hands out the backlog
+        self.requeue = LedgerRequeue(parts.spool, parts.queue, interval).start()
         self.scp.start()
         http = self.settings.http
         if http.enabled:
@@ -225,6 +239,8 @@ class Service:
             if http.enabled else "", "; preparing the model, received ECGs wait for it"
             if workers else "; no workers here (ecg-dicom worker processes the jobs)",
         )
+        if self.settings.queue.remote:  # answers and deliveries need no model
+            self.home = self._consumer(max(REMOTE_HOME_THREADS, workers), work=False)
         if workers:
             ModelPreparation(parts.pipeline, self._start_workers).start()
 
@@ -233,12 +249,16 @@ class Service:
         with self._workers_lock:
             if self.should_exit.is_set():
                 return
-            consumer = self.parts.queue.consumer(self.settings.queue.workers)
-            # Started off the main thread (signal.signal would raise), and the signals
-            # are the service's own (capture_signals) anyway.
-            consumer._set_signal_handlers = lambda: None  # type: ignore[method-assign]
-            consumer.start()
-            self.consumer = consumer
+            self.consumer = self._consumer(self.settings.queue.workers,
+                                           work=self.settings.queue.remote)
+
+    def _consumer(self, threads: int, *, work: bool) -> Consumer:
+        consumer = self.parts.queue.consumer(threads, work=work)
+        # Started off the main thread (signal.signal would raise), and the signals
+        # are the service's own (capture_signals) anyway.
+        consumer._set_signal_handlers = lambda: None  # type: ignore[method-assign]
+        consumer.start()
+        return consumer
 
     def _gauge_loop(self) -> None:
         while not self.should_exit.wait(GAUGE_INTERVAL):
@@ -298,8 +318,9 @@ class Service:
         self.scp.stop_accepting()
         if self.requeue is not None:
             self.requeue.stop()
-        if self.consumer is not None:
-            consumer = self.consumer
+        for consumer in (self.consumer, self.home):
+            if consumer is None:
+                continue
             consumer.shutdown_timeout = SHUTDOWN_TIMEOUT
             stopping = threading.Thread(
                 target=consumer.stop, kwargs={"graceful": True}, daemon=True, name="stopping"

@@ -49,14 +49,9 @@ EARLY_SLACK = 1.0
 class Worker:
     """Runs jobs taken from the queue; every state change goes to the ledger."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        spool: Spool,
-        queue: JobQueue,
-        pipeline: Pipeline | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, settings: Settings, spool: Spool, queue: JobQueue,
+                 pipeline: Pipeline | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.spool = spool
         self.queue = queue
@@ -112,34 +107,42 @@ class Worker:
                 trace=trace,
             )
         except NotAnEcgError as exc:
-            self._skip(job, f"{trace.stage}: {exc}", attempts=attempt)
+            self.skip(job, f"{trace.stage}: {exc}", attempts=attempt)
             return None
         except InputError as exc:
-            self._fail(job, trace.stage, f"{trace.stage}: {exc}", attempts=attempt)
+            self.fail(job, trace.stage, f"{trace.stage}: {exc}", attempts=attempt)
             return None
         except ModelError as exc:
             reason = f"{trace.stage}: model unavailable: {exc}"
-            self._fail(job, trace.stage, reason, attempts=attempt)
+            self.fail(job, trace.stage, reason, attempts=attempt)
             return None
         except Exception as exc:
             stage = trace.stage
             reason = f"{stage}: {type(exc).__name__}: {exc}"
-            first = reason != job.reason or None  # a bug's traceback once per job
-            if attempt < self.settings.queue.max_attempts:
-                log.error("attempt %d failed, will retry: %s", attempt, reason, exc_info=first,
-                          extra={"stage": stage})
-                self.spool.update(job.job_id, state=JobState.RECEIVED, attempts=attempt,
-                                  reason=reason)
-                self.queue.enqueue(job.job_id, delay=backoff_delay(attempt, 1.0, 30.0))
-            else:
-                self._fail(job, stage, reason, attempts=attempt, exc_info=first)
+            self.attempt_failed(job, attempt, stage, reason, traceback=True)
             return None
-        result = reading.result
-        log.info(
-            "classified",
-            extra={"label": result.label, "class_name": result.class_name,
-                   "confidence": round(result.confidence, 4)},
-        )
+        self.built(job, attempt, outputs, reading.result.to_dict(), history)
+        return outputs
+
+    def attempt_failed(self, job: Job, attempt: int, stage: str, reason: str,
+                       traceback: bool) -> None:
+        """A bug: queue again with backoff, or fail after ``queue.max_attempts``
+        (``traceback``: log the exception being handled, once per reason)."""
+        first = (traceback and reason != job.reason) or None
+        if attempt < self.settings.queue.max_attempts:
+            log.error("attempt %d failed, will retry: %s", attempt, reason, exc_info=first,
+                      extra={"stage": stage})
+            self.spool.update(job.job_id, state=JobState.RECEIVED, attempts=attempt,
+                              reason=reason)
+            self.queue.enqueue(job.job_id, delay=backoff_delay(attempt, 1.0, 30.0))
+        else:
+            self.fail(job, stage, reason, attempts=attempt, exc_info=first)
+
+    def built(self, job: Job, attempt: int, outputs: Outputs, result: dict[str, object],
+              history: ResultHistory | None) -> None:
+        """Record built and kept SR and SC (``result``: the reading's ``to_dict()``)."""
+        log.info("classified", extra={"label": result["label"], "class_name": result[
+            "class_name"], "confidence": result["confidence"]})
         sr = outputs.sr
         predecessors = sr.get("PredecessorDocumentsSequence", [])
         replaced = (
@@ -148,23 +151,16 @@ class Worker:
         )
         if history is not None and history.built_sr != sr.SOPInstanceUID:
             log.info("the new result replaces SR %s (its content changed)", replaced)
-        record = {
-            **result.to_dict(),
-            "outputs": {
-                "sc": str(outputs.sc.SOPInstanceUID),
-                "sr": str(sr.SOPInstanceUID),
-                "series_numbers": [int(outputs.sc.SeriesNumber),
-                                   int(sr.SeriesNumber)],
-                "replaces": replaced,
-            },
-        }
-        self.spool.update(
-            job.job_id, state=JobState.DELIVERING, attempts=attempt, reason="", result=record
-        )
-        metrics.result_made(result.label)
-        return outputs
+        record = {**result, "outputs": {
+            "sc": str(outputs.sc.SOPInstanceUID), "sr": str(sr.SOPInstanceUID),
+            "series_numbers": [int(outputs.sc.SeriesNumber), int(sr.SeriesNumber)],
+            "replaces": replaced,
+        }}
+        self.spool.update(job.job_id, state=JobState.DELIVERING, attempts=attempt, reason="",
+                          result=record)
+        metrics.result_made(str(result["label"]))
 
-    def _skip(self, job: Job, reason: str, attempts: int) -> None:
+    def skip(self, job: Job, reason: str, attempts: int) -> None:
         """End a job that is not an ECG input (e.g. a Hemodynamic object without ECG
         leads): acknowledged, recorded with the reason, never processed."""
         log.info("job skipped: %s", reason)
@@ -173,7 +169,7 @@ class Worker:
         )
         metrics.SKIPPED.labels(kind="not_an_ecg").inc()
 
-    def _fail(self, job: Job, stage: str, reason: str, attempts: int | None = None,
+    def fail(self, job: Job, stage: str, reason: str, attempts: int | None = None,
               exc_info: bool | None = None) -> None:
         log.error("job failed: %s", reason, exc_info=exc_info, extra={"stage": stage})
         fields: dict[str, object] = {"state": JobState.FAILED, "reason": reason}
@@ -205,7 +201,7 @@ class Worker:
         if outputs is None:
             kept = read_kept(self.spool.results_path(job.job_id))  # SC, then SR
             if len(kept) != 2:
-                self._fail(job, "send", f"send: expected SC and SR in the spool, found {len(kept)}")
+                self.fail(job, "send", f"send: expected SC and SR in the spool, found {len(kept)}")
                 return
             outputs = Outputs(sc=kept[0], sr=kept[1])
         datasets: list[Dataset] = [outputs.sc, outputs.sr]
@@ -291,7 +287,7 @@ class Worker:
         else:
             kind = "permanent"
         self.spool.update(job.job_id, delivery_attempts=attempt)
-        self._fail(job, "send", f"send: {exc} ({kind})")
+        self.fail(job, "send", f"send: {exc} ({kind})")
 
     def _wait(self, job: Job, attempts: int, delay: float, why: str) -> None:
         """Put a job in ``waiting`` (for its destination), tried again in ``delay`` s."""

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
             )
         if tls.enabled and self.dicom.listen_plain and tls.port == self.dicom.port:
             raise ValueError("dicom.tls.port must differ from dicom.port")
+        if self.queue.remote and self.queue.backend != "redis":
+            raise ValueError("queue.remote needs queue.backend: redis (workers on other hosts "
+                             "take their jobs from Redis)")
         client = self.delivery.tls
         if (client.certificate is None) != (client.private_key is None):
             raise ValueError("delivery.tls.certificate and delivery.tls.private_key go together")

@@ -152,6 +152,19 @@ class QueueSettings(Section):
     #: queue message (lost while Redis was unreachable, restarted empty or flushed):
     #: they are queued again, without a restart.
     requeue_interval: float = Field(30.0, gt=0)
+    #: Workers on other hosts, with no shared filesystem (needs backend redis): each
+    #: message names a job, the instance's bytes travel beside it in Redis, the
+    #: worker sends the built SR and SC back through Redis and ``serve`` sends them
+    #: on and records them (the ledger stays on the listener).  See docs/deploy.md.
+    remote: bool = False
+    #: remote: seconds a worker holds a job it is reading (renewed while it works);
+    #: a job whose worker died is taken again once its lease expires.
+    lease_seconds: float = Field(60.0, ge=1.0)
+    #: remote: most jobs whose bytes are in Redis at once (Redis memory: this many
+    #: ECGs); the rest wait in the ledger and are handed out as workers take jobs.
+    window: int = Field(32, ge=1, le=100000)
+    #: remote: seconds between two hand-outs of jobs waiting in the ledger.
+    dispatch_interval: float = Field(0.5, gt=0)
 
 
 class ModelSettings(Section):

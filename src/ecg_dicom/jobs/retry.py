@@ -28,6 +28,9 @@ log = logging.getLogger("ecg_dicom.queue")
 #: Seconds a ``received`` job must have been unchanged before the re-queue gives it a
 #: message (a job just acknowledged is being queued by the listener right now).
 SETTLE_SECONDS = 5.0
+#: The same with ``queue.remote`` (the listener queues a job within milliseconds of
+#: its acknowledgement; a job the window held back should go out soon after).
+REMOTE_SETTLE_SECONDS = 1.0
 
 
 def retry_failed(spool: Spool, queue: JobQueue, job_ids: list[str] | None = None) -> list[str]:
@@ -55,15 +58,18 @@ def retry_failed(spool: Spool, queue: JobQueue, job_ids: list[str] | None = None
     return queued
 
 
-def requeue_lost(spool: Spool, queue: JobQueue, now: float | None = None) -> list[str] | None:
+def requeue_lost(spool: Spool, queue: JobQueue, now: float | None = None,
+                 settle: float = SETTLE_SECONDS) -> list[str] | None:
     """Give a queue message to every due job that has none.  Returns the ids queued,
     or None when the queue cannot be read now (the next round tries again).
 
     A duplicate (a message being taken by a worker as this runs) is harmless: the
-    worker claims the job atomically in the ledger.
+    worker claims the job atomically in the ledger.  With ``queue.remote`` this is
+    also how the backlog is handed out: ``received`` jobs left in the ledger while
+    the window was full go out as workers take jobs (``queue.dispatch_interval``).
     """
     now = time.time() if now is None else now
-    due = spool.due_for_queue(settled_before=now - SETTLE_SECONDS)
+    due = spool.due_for_queue(settled_before=now - settle)
     if not due:
         return []
     present = queue.queued_job_ids()
@@ -73,10 +79,14 @@ def requeue_lost(spool: Spool, queue: JobQueue, now: float | None = None) -> lis
     for job_id, at in due:
         if job_id in present:
             continue
+        if not at and queue.remote is not None and queue.remote.full():
+            continue  # to read, and the window is full: it waits in the ledger
         if not queue.enqueue(job_id, delay=max(0.0, at - now) or None):
             return None  # the queue went away meanwhile: next round
         queued.append(job_id)
-    if queued:
+    if queued and queue.remote is not None:  # the backlog's hand-out, every round
+        log.debug("handed out %d jobs from the ledger", len(queued))
+    elif queued:
         log.info("queued %d jobs again from the ledger (their queue message was lost)",
                  len(queued), extra={"job_ids": queued[:20]})
     return queued
@@ -148,6 +158,8 @@ class LedgerRequeue:
 
     def run_once(self) -> list[str] | None:
         metrics.JOBS_WAITING.set(self.spool.counts()[JobState.WAITING.value])
+        if self.queue.remote is not None:  # the hand-out of the backlog: never long idle
+            return requeue_lost(self.spool, self.queue, settle=REMOTE_SETTLE_SECONDS)
         return requeue_lost(self.spool, self.queue)
 
     def _run(self) -> None:
