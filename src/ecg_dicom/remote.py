@@ -100,7 +100,7 @@ class Handouts:
         if job is None:
             log.info("an answer for a job already answered was dropped (from %s)",
                      answer.get("worker", "?"), extra={"job_id": job_id})
-            channel_of(self.queue).forget(job_id)
+            channel_of(self.queue).forget(job_id, lease=False)  # another may be reading
             return
         with log_context(job_id=job.job_id, calling_ae=job.calling_ae,
                          sop_instance_uid=job.sop_instance_uid):
@@ -135,7 +135,7 @@ class Handouts:
                     self.worker.attempt_failed(job, attempt, "answer",
                                                f"answer: {type(exc).__name__}: {exc}",
                                                traceback=False)
-        channel_of(self.queue).forget(job_id)
+        channel_of(self.queue).forget(job_id, lease=True)
 
 
 class RemoteReader:
@@ -160,6 +160,7 @@ class RemoteReader:
             if not channel.take(job_id, self.holder):
                 log.info("job is being read by another worker")
                 return
+            sent = False
             try:
                 data = channel.instance(job_id)
                 if data is None:
@@ -168,11 +169,13 @@ class RemoteReader:
                     return
                 with channel.holding(job_id, self.holder):
                     answer = self.read(job_id, data, facts)
-                if not self.queue.send_result(job_id, answer):
+                sent = self.queue.send_result(job_id, answer)
+                if not sent:
                     log.warning("the answer could not be sent (Redis is away); serve hands "
                                 "the job out again")
             finally:
-                channel.release(job_id, self.holder)
+                if not sent:  # else serve ends the lease once it has claimed the answer
+                    channel.release(job_id, self.holder)
 
     def read(self, job_id: str, data: bytes, facts: dict[str, Any]) -> dict[str, Any]:
         """load -> render -> detect -> build in this host's scratch folder."""

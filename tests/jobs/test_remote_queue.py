@@ -101,15 +101,21 @@ def test_an_answer_is_taken_once_and_a_second_one_is_dropped(
         settings = remote_settings(server.url, tmp_path / "spool")
         spool, queue, handouts = listener(settings)
         (job_id,) = receive(spool, 1)
+        assert queue.remote is not None
+        assert queue.remote.take(job_id, "host-a:1")  # left by the worker with its answer...
         answer = {"kind": "failed", "stage": "load", "reason": "load: not a DICOM file",
                   "worker": "host-a:1"}
         handouts.take_answer(job_id, answer)
         job = spool.get(job_id)
         assert job is not None and job.state == JobState.FAILED
         assert job.reason == "load: not a DICOM file" and job.attempts == 1
+        client = server.client()
+        assert client.get(LEASE_PREFIX + job_id) is None  # ...ended once the answer is claimed
+        assert queue.remote.take(job_id, "host-b:2")  # a second reader's answer is dropped
         handouts.take_answer(job_id, {**answer, "reason": "other", "worker": "host-b:2"})
         job = spool.get(job_id)
         assert job is not None and job.reason == "load: not a DICOM file"
+        assert client.get(LEASE_PREFIX + job_id) == b"host-b:2"  # its lease left to expire
         assert "an answer for a job already answered was dropped (from host-b:2)" in caplog.text
         # A bug on the worker: the job is read again (attempts count), not failed.
         (retried,) = receive(spool, 1)

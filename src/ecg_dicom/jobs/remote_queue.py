@@ -12,7 +12,10 @@ spool nor write the ledger.  So, for each job handed out:
   the backlog itself waits in the ledger, on disk, where it was acknowledged;
 * **a lease** ``ecg-dicom:lease:<job_id>`` (``SET NX``, ``queue.lease_seconds``,
   renewed while the worker reads) says a worker holds the job: a duplicate message
-  finds it taken, and a job whose worker died is free again once the lease expires;
+  finds it taken, and a job whose worker died is free again once the lease expires.
+  A worker that sent its answer leaves the lease in place: ``serve`` deletes it once
+  it has claimed the answer, so the job is never without a message, a lease or a
+  state other than ``received`` (no second hand-out in between);
 * **the result** (the built SC and SR as DICOM bytes, or why there is none) comes
   back as a message that only ``serve`` consumes; ``serve`` claims the job in its
   ledger, keeps the objects in its spool and sends them: results go out from the
@@ -98,10 +101,12 @@ class RemoteChannel:
         keys = self.outage.call(lambda: list(self.conn.scan_iter(LEASE_PREFIX + "*", count=1000)))
         return {k.decode()[len(LEASE_PREFIX):] for k in keys}
 
-    def forget(self, job_id: str) -> None:
-        """Drop a job's bytes (its result is in; quietly nothing while Redis is away)."""
+    def forget(self, job_id: str, *, lease: bool) -> None:
+        """Drop a job's bytes, and (``lease``) the lease its worker left for serve to end
+        once the answer is claimed; quietly nothing while Redis is away."""
+        keys = [INSTANCE_PREFIX + job_id, *([LEASE_PREFIX + job_id] if lease else [])]
         try:
-            self.outage.call(lambda: self.conn.delete(INSTANCE_PREFIX + job_id))
+            self.outage.call(lambda: self.conn.delete(*keys))
         except QueueUnavailable:
             pass
 
