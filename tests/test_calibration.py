@@ -139,3 +139,33 @@ def test_reliability_diagram_is_written(tmp_path: Path) -> None:
     p, y = calibrated_set(300, 4)
     out = plot_reliability(y, {"raw": p**2, "calibrated": p}, tmp_path / "r.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_detector_loads_the_calibration_beside_its_weights(tmp_path: Path) -> None:
+    """The service's path: calibration.json beside the weights is applied when it was fitted
+    for them, refused (uncalibrated) when it was fitted for other weights."""
+    from ecg_dicom.config import ModelSettings, Settings
+    from ecg_dicom.model import Detector, weights_checksum
+    from ecg_dicom.pipeline import Pipeline
+    from realdata import ECG_IMAGES_DIR, ROOT
+
+    weights = tmp_path / "model.pt"
+    weights.symlink_to((ROOT / "weights" / "ecg-yolov8m.pt").resolve())
+    sha = weights_checksum(weights)
+    settings = ModelSettings(weights=weights, sha256=sha, runtime="pytorch")
+    assert Detector(settings).probability_kind == "uncalibrated"  # no file
+
+    calibration = Calibration("platt", {"a": 0.5, "b": 0.2}, sha)
+    calibration.save(tmp_path / "calibration.json")
+    detector = Detector(settings)
+    assert detector.probability_kind == f"calibrated ({calibration.tag})"
+    pipeline = Pipeline(Settings.model_construct(model=settings), detector=detector)
+    try:
+        result = pipeline.read_file(sorted((ECG_IMAGES_DIR / "normal").glob("*.jpg"))[0]).result
+    finally:
+        pipeline.close()
+    assert result.calibrated == pytest.approx(calibration(result.abnormal_score))
+    assert result.probability_kind == detector.probability_kind
+
+    Calibration("platt", {"a": 0.5, "b": 0.2}, "0" * 64).save(tmp_path / "calibration.json")
+    assert Detector(settings).calibration is None  # fitted for other weights: refused
