@@ -5,6 +5,14 @@ workers (``ecg-dicom serve`` and ``ecg-dicom worker``), ``ecg-dicom classify``,
 the upload page's ``/api/classify`` and ``ecg-dicom evaluate``.  So the figures
 in the model card are the figures of the page reader and model the service runs.
 
+A picture (image or PDF page) passes two more stages before detect:
+``straighten`` (:mod:`ecg_dicom.pages.straighten`: tilt and perspective undone, so
+the detector reads an upright chart like its training pages; what was done is
+kept in :attr:`Reading.straightening`) and ``check``
+(:mod:`ecg_dicom.pages.chart_check`: a picture that is not a readable 12-lead
+page -- not an ECG, an empty grid, a 2-lead strip, too dark or blurred -- is
+"Not interpretable" with the reason).
+
 Each stage runs inside :func:`stage`, which times it (``ecgdicom_stage_seconds``)
 and remembers its name in a :class:`Trace`, so a failure can say where it happened
 ("render: ...").  A signal the model cannot read is an answer, not a failure:
@@ -32,7 +40,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydicom import Dataset
@@ -49,6 +57,8 @@ from ecg_dicom.pages import (
     page_from_file,
     read_received,
 )
+from ecg_dicom.pages.chart_check import check_chart
+from ecg_dicom.pages.straighten import straighten_page
 from ecg_dicom.records import Classification, Outputs, Page, ResultHistory
 from ecg_dicom.results import build_outputs, write_outputs
 
@@ -77,6 +87,9 @@ class Reading:
 
     page: Page
     result: Classification
+    #: What straightening did to a picture (``Straightened.describe()``, e.g.
+    #: "rotation -7.02 deg" or "none"); empty for a rendered waveform.
+    straightening: str = ""
 
 
 #: Modules whose ValueError during build means "a value of the source cannot be
@@ -239,17 +252,26 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------
     def _read(self, render: Callable[[], Page], trace: Trace) -> Reading:
+        straightening = ""
         try:
             with stage(trace, "render"):
                 page = render()
+            if page.source_kind != "waveform":
+                # a picture of a paper ECG: made upright like the training pages, then
+                # checked to be a readable 12-lead chart (a rendered waveform is both)
+                with stage(trace, "straighten"):
+                    page, done = straighten_page(page)
+                    straightening = done.describe()
+                with stage(trace, "check"):
+                    check_chart(page)
             with stage(trace, "detect"):
                 result = self.detector.detect(page)
         except NotInterpretableError as exc:
             # A signal that cannot be read is an answer, not a failure: the SR says
             # "not interpretable" with the reason, and the SC shows it.
             log.warning("not interpretable: %s", exc, extra={"stage": trace.stage})
-            return self.not_interpretable(exc)
-        return Reading(page, result)
+            return replace(self.not_interpretable(exc), straightening=straightening)
+        return Reading(page, result, straightening)
 
     def not_interpretable(self, exc: NotInterpretableError) -> Reading:
         """The page and result for an input the model cannot read: the page the error

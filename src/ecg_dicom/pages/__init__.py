@@ -11,6 +11,8 @@ Modules, in the order one ECG goes through them:
 * ``layout``      page geometry, scales and rows; ``render`` draws them (OpenCV)
 * ``blank``       the page shown for a not-interpretable input
 * ``images``      DICOM pictures, PNG/JPEG and PDF -> page
+* ``straighten``  a picture's chart made upright (tilt, perspective), like the training pages
+* ``chart_check`` whether a straightened picture is a readable 12-lead page (else the reason)
 * ``limits``      what a header declares, checked before decoding (``limits.*``)
 * ``sandbox``     pages read in a child process: time limit, memory budget
 """
