@@ -143,7 +143,7 @@ def main() -> None:
     rows["keystone 3 % + tilt 4"] = {"methods": methods, "frame_rise_px": rise, "ms": speed,
                                      "cpu_ms_median": cpu}
     print(f"{'keystone 3% + tilt 4':<22}{json.dumps(methods):<34}"
-          f"{'frame rise px: median ' + format(rise['median'], '.1f'):<25}"
+          f"{'frame rise px: median ' + format(rise['median'], '.1f'):<26}"
           f"max {rise['max']:.1f}  {speed['median']:>12.1f} / {speed['p95']:<6.1f}{cpu:>8.1f}")
     turned_away: list[str] = []
     ms = []

@@ -158,8 +158,9 @@ def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
 def line_sharpness(ink: np.ndarray, angle: float) -> float:
     """How sharp the row and column profiles are once ``ink`` is rotated by ``-angle``."""
     upright = _rotate(ink, -angle)
-    rows = cv2.reduce(upright, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F).ravel()
-    cols = cv2.reduce(upright, 0, cv2.REDUCE_SUM, dtype=cv2.CV_64F).ravel()
+    depth = cv2.CV_32S if upright.dtype == np.uint8 else cv2.CV_32F
+    rows = cv2.reduce(upright, 1, cv2.REDUCE_SUM, dtype=depth).ravel().astype(np.float64)
+    cols = cv2.reduce(upright, 0, cv2.REDUCE_SUM, dtype=depth).ravel().astype(np.float64)
     return float(np.square(np.diff(rows)).sum() + np.square(np.diff(cols)).sum())
 
 
@@ -190,9 +191,10 @@ _EDGE_CLEARANCE = 3
 
 
 def ink_levels(ink: np.ndarray) -> list[np.ndarray]:
-    """The ink map and its copies shrunk 2 and 4 times."""
+    """The ink map and its copies shrunk 2, 4, ... times, as far as :data:`SEARCH_PLAN`
+    and :func:`~ecg_dicom.pages.chart_check.measure_chart` need (level 2 at least)."""
     levels = [ink]
-    for _ in range(2):
+    for _ in range(max(2, *(level for level, _, _ in SEARCH_PLAN))):
         levels.append(shrink(levels[-1], 2))
     return levels
 
@@ -200,10 +202,13 @@ def ink_levels(ink: np.ndarray) -> list[np.ndarray]:
 def find_angle(levels: list[np.ndarray]) -> tuple[float, float]:
     """(tilt in degrees, line contrast) from :func:`ink_levels` (module docstring)."""
     angle, contrast = 0.0, 0.0
+    # 8-bit copies: rotated and summed faster than floats, and precise enough
+    quantised = {level: cv2.convertScaleAbs(levels[level], alpha=255.0)
+                 for level in {level for level, _, _ in SEARCH_PLAN}}
     for i, (level, half, step) in enumerate(SEARCH_PLAN):
-        angle, best = _search(levels[level], angle, half, step)
+        angle, best = _search(quantised[level], angle, half, step)
         if i == 0:
-            smeared = line_sharpness(levels[level], angle + 45.0)
+            smeared = line_sharpness(quantised[level], angle + 45.0)
             contrast = best / smeared if smeared > 0 else 0.0
             angle = float(round(angle / step) * step)
     return angle, contrast
