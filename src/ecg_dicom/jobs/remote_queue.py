@@ -67,26 +67,32 @@ class RemoteChannel:
         return self.storage.conn
 
     # -- serve's side ---------------------------------------------------------
+    def count(self) -> bool:
+        """Count the jobs waiting in Redis now; False when Redis cannot be asked."""
+        try:
+            waiting = int(self.outage.call(self.storage.queue_size))
+        except QueueUnavailable:
+            return False
+        with self._lock:
+            self._handed_out, self._counted_at = waiting, time.monotonic()
+        return True
+
     def room(self) -> bool:
         """True (and one place taken) when fewer than ``window`` jobs wait in Redis."""
+        if time.monotonic() - self._counted_at > ROOM_REFRESH and not self.count():
+            return False  # the job stays in the ledger; handed out when Redis is back
         with self._lock:
-            now = time.monotonic()
-            if now - self._counted_at > ROOM_REFRESH:
-                try:
-                    self._handed_out = int(self.outage.call(self.storage.queue_size))
-                except QueueUnavailable:
-                    return False  # the job stays in the ledger; handed out when Redis is back
-                self._counted_at = now
             if self._handed_out >= self.window:
                 return False
             self._handed_out += 1
             return True
 
     def full(self) -> bool:
-        """True when the last count said the window is full (no Redis call)."""
+        """True when the last count (:meth:`count`, then the places taken since) says
+        the window is full; no Redis call (the ledger re-queue counts once per round
+        and then skips the whole backlog cheaply)."""
         with self._lock:
-            return self._handed_out >= self.window and (
-                time.monotonic() - self._counted_at <= ROOM_REFRESH)
+            return self._handed_out >= self.window
 
     def put_instance(self, job_id: str, data: bytes) -> bool:
         try:

@@ -73,7 +73,7 @@ def requeue_lost(spool: Spool, queue: JobQueue, now: float | None = None,
     if not due:
         return []
     present = queue.queued_job_ids()
-    if present is None:
+    if present is None or (queue.remote is not None and not queue.remote.count()):
         return None
     queued = []
     for job_id, at in due:
