@@ -133,7 +133,8 @@ def test_the_image_is_built_in_two_stages_and_runs_without_cuda_as_a_user() -> N
     assert "whl/cpu" in (ROOT / "Dockerfile").read_text()
     assert "ecg-dicom export --format openvino-int8" in build_text
     pyproject = (ROOT / "pyproject.toml").read_text()
-    for pin in re.findall(r"(torch(?:vision)?==[0-9.]+)", build_text):
+    makefile = (ROOT / "Makefile").read_text()
+    for pin in re.findall(r"(torch(?:vision)?==[0-9.]+)", build_text + makefile):
         assert f'"{pin}"' in pyproject, pin  # the CPU wheels meet the project's pins
     runtime_text = " ".join(runtime)
     assert "pip install" not in runtime_text and "cuda" not in runtime_text.lower()

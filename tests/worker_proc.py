@@ -24,6 +24,8 @@ class WorkerProcess:
     workdir: Path
     queue: dict[str, Any]
     threads: int = 1
+    #: More settings, by section (e.g. ``{"model": {"threads": 1}}``).
+    config: dict[str, dict[str, Any]] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -43,13 +45,15 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         ensure_default_model()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        cfg = {
+        cfg: dict[str, dict[str, Any]] = {
             "queue": self.queue,
             "storage": {"spool_dir": str(self.spool_dir),
                         "output_dir": str(self.workdir / "outputs"), "min_free_mb": 0},
             "model": {"weights": str(WEIGHTS), "export_cache_dir": str(MODEL_CACHE)},
             "audit": {"path": str(self.workdir / "audit.log")},
         }
+        for section, values in self.config.items():
+            cfg.setdefault(section, {}).update(values)
         cfg_path = self.workdir / "site.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg))
         env = {k: v for k, v in os.environ.items() if not k.startswith("ECG_DICOM_")}
