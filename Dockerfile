@@ -27,10 +27,10 @@ WORKDIR /opt/ecg-dicom
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 COPY config ./config
-COPY weights/ecg-yolov8m.pt weights/ecg-yolov8m.pt.sha256 ./weights/
+COPY weights ./weights
+# No CUDA wheel may have come in; torch's C++ headers are for building extensions only.
 RUN pip install . \
     && ! pip list 2>/dev/null | grep -i -E '^(nvidia-|triton)' \
-    && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
     && rm -rf /opt/venv/lib/python3.11/site-packages/torch/include
 # The model `model.runtime: auto` runs on a CPU (the int8 OpenVINO model NNCF derives from the
 # weights, minutes), made here so a container starts ready; keyed by the weights' checksum.

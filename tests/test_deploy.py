@@ -146,6 +146,13 @@ def test_the_image_is_built_in_two_stages_and_runs_without_cuda_as_a_user() -> N
     (volume,) = [line for line in runtime if line.startswith("VOLUME ")]
     assert "/var/lib/ecg-dicom/spool" in volume and "/var/lib/ecg-dicom/outputs" in volume
     assert runtime[-1] == 'CMD ["ecg-dicom", "serve"]'
+    # The build context is what the image is made of, not the checkout (.venv is GBs).
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in ignored and "!.venv" not in ignored and "!src/" in ignored
+    for line in build:
+        if line.startswith("COPY ") and "--from" not in line:
+            for source in line.split()[1:-1]:
+                assert f"!{source.rstrip('/')}/" in ignored or f"!{source}" in ignored, source
 
 
 def test_grafana_is_provisioned_with_the_documented_dashboard() -> None:
