@@ -274,3 +274,14 @@ def test_the_pipeline_straightens_a_tilted_picture_before_the_detector(
     straight = tmp_path / "straight.png"
     cv2.imwrite(str(straight), sample[0][:, :, ::-1])
     assert pipeline.read_file(straight).straightening == "none"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (5, 500), (500, 5), (64, 64), (3000, 20)])
+def test_odd_pictures_come_back_unchanged(shape: tuple[int, int]) -> None:
+    """Tiny, thin, blank, black or noisy pictures: no error, nothing done (the chart check
+    then says why they are not an ECG)."""
+    rng = np.random.default_rng(sum(shape))
+    for picture in (rng.integers(0, 256, (*shape, 3), dtype=np.uint8),
+                    np.zeros((*shape, 3), np.uint8), np.full((*shape, 3), 255, np.uint8)):
+        done = straighten(picture)
+        assert done.page is picture and done.method == "none" and not done.found

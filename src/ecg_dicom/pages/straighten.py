@@ -67,6 +67,9 @@ from ecg_dicom.records import Page
 WORK_SIZE = 800
 #: Tilts searched, degrees either way.
 MAX_ANGLE_DEG = 20.0
+#: A picture whose brightest pixels (99th percentile of the darkest channel) stay below
+#: this has no paper showing (black, or far too dark): nothing is done.
+MIN_PAPER_LEVEL = 48.0
 #: Below this tilt (degrees) a page counts as straight and is returned unchanged.
 STRAIGHT_DEG = 0.2
 #: Opposite chart edges further apart than this (degrees) mean perspective.
@@ -383,7 +386,10 @@ def straighten(rgb: np.ndarray) -> Straightened:
     """The chart on ``rgb`` (H x W x 3 uint8) made upright (module docstring)."""
     h, w = rgb.shape[:2]
     factor = max(1, -(-max(h, w) // WORK_SIZE))
-    levels = ink_levels(ink_map(darkest_channel(shrink(rgb, factor))))
+    darkest = darkest_channel(shrink(rgb, factor))
+    if float(np.percentile(darkest[::4, ::4], 99)) < MIN_PAPER_LEVEL:
+        return Straightened(rgb, 0.0, None, "none", False)  # no paper to find lines on
+    levels = ink_levels(ink_map(darkest))
     angle, contrast = find_angle(levels)
     if contrast < MIN_LINE_CONTRAST:
         return Straightened(rgb, 0.0, None, "none", False)
