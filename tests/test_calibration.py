@@ -10,19 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_dicom.model.calibration import (
-    Calibration,
+from ecg_dicom.model.calibration import Calibration, calibration_path, load_calibration
+from ecg_dicom.model.decision import decide
+from ecg_dicom.records import Detection
+from ecg_dicom.train.calibrate import (
     brier_score,
-    calibration_path,
     expected_calibration_error,
     fit_calibration,
     fit_platt,
-    load_calibration,
     plot_reliability,
     reliability_bins,
 )
-from ecg_dicom.model.decision import decide
-from ecg_dicom.records import Detection
 
 SHA = "ab" * 32
 
@@ -69,7 +67,7 @@ def test_a_miscalibrated_set_improves_and_the_map_is_monotone() -> None:
 
 
 def _params(method: str, scores: np.ndarray, y: np.ndarray) -> dict:
-    from ecg_dicom.model.calibration import fit_isotonic
+    from ecg_dicom.train.calibrate import fit_isotonic
 
     return fit_platt(scores, y) if method == "platt" else fit_isotonic(scores, y)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from ecg_dicom.model import weights_checksum
-from ecg_dicom.train.crossval import bootstrap_auroc, subset, wilson
+from ecg_dicom.train.fold_setup import subset
 from ecg_dicom.train.folds import Fold, write_folds
+from ecg_dicom.train.intervals import bootstrap_auroc, wilson
 from realdata import ECG_IMAGES_DIR, ROOT
 from test_cli import run
 

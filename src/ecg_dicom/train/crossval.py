@@ -22,285 +22,54 @@ gets one *out-of-fold* prediction from a model that never saw it.  From those:
   is the clean page itself (the very prediction of the table above);
 * optionally DICOM ECGs (no truth: the table lists what the models say).
 
-Predictions are cached in ``DIR/predictions.json`` (:class:`PredictionCache`) keyed by
-page, condition and weights checksum, with a fingerprint of what else decides them
-(runtime, imgsz, conf, threshold, and the source of the page reader and detector): a
-second run prints the tables at once; a changed reader or model recomputes.
+Predictions are cached in ``DIR/predictions.json``
+(:class:`~ecg_dicom.train.fold_setup.PredictionCache`) keyed by page, condition and
+weights checksum, with a fingerprint of what else decides them (runtime, imgsz, conf,
+threshold, and the source of the page reader and detector): a second run prints the
+tables at once; a changed reader or model recomputes.  The text of the tables:
+:mod:`ecg_dicom.train.crossval_text`; the intervals: :mod:`ecg_dicom.train.intervals`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ecg_dicom.config import ModelSettings, Settings
-from ecg_dicom.model import Detector, weights_checksum
-from ecg_dicom.model.calibration import (
-    Calibration,
-    brier_score,
-    cross_fitted,
-    fit_calibration,
-    plot_reliability,
-)
-from ecg_dicom.pipeline import Pipeline
-from ecg_dicom.records import CLASS_NAMES, NORMAL_CLASS, Classification, Detection
+from ecg_dicom.config import ModelSettings
+from ecg_dicom.model import weights_checksum
+from ecg_dicom.model.calibration import Calibration
+from ecg_dicom.records import NORMAL_CLASS, Classification
+from ecg_dicom.train.calibrate import brier_score, cross_fitted, fit_calibration, plot_reliability
 from ecg_dicom.train.evaluate import score_predictions
-from ecg_dicom.train.folds import Fold, read_folds
+from ecg_dicom.train.fold_setup import (
+    PREDICTIONS_FILE,
+    FoldSetup,
+    PredictionCache,
+    Scorer,
+    classification_from_dict,
+    load_setup,
+    page_seed,
+    read_rgb,
+    reader_fingerprint,
+    single_model_setup,
+    subset,
+    write_png,
+)
+from ecg_dicom.train.intervals import figures, proportion
 from ecg_dicom.train.perturb import CONDITIONS, perturbed
 
-FOLDS_FILE = "folds.json"
-PREDICTIONS_FILE = "predictions.json"
+__all__ = ["evaluate_folds", "load_setup", "single_model_setup"]
+
 REPORT_FILE = "report.json"
 CLEAN = "tilt 0°"
-BOOTSTRAP_RESAMPLES = 2000
-Z95 = 1.959964
 
 Progress = Callable[[int, int], None] | None
-
-
-# -- statistics ------------------------------------------------------------------------
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """The Wilson score interval of a proportion (95 % by default); None when n = 0."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
-
-
-def bootstrap_auroc(
-    actual: Sequence[bool], scores: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-) -> tuple[float, float] | None:
-    """95 % percentile interval of AUROC over ``resamples`` bootstrap resamples of the
-    pages (seeded); resamples with one class only are skipped.  None without both."""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(actual, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    if y.all() or not y.any():
-        return None
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        idx = rng.integers(0, y.size, y.size)
-        if y[idx].all() or not y[idx].any():
-            continue
-        values.append(roc_auc_score(y[idx], s[idx]))
-    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
-
-
-def _proportion(k: int, n: int) -> dict[str, Any]:
-    return {"value": k / n if n else None, "k": k, "n": n, "ci95": wilson(k, n)}
-
-
-def figures(truth: Sequence[str], predictions: Sequence[Classification]) -> dict[str, Any]:
-    """:func:`~ecg_dicom.train.evaluate.score_predictions` plus 95 % intervals:
-    Wilson for every proportion, bootstrap (seeded) for AUROC."""
-    report = score_predictions(truth, predictions)
-    c = report["counts"]
-    n = report["pages"]
-    right4 = sum(report["confusion_matrix"]["matrix"][j][j] for j in range(len(CLASS_NAMES)))
-    actual = [t != NORMAL_CLASS for t in truth]
-    report["intervals"] = {
-        "accuracy": _proportion(c["tp"] + c["tn"], n),
-        "sensitivity": _proportion(c["tp"], c["tp"] + c["fn"]),
-        "specificity": _proportion(c["tn"], c["tn"] + c["fp"]),
-        "class_accuracy": _proportion(right4, n),
-        "auroc": {"value": report["auroc"],
-                  "ci95": bootstrap_auroc(actual, [p.abnormal_score for p in predictions])},
-        "per_class": {
-            name: _proportion(report["confusion_matrix"]["matrix"][j][j],
-                              sum(1 for t in truth if t == name))
-            for j, name in enumerate(CLASS_NAMES)
-        },
-    }
-    return report
-
-
-# -- the folds -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class FoldSetup:
-    """The folds of ``DIR/folds.json``, the source folder and each fold's weights."""
-
-    folds_dir: Path
-    source: Path
-    folds: tuple[Fold, ...]
-    weights: tuple[Path, ...]
-
-
-def load_setup(folds_dir: Path, data: Path | None = None) -> FoldSetup:
-    """Read ``folds.json`` and check that every page and every fold model is there;
-    a missing one is named in the error (FileNotFoundError)."""
-    folds_dir = Path(folds_dir)
-    path = folds_dir / FOLDS_FILE
-    if not folds_dir.is_dir():
-        raise FileNotFoundError(f"folds folder {folds_dir} not found")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --folds needs a folder with folds.json")
-    record = json.loads(path.read_text(encoding="utf-8"))
-    folds = tuple(read_folds(path))
-    if not folds:
-        raise ValueError(f"{path} has no folds")
-    source = Path(data) if data is not None else Path(str(record.get("source", "")))
-    if not source.is_dir():
-        raise FileNotFoundError(
-            f"page folder {source} not found (from {'--data' if data else path}); "
-            "give the folder of class folders with --data"
-        )
-    weights = []
-    for fold in folds:
-        w = Path(fold.weights)
-        w = w if w.is_absolute() else folds_dir / w
-        if not w.is_file():
-            raise FileNotFoundError(f"weights of fold {fold.index} ({w}) not found")
-        weights.append(w)
-    missing = [rel for fold in folds for _, rel in fold.test if not (source / rel).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} test pages of {path} are not in {source}, e.g. {missing[0]}"
-        )
-    return FoldSetup(folds_dir, source, folds, tuple(weights))
-
-
-def reader_fingerprint() -> str:
-    """SHA-256 (16 hex) of the source of what turns a file into a score: the modules of
-    the page reader the pipeline loads (``ecg_dicom.pages.*``, straightening included
-    once the reader uses it), the detector, its preprocessing and the decision rule.
-    A change recomputes cached predictions."""
-    import sys
-
-    import ecg_dicom.pipeline  # noqa: F401  (imports the page reader it uses)
-
-    names = sorted(
-        name for name in list(sys.modules)
-        if name.startswith("ecg_dicom.pages.") or name in {
-            "ecg_dicom.model.detector", "ecg_dicom.model.preprocess", "ecg_dicom.model.decision"}
-    )
-    digest = hashlib.sha256()
-    for name in names:
-        source = getattr(sys.modules[name], "__file__", None)
-        if source:
-            digest.update(name.encode() + b"\0" + Path(source).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-class PredictionCache:
-    """Per-page predictions in ``DIR/predictions.json``: ``{"entries": {"<condition>|<page>":
-    {"sha256", "key", "prediction"}}}``; an entry counts only for the same weights and key."""
-
-    def __init__(self, path: Path, key: dict[str, Any]) -> None:
-        self.path = Path(path)
-        self.key = json.dumps(key, sort_keys=True)
-        self.entries: dict[str, dict[str, Any]] = {}
-        if self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-                self.entries = dict(data.get("entries", {}))
-            except (OSError, ValueError):
-                self.entries = {}
-
-    def get(self, condition: str, page: str, sha256: str) -> dict[str, Any] | None:
-        entry = self.entries.get(f"{condition}|{page}")
-        if entry and entry.get("sha256") == sha256 and entry.get("key") == self.key:
-            return dict(entry["prediction"])
-        return None
-
-    def put(self, condition: str, page: str, sha256: str, prediction: dict[str, Any]) -> None:
-        self.entries[f"{condition}|{page}"] = {
-            "sha256": sha256, "key": self.key, "prediction": prediction,
-        }
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"entries": self.entries}, ensure_ascii=False),
-                       encoding="utf-8")
-        tmp.replace(self.path)
-
-
-def classification_from_dict(d: dict[str, Any]) -> Classification:
-    """A :class:`Classification` back from its ``to_dict`` (the cache)."""
-    return Classification(
-        label=d["label"], class_name=d.get("class_name"), confidence=float(d["confidence"]),
-        abnormal_score=float(d["abnormal_score"]),
-        detections=tuple(
-            Detection(x["class_name"], float(x["confidence"]), tuple(x["box"]))  # type: ignore[arg-type]
-            for x in d.get("detections", ())
-        ),
-        model_name=d.get("model_name", ""), model_version=d.get("model_version", ""),
-        runtime=d.get("runtime", ""), reason=d.get("reason", ""),
-    )
-
-
-@dataclass
-class Scorer:
-    """Loads a pipeline per weights (once) and reads pages through it."""
-
-    model: ModelSettings
-    calibrate: bool = False
-    _loaded: tuple[str, Pipeline] | None = None
-
-    def pipeline(self, weights: Path, sha256: str) -> Pipeline:
-        if self._loaded is not None and self._loaded[0] == sha256:
-            return self._loaded[1]
-        if self._loaded is not None:
-            self._loaded[1].close()
-        settings = self.model.model_copy(update={"weights": weights, "sha256": sha256})
-        detector = Detector(settings, calibrate=self.calibrate)
-        pipeline = Pipeline(Settings.model_construct(model=settings), detector=detector)
-        self._loaded = (sha256, pipeline)
-        return pipeline
-
-    def close(self) -> None:
-        if self._loaded is not None:
-            self._loaded[1].close()
-            self._loaded = None
-
-
-def _page_seed(page: str, condition: str, seed: int) -> int:
-    return (zlib.crc32(f"{seed}|{condition}|{page}".encode()) & 0x7FFFFFFF)
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"{path} cannot be read as an image")
-    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-
-
-def _write_png(rgb: np.ndarray, path: Path) -> Path:
-    import cv2
-
-    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    return path
-
-
-def subset(pages: Sequence[tuple[str, str]], per_class: int | None, seed: int) -> list[
-    tuple[str, str]
-]:
-    """``per_class`` pages of each class, drawn with ``seed`` (all when None)."""
-    if per_class is None:
-        return list(pages)
-    rng = np.random.default_rng(seed)
-    chosen: list[tuple[str, str]] = []
-    for name in CLASS_NAMES:
-        members = sorted(p for p in pages if p[0] == name)
-        order = rng.permutation(len(members))
-        chosen += [members[i] for i in sorted(order[:per_class])]
-    return chosen
 
 
 def evaluate_folds(
@@ -373,9 +142,9 @@ def evaluate_folds(
                 if condition == CLEAN:
                     path = setup.source / rel
                 else:
-                    rgb = perturbed(_read_rgb(setup.source / rel), condition,
-                                    _page_seed(rel, condition, seed))
-                    path = _write_png(rgb, Path(tmp) / "page.png")
+                    rgb = perturbed(read_rgb(setup.source / rel), condition,
+                                    page_seed(rel, condition, seed))
+                    path = write_png(rgb, Path(tmp) / "page.png")
                 result = pipeline.read_file(path).result
                 timings.append(time.perf_counter() - started)
                 cache.put(condition, rel, sha, result.to_dict())
@@ -473,9 +242,9 @@ def _calibrate(
         "not_interpretable_left_out": int((~interpretable).sum()),
         "calibrated_rule": {
             "rule": f"Abnormal iff calibrated p >= {threshold} (cross-fitted)",
-            "accuracy": _proportion(tp + tn, n),
-            "sensitivity": _proportion(tp, int(actual.sum())),
-            "specificity": _proportion(tn, int((~actual).sum())),
+            "accuracy": proportion(tp + tn, n),
+            "sensitivity": proportion(tp, int(actual.sum())),
+            "specificity": proportion(tn, int((~actual).sum())),
         },
         "brier_in_sample": round(brier_score(fitted.apply(scores[interpretable]),
                                              y[interpretable]), 5),
@@ -497,24 +266,6 @@ def _calibrate(
     return out
 
 
-def single_model_setup(data: Path, weights: Path, out: Path) -> FoldSetup:
-    """One "fold" holding every page of the class folders ``data``, read by ``weights``
-    (``evaluate --perturb --data --weights``: a robustness table of one model; its
-    figures are honest only on pages that model never saw).  ``out`` holds the cache."""
-    from ecg_dicom.train.folds import source_pages
-
-    data, weights = Path(data), Path(weights)
-    if not data.is_dir():
-        raise FileNotFoundError(f"page folder {data} not found")
-    if not weights.is_file():
-        raise FileNotFoundError(f"weights {weights} not found")
-    pages = source_pages(data)
-    test = tuple(sorted(((name, rel) for name, rels in pages.items() for rel in rels),
-                        key=lambda t: t[1]))
-    out.mkdir(parents=True, exist_ok=True)
-    return FoldSetup(out, data, (Fold(index=0, test=test, weights=str(weights)),), (weights,))
-
-
 def _robustness(
     pages: list[str], page_fold: dict[str, tuple[int, str]],
     prediction: Callable[[str, str], Classification], per_class: int | None, seed: int,
@@ -534,8 +285,8 @@ def _robustness(
                  if 0 < sum(actual) < len(actual) else None)
         rows.append({
             "condition": condition, "pages": len(pages),
-            "accuracy": _proportion(right, len(pages)), "auroc": auroc,
-            "unchanged": _proportion(same, len(pages)),
+            "accuracy": proportion(right, len(pages)), "auroc": auroc,
+            "unchanged": proportion(same, len(pages)),
             "not_interpretable": sum(p.label == "Not interpretable" for p in preds),
         })
     return {
@@ -574,93 +325,3 @@ def _dicom_table(
     finally:
         scorer.close()
     return rows
-
-
-# -- text ------------------------------------------------------------------------------
-def _pct(item: dict[str, Any]) -> str:
-    if item.get("value") is None:
-        return "n/a"
-    ci = item.get("ci95")
-    text = f"{100 * item['value']:.1f} %"
-    if "k" in item:
-        text += f" ({item['k']}/{item['n']})"
-    if ci:
-        text += f" [{100 * ci[0]:.1f}–{100 * ci[1]:.1f}]"
-    return text
-
-
-def format_folds_report(report: dict[str, Any]) -> str:
-    """The tables of a fold evaluation, as text."""
-    oof = report["out_of_fold"]
-    ci = oof["intervals"]
-    auroc = ci["auroc"]
-    lines = [
-        f"{report['k']}-fold cross-validation, {oof['pages']} pages of {report['source']} "
-        f"(each scored by the fold model that never saw it), runtime {report['runtime']}, "
-        f"imgsz {report['imgsz']}, threshold {report['threshold']} on the raw abnormal score",
-        f"predictions computed now: {report['computed']}"
-        + (f" ({report['ms_per_page']} ms/page)" if report.get("ms_per_page") else "")
-        + f"; cached in {report['folds_dir']}/{PREDICTIONS_FILE}",
-        "out-of-fold figures [95 % interval: Wilson; AUROC: bootstrap, 2000 resamples, seed 0]",
-        f"  Normal/Abnormal accuracy  {_pct(ci['accuracy'])}",
-        f"  sensitivity (Abnormal)    {_pct(ci['sensitivity'])}",
-        f"  specificity (Normal)      {_pct(ci['specificity'])}",
-        "  AUROC (raw score)         " + ("n/a" if auroc["value"] is None else (
-            f"{auroc['value']:.3f}" + (f" [{auroc['ci95'][0]:.3f}–{auroc['ci95'][1]:.3f}]"
-                                       if auroc["ci95"] else ""))),
-        f"  4-class accuracy          {_pct(ci['class_accuracy'])}",
-        f"  not interpretable         {oof['no_finding']}",
-        "  per class: class sensitivity (top box) | Normal/Abnormal right",
-    ]
-    for name, item in ci["per_class"].items():
-        binary = oof["per_class"][name]["binary_sensitivity"]
-        lines.append(f"    {name:<11} {_pct(item):<28} | "
-                     + ("n/a" if binary is None else f"{100 * binary:.1f} %"))
-    lines.append("per fold: pages, accuracy, sensitivity, specificity, AUROC, 4-class")
-    for f in report["per_fold"]:
-        def p(v: float | None) -> str:
-            return "  n/a" if v is None else f"{100 * v:5.1f}"
-        lines.append(
-            f"  fold {f['fold']}  {f['pages']:>4}  {p(f['accuracy'])}  {p(f['sensitivity'])}  "
-            f"{p(f['specificity'])}  "
-            + ("  n/a" if f["auroc"] is None else f"{f['auroc']:.3f}")
-            + f"  {p(f['class_accuracy'])}"
-        )
-    cal = report["calibration"] or {}
-    if cal.get("skipped"):
-        lines.append(f"calibration: not fitted ({cal['skipped']})")
-        cal = {}
-    losses = cal.get("cross_fitted_log_loss", {})
-    rule = cal.get("calibrated_rule", {})
-    lines += [] if not cal else [
-        f"calibration: {cal['method']} (cross-fitted log-loss platt {losses['platt']:.4f}, "
-        f"isotonic {losses['isotonic']:.4f} nats/page; {cal['rule']})",
-        f"  ECE (10 bins) raw {cal['ece_before']:.4f} -> calibrated {cal['ece_after']:.4f} "
-        f"(cross-fitted; in-sample {cal['ece_after_in_sample']:.4f})",
-        f"  Brier raw {cal['brier_before']:.4f} -> calibrated {cal['brier_after']:.4f}",
-        f"  {rule['rule']}: accuracy {_pct(rule['accuracy'])}, sensitivity "
-        f"{_pct(rule['sensitivity'])}, specificity {_pct(rule['specificity'])}",
-    ]
-    if cal.get("reliability_png"):
-        lines.append(f"  reliability diagram: {cal['reliability_png']}")
-    if cal.get("written"):
-        lines.append(f"  written: {cal['written']} (for weights sha256 "
-                     f"{cal['weights_sha256'][:12]})")
-    rob = report.get("robustness")
-    if rob:
-        lines.append(f"robustness ({rob['pages']} pages: {rob['selection']}; each page read "
-                     "by its own fold model through the service's path)")
-        lines.append(f"  {'condition':<18} {'accuracy':<28} {'AUROC':<7} "
-                     f"{'label unchanged':<28} not interpretable")
-        for row in rob["conditions"]:
-            auroc_text = "n/a" if row["auroc"] is None else f"{row['auroc']:.3f}"
-            lines.append(f"  {row['condition']:<18} {_pct(row['accuracy']):<28} "
-                         f"{auroc_text:<7} {_pct(row['unchanged']):<28} "
-                         f"{row['not_interpretable']}")
-    if report.get("dicom"):
-        lines.append("DICOM ECGs (no truth labels; pydicom's example states 'ECG NORMALE')")
-        for row in report["dicom"]:
-            lines.append(f"  {Path(row['file']).parent.name + '/' + Path(row['file']).name:<40} "
-                         f"{row['weights']:<10} {row['label']:<17} "
-                         f"{row['class_name'] or '':<11} score {row['abnormal_score']:.3f}")
-    return "\n".join(lines)
