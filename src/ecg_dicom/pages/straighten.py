@@ -251,7 +251,10 @@ def _fit_edge(along: np.ndarray, across: np.ndarray) -> Edge | None:
 def _region_mask(ink: np.ndarray) -> np.ndarray:
     """Ink (lines, traces) or a faint grid's mean darkness, closed (uint8 0/1)."""
     k = max(3, (max(ink.shape) // 50) | 1)
-    ink_or_grid = (ink > REGION_INK) | (cv2.blur(ink, (k, k)) > REGION_GRID)
+    # the grid's mean over a small window (a third of the closing): a wider one would
+    # spread the chart's outline beyond its frame
+    b = max(3, (k // 3) | 1)
+    ink_or_grid = (ink > REGION_INK) | (cv2.blur(ink, (b, b)) > REGION_GRID)
     return cv2.morphologyEx(ink_or_grid.astype(np.uint8), cv2.MORPH_CLOSE, _square(k))
 
 
@@ -416,18 +419,74 @@ def straighten(rgb: np.ndarray) -> Straightened:
         target = np.array([[cx - width / 2, cy - height / 2], [cx + width / 2, cy - height / 2],
                            [cx + width / 2, cy + height / 2], [cx - width / 2, cy + height / 2]])
         matrix = cv2.getPerspectiveTransform(frame.astype(np.float32), target.astype(np.float32))
-        page = cv2.warpPerspective(rgb, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_CONSTANT, borderValue=_WHITE)
         method = "perspective"
     else:
         matrix = from_small @ rotation @ to_small
-        page = cv2.warpAffine(rgb, matrix[:2], (w, h), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=_WHITE)
         method = "rotation"
+    size = (w, h)
+    placed: np.ndarray | None = None
     if frame is not None:
         placed = cv2.perspectiveTransform(frame.reshape(-1, 1, 2), matrix).reshape(4, 2)
+        layout = training_layout(placed, size, keep_aspect=method == "rotation")
+        if layout is not None:
+            move, size = layout
+            matrix = move @ matrix
+            placed = cv2.perspectiveTransform(placed.reshape(-1, 1, 2), move).reshape(4, 2)
+    if method == "rotation" and np.allclose(matrix[2], (0.0, 0.0, 1.0)):
+        page = cv2.warpAffine(rgb, matrix[:2], size, flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=_WHITE)
+    else:
+        page = cv2.warpPerspective(rgb, matrix, size, flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=_WHITE)
+    if placed is not None:
         _whiten_outside(page, placed, margin=float(factor << EDGE_LEVEL))
     return Straightened(page, float(angle), matrix, method, True)
+
+
+#: The training pages' size and chart frame (x0, y0, x1, y1), px: where a chart that
+#: was found is put when it lies elsewhere on the picture (:func:`training_layout`).
+TRAINING_PAGE = (1600, 1137)
+TRAINING_FRAME = (49.0, 204.0, 1575.0, 1098.0)
+#: A chart whose frame is within this share of the page of the training frame's place
+#: is left where it is.
+LAYOUT_TOLERANCE = 0.02
+
+
+def training_layout(
+    frame: np.ndarray, size: tuple[int, int], *, keep_aspect: bool = True
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Where to move a straightened chart (its frame's corners ``frame`` on a page of
+    ``size`` (w, h)) so that it sits as on the training pages: a 3x3 scale and shift and
+    the new page size, or None when it already does.
+
+    The new page has the training pages' proportions and is as large as keeps the
+    chart at its own resolution (its frame as wide as the training frame is, relative
+    to the page); the chart keeps its aspect ratio, centred in the training frame's place,
+    or with ``keep_aspect`` False (a perspective undone: the rectangle's proportions are
+    only an estimate) fills that place.  A photographed chart that filled part of the
+    picture fills the page as the detector's training pages do."""
+    w, h = size
+    x0, y0 = frame.min(axis=0)
+    x1, y1 = frame.max(axis=0)
+    page_w, page_h = TRAINING_PAGE
+    tx0, ty0, tx1, ty1 = TRAINING_FRAME
+    where = np.array([x0 / w, y0 / h, x1 / w, y1 / h])
+    wanted = np.array([tx0 / page_w, ty0 / page_h, tx1 / page_w, ty1 / page_h])
+    if abs(w / h - page_w / page_h) < LAYOUT_TOLERANCE and (
+            np.abs(where - wanted).max() < LAYOUT_TOLERANCE):
+        return None
+    chart_w, chart_h = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+    out_w = chart_w * page_w / (tx1 - tx0)
+    unit = out_w / page_w  # new px per training px
+    out_h = page_h * unit
+    scale_x, scale_y = 1.0, (ty1 - ty0) * unit / chart_h
+    if keep_aspect:  # a chart taller than the training one is shrunk to fit
+        scale_x = scale_y = min(1.0, scale_y)
+    cx, cy = (tx0 + tx1) / 2 * unit, (ty0 + ty1) / 2 * unit
+    move = np.array([[scale_x, 0.0, cx - scale_x * (x0 + x1) / 2],
+                     [0.0, scale_y, cy - scale_y * (y0 + y1) / 2],
+                     [0.0, 0.0, 1.0]])
+    return move, (max(1, round(out_w)), max(1, round(out_h)))
 
 
 def _whiten_outside(page: np.ndarray, frame: np.ndarray, margin: float) -> None:
