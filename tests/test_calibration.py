@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +165,26 @@ def test_the_detector_loads_the_calibration_beside_its_weights(tmp_path: Path) -
         pipeline.close()
     assert result.calibrated == pytest.approx(calibration(result.abnormal_score))
     assert result.probability_kind == detector.probability_kind
+    assert result.straightening == "none"  # a picture: straightened (here: nothing to do)
+    assert result.to_dict()["straightening"] == "none"
 
     Calibration("platt", {"a": 0.5, "b": 0.2}, "0" * 64).save(tmp_path / "calibration.json")
     assert Detector(settings).calibration is None  # fitted for other weights: refused
+
+
+def test_sr_algorithm_parameters_say_calibration_and_straightening() -> None:
+    from ecg_dicom.results.measurements import _algorithm
+
+    boxes = (Detection("ECG HB", 0.6, (0, 0, 10, 10)),)
+    calibration = Calibration("platt", {"a": 1.0, "b": 0.0}, SHA)
+    result = decide(boxes, model_name="m", model_version="v", runtime="pytorch f32",
+                    calibration=calibration)
+    result = replace(result, straightening="rotation +7.00 deg")
+    values = [item.TextValue for item in _algorithm(result)
+              if item.ConceptNameCodeSequence[0].CodeValue == "111002"]
+    assert values == ["runtime pytorch f32", f"probability calibrated ({calibration.tag})",
+                      "straightening rotation +7.00 deg"]
+    plain = decide(boxes, model_name="m", model_version="v")
+    assert [item.TextValue for item in _algorithm(plain)
+            if item.ConceptNameCodeSequence[0].CodeValue == "111002"] == [
+        "probability uncalibrated"]

@@ -270,8 +270,11 @@ class Pipeline:
             # A signal that cannot be read is an answer, not a failure: the SR says
             # "not interpretable" with the reason, and the SC shows it.
             log.warning("not interpretable: %s", exc, extra={"stage": trace.stage})
-            return replace(self.not_interpretable(exc), straightening=straightening)
-        return Reading(page, result, straightening)
+            reading = self.not_interpretable(exc)
+            return replace(reading, straightening=straightening,
+                           result=replace(reading.result, straightening=straightening))
+        # the result carries it too: the SR's Algorithm Parameters and the job record
+        return Reading(page, replace(result, straightening=straightening), straightening)
 
     def not_interpretable(self, exc: NotInterpretableError) -> Reading:
         """The page and result for an input the model cannot read: the page the error

@@ -144,6 +144,9 @@ class Classification:
     calibrated: float | None = None
     #: Which calibration made ``calibrated`` (e.g. "platt 1a2b3c4d"); empty: none.
     calibration: str = ""
+    #: What straightening did to a picture before the model read it (e.g. "rotation
+    #: -7.02 deg", "none"; pages.straighten); empty for a rendered waveform.
+    straightening: str = ""
 
     @property
     def abnormal_probability(self) -> float:
@@ -212,6 +215,7 @@ class Classification:
             "abnormal_score": round(self.abnormal_score, 4),
             "calibrated": None if self.calibrated is None else round(self.calibrated, 4),
             "calibration": self.calibration or "uncalibrated",
+            "straightening": self.straightening,
             "detections": [
                 {
                     "class_name": d.class_name,

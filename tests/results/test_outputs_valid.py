@@ -354,4 +354,6 @@ def test_algorithm_name_version_and_runtime_in_every_group(cases: list[Case]) ->
             expected = [f"runtime {case.result.runtime}"] if case.result.runtime else []
             if case.result.label != NOT_INTERPRETABLE:
                 expected.append(f"probability {case.result.probability_kind}")
+            if case.result.straightening:
+                expected.append(f"straightening {case.result.straightening}")
             assert parameters == expected

@@ -15,8 +15,8 @@
   decision rule uses, the most confident Normal-ECG box and the most confident
   abnormal box): Tracking Identifier and Tracking UID (112039/112040), Finding
   (121071) coded per class, Algorithm Name/Version (111001/111003; the version is
-  the weights' checksum) and Parameters (111002: the runtime; and whether the
-  probability is calibrated), Probability
+  the weights' checksum) and Parameters (111002: the runtime; whether the
+  probability is calibrated; for a picture, what straightening did), Probability
   (122157) with unit "1" (UCUM, no units), and the box as an Image Region
   (111030) — a closed POLYLINE (SR has no rectangle, PS3.3 C.18.6.1.2) in pixel
   coordinates of the **annotated SC** (the page offset of
@@ -116,9 +116,13 @@ def _algorithm(result: Classification) -> hd.sr.AlgorithmIdentification:
     # network (model.runtime "auto" depends on the machine), e.g. "runtime openvino-int8 int8";
     # then what the Probability is: "probability calibrated (platt 1a2b3c4d)" or
     # "probability uncalibrated" (the raw abnormal score: the weights have no calibration).
+    # For a picture, what straightening did before the model read it ("straightening
+    # rotation -7.02 deg", "straightening none").
     parameters = [f"runtime {result.runtime}"] if result.runtime else []
     if result.label != NOT_INTERPRETABLE:
         parameters.append(f"probability {result.probability_kind}")
+    if result.straightening:
+        parameters.append(f"straightening {result.straightening}")
     return hd.sr.AlgorithmIdentification(
         name=result.model_name, version=result.model_version, parameters=parameters or None
     )
