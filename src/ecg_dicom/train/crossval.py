@@ -313,10 +313,10 @@ def _dicom_table(
         for w in models:
             sha = weights_checksum(w)
             for f in files:
-                found = cache.get("dicom", str(f), sha)
+                found = cache.get(f"dicom {sha}", str(f), sha)
                 if found is None:
                     found = scorer.pipeline(w, sha).read_file(Path(f)).result.to_dict()
-                    cache.put("dicom", str(f), sha, found)
+                    cache.put(f"dicom {sha}", str(f), sha, found)
                 rows.append({
                     "file": str(f), "weights": w.name, "label": found["label"],
                     "class_name": found.get("class_name"),
