@@ -9,7 +9,7 @@ what is wrong, in words for the SR and the viewer, or returns None:
 * **too dark**: the paper (the brightest tenth of the picture) is darker than
   :data:`MIN_PAPER` of 255;
 * **no chart**: no chart region (grid, frame or traces closed into one blob
-  covering :data:`~ecg_dicom.pages.straighten.MIN_CHART_SHARE` of the page);
+  covering :data:`~ecg_dicom.pages.chart_edges.MIN_CHART_SHARE` of the page);
 * **no traces**: trace ink -- pixels dark in *every* channel, less than half as
   bright as the paper around them (a pink, red, green or grey grid is light in at
   least one channel; black traces in none) -- under :data:`MIN_TRACE_SHARE` of the
@@ -22,7 +22,7 @@ what is wrong, in words for the SR and the viewer, or returns None:
   :data:`MIN_TRACE_ROWS`; a 12-lead page has 3 rows of 4 leads plus 1-3 rhythm
   strips, a 2-lead Holter strip has 2.
 
-Everything is measured on a copy about :data:`~ecg_dicom.pages.straighten.WORK_SIZE`
+Everything is measured on a copy about :data:`~ecg_dicom.pages.ink.WORK_SIZE`
 px wide (traces kept by taking the darkest pixel of each block), so a check
 costs a few milliseconds whatever the picture's size.
 """
@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 
 from ecg_dicom.errors import NotInterpretableError
-from ecg_dicom.pages.straighten import (
+from ecg_dicom.pages.chart_edges import chart_region
+from ecg_dicom.pages.ink import (
     MIN_LINE_CONTRAST,
     WORK_SIZE,
-    chart_region,
     darkest_channel,
     ink_levels,
     ink_map,
