@@ -5,37 +5,38 @@ white outside it.  Users send phone photos and crooked scans (issue 14), and a p
 tilted by 7 degrees already changes the model's call.  :func:`straighten` finds the
 chart on the picture and warps it back, once, at full size:
 
-1. **Ink map**, on a copy shrunk by a whole factor to at most :data:`~ecg_dicom.pages.ink.WORK_SIZE` px
-   on its long side (so the cost does not depend on the picture's resolution):
-   the darkest channel of each pixel (a pink, red, green or grey grid and black
-   traces are all darker than the paper in one channel at least) relative to the
-   local paper brightness (a closing, which removes lines and traces but keeps
-   larger areas: shadows and uneven light cancel out), 0 = paper, 1 = black.
-   Nothing counts where that "paper" is less than :data:`~ecg_dicom.pages.ink.PAPER_SHARE` as bright as
-   the brightest (a desk or a dark border around a photographed page).
-2. **Rotation** by a projection-profile search: the ink map is rotated by each
-   candidate angle, and the angle whose row and column profiles are sharpest
-   (largest squared differences between neighbouring sums,
-   :func:`~ecg_dicom.pages.ink.line_sharpness`) is the one that makes grid lines, frame edges and trace
-   baselines axis-aligned.  Coarse to fine (:data:`~ecg_dicom.pages.ink.SEARCH_PLAN`): 1 degree steps
-   over +-:data:`~ecg_dicom.pages.ink.MAX_ANGLE_DEG` on the copy shrunk 4 times (200 px for a 1600 px
-   page), then 0.25 and 0.05 degree steps on the copy shrunk twice, each refined by
-   a parabola through the best three.  The sharpness at the best angle over the
-   sharpness 45 degrees away (where every line is smeared) says whether there are
-   lines at all (``found``: at least :data:`~ecg_dicom.pages.ink.MIN_LINE_CONTRAST`).
-3. **Perspective**: on the ink map made upright (shrunk twice), the chart is the
-   largest blob of ink and grid once closed (:func:`~ecg_dicom.pages.chart_edges.chart_region`); a line is
-   fitted to each of its four edges (:func:`~ecg_dicom.pages.chart_edges.find_edges`: a vote over slopes and
-   offsets, so a corner cut off by the picture's border or a trace crossing the
-   frame does not bend it), leaving out points where the picture itself ends.
-   When all four edges hold (:data:`~ecg_dicom.pages.chart_edges.MIN_EDGE_SHARE` of their points on the line)
-   and opposite edges are more than :data:`PERSPECTIVE_DEG` from parallel, the
-   quadrilateral is mapped onto a rectangle of its mean width and height around
-   its centre (``cv2.getPerspectiveTransform``); else the rotation alone is
-   applied (``cv2.getRotationMatrix2D``).
-4. One warp of the full-size picture (bilinear, white where the picture has no
-   pixels); when the four edges were found, everything outside the chart's
-   bounding box is painted white, as on the training pages.
+1. **Ink map**, on a copy shrunk by a whole factor to at most
+   :data:`~ecg_dicom.pages.ink.WORK_SIZE` px on its long side (so the cost does not depend
+   on the picture's resolution): the darkest channel of each pixel (a pink, red, green or
+   grey grid and black traces are all darker than the paper in one channel at least)
+   relative to the local paper brightness (a closing, which removes lines and traces but
+   keeps larger areas: shadows and uneven light cancel out), 0 = paper, 1 = black. Nothing
+   counts where that "paper" is less than :data:`~ecg_dicom.pages.ink.PAPER_SHARE` as bright
+   as the brightest (a desk or a dark border around a photographed page).
+2. **Rotation** by a projection-profile search: the ink map is rotated by each candidate
+   angle, and the angle whose row and column profiles are sharpest (largest squared
+   differences between neighbouring sums, :func:`~ecg_dicom.pages.ink.line_sharpness`) is
+   the one that makes grid lines, frame edges and trace baselines axis-aligned.  Coarse to
+   fine (:data:`~ecg_dicom.pages.ink.SEARCH_PLAN`): 1 degree steps over
+   +-:data:`~ecg_dicom.pages.ink.MAX_ANGLE_DEG` on the copy shrunk 4 times (200 px for a
+   1600 px page), then 0.25 and 0.05 degree steps on the copy shrunk twice, each refined by
+   a parabola through the best three.  The sharpness at the best angle over the sharpness 45
+   degrees away (where every line is smeared) says whether there are lines at all
+   (``found``: at least :data:`~ecg_dicom.pages.ink.MIN_LINE_CONTRAST`).
+3. **Perspective**: on the ink map made upright (shrunk twice), the chart is the largest
+   blob of ink and grid once closed (:func:`~ecg_dicom.pages.chart_edges.chart_region`); a
+   line is fitted to each of its four edges
+   (:func:`~ecg_dicom.pages.chart_edges.find_edges`: a vote over slopes and offsets, so a
+   corner cut off by the picture's border or a trace crossing the frame does not bend it),
+   leaving out points where the picture itself ends. When all four edges hold
+   (:data:`~ecg_dicom.pages.chart_edges.MIN_EDGE_SHARE` of their points on the line) and
+   opposite edges are more than :data:`PERSPECTIVE_DEG` from parallel, the quadrilateral is
+   mapped onto a rectangle of its mean width and height around its centre
+   (``cv2.getPerspectiveTransform``); else the rotation alone is applied
+   (``cv2.getRotationMatrix2D``).
+4. One warp of the full-size picture (bilinear, white where the picture has no pixels); when
+   the four edges were found, everything outside the chart's bounding box is painted white,
+   as on the training pages.
 
 A page already straight (|angle| < :data:`STRAIGHT_DEG`, no perspective) and a
 picture where no chart was found come back **unchanged** (the same array,
@@ -47,12 +48,11 @@ convention, y down); the page is rotated by ``-angle_deg`` to straighten it.
 ``homography`` maps input pixel coordinates to output ones (3x3, rotation
 included), None when the page is unchanged.
 
-Limits: tilts beyond +-:data:`~ecg_dicom.pages.ink.MAX_ANGLE_DEG` (a page upside down or sideways) are
-not searched; perspective is corrected only when all four chart edges are visible
-(a cropped chart is only rotated) and edges within about 5.7 degrees of the
-upright page's axes; the chart is not rescaled, so a chart photographed small
-stays small on the page; a page bent or curled is not flattened.
-"""
+Limits: tilts beyond +-:data:`~ecg_dicom.pages.ink.MAX_ANGLE_DEG` (a page upside down or
+sideways) are not searched; perspective is corrected only when all four chart edges are
+visible (a cropped chart is only rotated) and edges within about 5.7 degrees of the upright
+page's axes; the chart is not rescaled, so a chart photographed small stays small on the
+page; a page bent or curled is not flattened."""
 
 from __future__ import annotations
 
