@@ -116,6 +116,8 @@ def assert_sr_carries(sr: Dataset, reference: dict[str, Any], source: Path) -> N
     assert not (codes & other), f"{source}: SR has findings its ECG does not: {codes & other}"
     allowed = [d["confidence"] for d in reference["detections"]]
     allowed += [reference["abnormal_score"], 1 - reference["abnormal_score"]]
+    if reference.get("probability") is not None:  # the calibrated probability (issue 14)
+        allowed += [reference["probability"], 1 - reference["probability"]]
     for value in probabilities:
         assert any(abs(value - a) <= JSON_ROUNDING for a in allowed), (
             f"{source}: SR probability {value} is not one of its ECG's {allowed}")

@@ -23,8 +23,11 @@ def test_ultralytics_args_are_ecg_safe(tmp_path: Path) -> None:
     args = config.ultralytics_args(tmp_path / "data.yaml")
     assert args["device"] == "cpu" and args["seed"] == 3 and args["deterministic"] is True
     assert args["pretrained"] is False
-    for name in ("mosaic", "mixup", "fliplr", "flipud", "degrees", "shear", "perspective"):
+    # never an ECG no cart prints (mirrored, tiled, erased); tilt and keystone within what
+    # phones and scanners do (issue 14: train.augment.ROBUST_GEOMETRY)
+    for name in ("mosaic", "mixup", "cutmix", "copy_paste", "fliplr", "flipud", "erasing"):
         assert args[name] == 0.0, name
+    assert 0 < args["degrees"] <= 10 and 0 < args["perspective"] <= 0.001
     assert {k: args[k] for k in ECG_AUGMENTATION} == ECG_AUGMENTATION
     assert "time" not in args
     timed = TrainConfig(data=tmp_path / "d.yaml", device="cpu", time_hours=0.1)
