@@ -51,8 +51,9 @@ included), None when the page is unchanged.
 Limits: tilts beyond +-:data:`~ecg_dicom.pages.ink.MAX_ANGLE_DEG` (a page upside down or
 sideways) are not searched; perspective is corrected only when all four chart edges are
 visible (a cropped chart is only rotated) and edges within about 5.7 degrees of the upright
-page's axes; the chart is not rescaled, so a chart photographed small stays small on the
-page; a page bent or curled is not flattened."""
+page's axes; a chart whose four edges were found is moved to the training pages' layout
+(:func:`training_layout`), but a cropped or frameless chart photographed small stays small
+on the page; a page bent or curled is not flattened."""
 
 from __future__ import annotations
 
