@@ -142,30 +142,13 @@ def _run_dataset(data: Path, work: Path, name: str, test: set[str], seed: int) -
     return root / "data.yaml"
 
 
-def _patch_ultralytics() -> None:
-    """Two ultralytics steps that need what the GPU machine lacks (see train_gpu.py)."""
-    import csv
-
-    from ultralytics.engine import trainer
-
-    def read_results_csv(self):  # type: ignore[no-untyped-def]
-        try:
-            with open(self.csv, newline="", encoding="utf-8") as fh:
-                rows = list(csv.DictReader(fh))
-        except OSError:
-            return {}
-        return {k.strip(): [r[k] for r in rows] for k in (rows[0] if rows else {})}
-
-    trainer.check_amp = lambda model: True
-    trainer.BaseTrainer.read_results_csv = read_results_csv  # type: ignore[method-assign]
-
-
 def _worker(args: argparse.Namespace) -> int:
     """One training run (a subprocess of ``train``)."""
     offline = _load("src/ecg_dicom/model/offline.py", "ecg_offline")
     augment = _load("src/ecg_dicom/train/augment.py", "ecg_augment")
     offline.prepare_offline(args.threads)
-    _patch_ultralytics()
+    # the same two ultralytics patches as v0.1's GPU run (AMP self-check, polars)
+    _load("scripts/train_gpu.py", "ecg_train_gpu")._patch_ultralytics_offline()
     augment.install()
     from ultralytics import YOLO
 

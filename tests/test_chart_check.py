@@ -25,18 +25,9 @@ from ecg_dicom.pages.straighten import straighten
 from ecg_dicom.pages.waveform import load_waveform
 from ecg_dicom.pipeline import Pipeline
 from ecg_dicom.records import Page
-from realdata import ECG_IMAGES_DIR
 from stand_ins import StandInDetector
+from test_straighten import PAGES, WHITE, load
 from variants import REAL_GEOMETRY, ambulatory_ecg, read_real
-
-PAGES = sorted(ECG_IMAGES_DIR.glob("*/*.jpg"))
-WHITE = (255, 255, 255)
-
-
-def load(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path))
-    assert bgr is not None, path
-    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 @pytest.fixture(scope="module")
