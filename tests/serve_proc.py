@@ -195,14 +195,20 @@ class ServeProcess:
             self.proc.wait(30)
 
     def stop(self, timeout: float = 60.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
+        return stop_process(self.proc, timeout)
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 60.0) -> int:
+    """SIGTERM, then its exit status (0 when never started); killed, and the timeout
+    raised, when it does not end within ``timeout`` s."""
+    if proc is None or proc.poll() is not None:
+        return proc.returncode if proc else 0
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
 
 
 def run_tool(tool: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

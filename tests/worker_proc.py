@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from serve_proc import MODEL_CACHE, WEIGHTS, ensure_default_model
+from serve_proc import MODEL_CACHE, WEIGHTS, ensure_default_model, stop_process
 
 
 @dataclass
@@ -79,11 +79,4 @@ class WorkerProcess:
             self.proc.wait(30)
 
     def stop(self, timeout: float = 60.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
+        return stop_process(self.proc, timeout)
